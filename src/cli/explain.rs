@@ -1,0 +1,53 @@
+//! `jobwarden explain [flags] -- BINARY [ARGS...]`: the plan, or the rule
+//! that refuses. Exit 0 allowed, 1 denied, 2 usage or policy error.
+
+use super::{HostFacts, JobArgs, build_request, example_job_tmp, load_policy, repo_root};
+use jobwarden::decide;
+use std::process::ExitCode;
+
+pub fn run(args: &JobArgs, json: bool) -> ExitCode {
+    let Ok(loaded) = load_policy(args.policy.as_deref()) else {
+        return ExitCode::from(2);
+    };
+    let policy = &loaded.policy;
+    let repo = match repo_root(args.repo.as_deref()) {
+        Ok(repo) => repo,
+        Err(why) => {
+            eprintln!("jobwarden: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let facts = HostFacts::capture(repo);
+    let job_tmp = example_job_tmp();
+    let ctx = facts.context(&job_tmp);
+    let request = match build_request(args, policy, &ctx) {
+        Ok(request) => request,
+        Err(why) => {
+            eprintln!("jobwarden: {why}");
+            return ExitCode::from(1);
+        }
+    };
+    match decide(policy, &args.plugin, &request, &ctx) {
+        Ok(plan) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
+            } else {
+                print!("{plan}");
+                println!("  note: {{tmp}} is a fresh directory per job; {} stands for it here", job_tmp.display());
+                println!("  policy {} (sha256 {})", policy.origin.name, &policy.origin.sha256[..16]);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(denial) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&denial).expect("denials serialise"));
+            } else {
+                println!("denied: {}", denial.reason);
+                println!("  rule  {}", denial.rule);
+                println!("  hint  {}", denial.hint);
+                println!("  policy {}", policy.origin.name);
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Command-line interface. Each subcommand has its own file; this one holds
+//! the argument definitions and what they share.
+
+mod check;
+mod explain;
+
+use clap::{Args, Parser, Subcommand};
+use jobwarden::policy::{EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, LoadError, LoadedPolicy, Policy};
+use jobwarden::{JobSpawnRequest, decision::DecisionContext};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "jobwarden",
+    version,
+    about = "Runs plugin-requested jobs under an admin-written trust policy",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate policy files: exit 0 when valid (warnings allowed), 1 when not.
+    Check {
+        /// Policy files to check.
+        #[arg(required = true, value_name = "POLICY")]
+        policies: Vec<PathBuf>,
+    },
+    /// Show what a request would run, or which rule refuses it:
+    /// exit 0 allowed, 1 denied, 2 usage or policy error.
+    Explain {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Print the plan or denial as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The request flags shared by `explain` and `run`.
+#[derive(Args, Clone)]
+pub(crate) struct JobArgs {
+    /// Policy file (default: the embedded default policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Repository root (default: the git top-level of the current directory,
+    /// else the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// The plugin the request comes from.
+    #[arg(long, value_name = "NAME", default_value = "cli")]
+    pub plugin: String,
+    /// Working directory, relative to the repo or absolute inside it.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// A variable to inject (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Timeout in seconds (0 = the policy's default).
+    #[arg(long = "timeout", value_name = "SECS", default_value_t = 0)]
+    pub timeout_secs: u64,
+    /// Label of the job.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// The binary (a name the policy trusts) and its arguments.
+    #[arg(last = true, required = true, value_name = "BINARY [ARGS]...")]
+    pub command: Vec<String>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{text}` is not K=V")),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { policies } => check::run(&policies),
+        Command::Explain { job, json } => explain::run(&job, json),
+    }
+}
+
+/// Loads `--policy` or the embedded default; on failure prints the report.
+pub(crate) fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, ()> {
+    let loaded = match path {
+        Some(path) => Policy::load(path),
+        None => Policy::from_toml(EMBEDDED_DEFAULT_NAME, EMBEDDED_DEFAULT),
+    };
+    match loaded {
+        Ok(loaded) => {
+            if !loaded.warnings.diagnostics.is_empty() {
+                eprint!("{}", loaded.warnings.render());
+            }
+            Ok(loaded)
+        }
+        Err(LoadError::Invalid(report)) => {
+            eprint!("{}", report.render());
+            eprintln!(
+                "jobwarden: {} has {} error(s); fix them and try again (`jobwarden check {}`)",
+                report.source.name,
+                report.error_count(),
+                report.source.name
+            );
+            Err(())
+        }
+        Err(err) => {
+            eprintln!("jobwarden: {err}");
+            Err(())
+        }
+    }
+}
+
+/// The repository root: `--repo`, else the git top-level of the current
+/// directory, else the current directory; always canonical.
+pub(crate) fn repo_root(flag: Option<&Path>) -> Result<PathBuf, String> {
+    let start = match flag {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?,
+    };
+    let canonical = start
+        .canonicalize()
+        .map_err(|e| format!("cannot use {} as the repository: {e}", start.display()))?;
+    if !canonical.is_dir() {
+        return Err(format!("{} is not a directory", canonical.display()));
+    }
+    if flag.is_some() {
+        return Ok(canonical);
+    }
+    let top = canonical
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .unwrap_or(&canonical);
+    Ok(top.to_path_buf())
+}
+
+/// The host facts a decision needs, captured once.
+pub(crate) struct HostFacts {
+    pub repo: PathBuf,
+    pub home: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl HostFacts {
+    pub fn capture(repo: PathBuf) -> Self {
+        Self {
+            repo,
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    pub fn context<'a>(&'a self, job_tmp: &'a Path) -> DecisionContext<'a> {
+        DecisionContext {
+            repo: &self.repo,
+            home: self.home.as_deref(),
+            job_tmp,
+            host_env: &self.env,
+        }
+    }
+}
+
+/// Builds the request from the flags. A BINARY given as a path is mapped back
+/// to the policy's name for that file, when the plugin may run it.
+pub(crate) fn build_request(
+    args: &JobArgs,
+    policy: &Policy,
+    ctx: &DecisionContext<'_>,
+) -> Result<JobSpawnRequest, String> {
+    let mut command = args.command.iter();
+    let given = command.next().expect("clap requires a binary").clone();
+    let binary = if given.contains('/') {
+        name_for_path(policy, &args.plugin, &given, ctx)?
+    } else {
+        given
+    };
+    Ok(JobSpawnRequest {
+        label: args.label.clone().unwrap_or_else(|| binary.clone()),
+        binary,
+        args: command.cloned().collect(),
+        cwd: args.cwd.clone(),
+        env: args.env.iter().cloned().collect::<HashMap<_, _>>(),
+        timeout_secs: args.timeout_secs,
+    })
+}
+
+fn name_for_path(policy: &Policy, plugin: &str, given: &str, ctx: &DecisionContext<'_>) -> Result<String, String> {
+    let real = Path::new(given)
+        .canonicalize()
+        .map_err(|e| format!("{given}: {e}"))?;
+    let allowed = policy
+        .plugin_rule(plugin)
+        .map(|p| p.binaries.iter().map(|b| b.value.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    allowed
+        .into_iter()
+        .find(|name| jobwarden::decision::program_for(policy, name, ctx).is_ok_and(|p| p == real))
+        .ok_or_else(|| {
+            format!(
+                "{given} is not a binary plugin `{plugin}` may run under this policy; requests name trusted binaries (see `[binaries]`), not paths"
+            )
+        })
+}
+
+/// A representative `{tmp}` for commands that do not start a job.
+pub(crate) fn example_job_tmp() -> PathBuf {
+    std::env::temp_dir().join(format!("jobwarden-{}", std::process::id())).join("job-1")
+}

@@ -1,0 +1,286 @@
+//! What the decision produces: a fully resolved [`Plan`] or a [`Denial`].
+
+use crate::policy::{
+    Enforcement, Limit, OutputMode, ProgressPattern, Sanitize, Sourced, units::format_size,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything needed to run one job, resolved from the policy: nothing here
+/// is looked up again at spawn time, and nothing the request said survives
+/// unless a rule allowed it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The plugin that asked.
+    pub plugin: String,
+    /// The request's label.
+    pub label: String,
+    /// The binary name the request used.
+    pub binary: String,
+    /// The file that will be executed: canonical, symlinks resolved.
+    pub program: PathBuf,
+    /// `argv[0]`: the path as the policy names it (multi-call binaries look at it).
+    pub argv0: String,
+    /// The key that chose the program: `binaries.git.path` or `search_path[1]`.
+    pub program_key: String,
+    /// Expected sha256 of `program`, checked when the job starts.
+    #[serde(serialize_with = "serialize_digest")]
+    pub sha256: Option<Sourced<[u8; 32]>>,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// The job's complete environment.
+    pub env: BTreeMap<String, String>,
+    /// Variables that were left out, and why (names only, never values).
+    pub env_dropped: Vec<EnvDrop>,
+    /// The canonical working directory (inside `repo`).
+    pub cwd: PathBuf,
+    /// The canonical repository root.
+    pub repo: PathBuf,
+    /// The job's private directory (`{tmp}`), created at start, removed at end.
+    pub job_tmp: PathBuf,
+    /// Paths the job may read, write or execute.
+    pub filesystem: FilesystemPlan,
+    /// Ports the job may use.
+    pub network: NetworkPlan,
+    /// Resource limits.
+    pub limits: LimitsPlan,
+    /// Wall-clock limit, from `JobStarted`.
+    #[serde(serialize_with = "serialize_sourced_duration")]
+    pub timeout: Sourced<Duration>,
+    /// Output handling.
+    pub output: OutputPlan,
+    /// Progress sampling and patterns.
+    pub progress: ProgressPlan,
+    /// Whether missing confinement refuses the job.
+    pub enforcement: Enforcement,
+    /// sha256 of the policy the plan came from.
+    pub policy_sha256: String,
+    /// Things the admin may want to know (a clamped timeout, a skipped path).
+    pub notes: Vec<String>,
+}
+
+/// A variable left out of the job's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvDrop {
+    pub name: String,
+    /// Where it came from: `host`, `set` or `request`.
+    pub origin: &'static str,
+    /// The rule that dropped it.
+    pub rule: String,
+}
+
+/// A path and the key that granted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanPath {
+    pub path: PathBuf,
+    pub key: String,
+}
+
+/// Filesystem access, before Landlock turns it into rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FilesystemPlan {
+    pub read: Vec<PlanPath>,
+    pub read_write: Vec<PlanPath>,
+    /// Executable files or trees; always includes the program itself.
+    pub execute: Vec<PlanPath>,
+}
+
+/// TCP access.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetworkPlan {
+    /// True when the policy lets the job use the network freely.
+    pub unrestricted: bool,
+    pub connect: Vec<Sourced<u16>>,
+    pub bind: Vec<Sourced<u16>>,
+}
+
+/// Resource limits; `Limit::Unlimited` leaves the host's own limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsPlan {
+    pub cpu_secs: Sourced<Limit>,
+    pub memory: Sourced<Limit>,
+    pub processes: Sourced<Limit>,
+    pub open_files: Sourced<Limit>,
+    pub file_size: Sourced<Limit>,
+    pub core_dumps: Sourced<bool>,
+    #[serde(serialize_with = "serialize_sourced_duration")]
+    pub kill_grace: Sourced<Duration>,
+}
+
+/// Output handling.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputPlan {
+    pub mode: Sourced<OutputMode>,
+    pub sanitize: Sourced<Sanitize>,
+    pub max_line_bytes: Sourced<u64>,
+    pub tail_bytes: Sourced<u64>,
+    pub max_queued_events: Sourced<u64>,
+    pub max_queued_bytes: Sourced<u64>,
+}
+
+/// Progress handling.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressPlan {
+    #[serde(serialize_with = "serialize_sourced_duration")]
+    pub interval: Sourced<Duration>,
+    pub sample: Sourced<bool>,
+    pub patterns: Vec<Sourced<ProgressPattern>>,
+}
+
+/// Why a request was refused: the rule, one sentence of why, and the policy
+/// change that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("denied by `{rule}`: {reason} (hint: {hint})")]
+pub struct Denial {
+    /// The policy key that refused, e.g. `binaries.git.args.deny[1]`, or a
+    /// `request.*` key for requests that are malformed whatever the policy says.
+    pub rule: String,
+    /// One sentence.
+    pub reason: String,
+    /// What would allow it, or what to fix in the request.
+    pub hint: String,
+}
+
+impl Denial {
+    pub fn new(rule: impl Into<String>, reason: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            rule: rule.into(),
+            reason: reason.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+fn serialize_digest<S: serde::Serializer>(
+    value: &Option<Sourced<[u8; 32]>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => s.serialize_some(&Sourced::new(crate::policy::hex(&d.value), d.key.clone())),
+        None => s.serialize_none(),
+    }
+}
+
+fn serialize_sourced_duration<S: serde::Serializer>(
+    value: &Sourced<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    Sourced::new(value.value.as_secs_f64(), value.key.clone()).serialize(s)
+}
+
+fn limit_text(limit: &Limit, size: bool, unit: &str) -> String {
+    match limit {
+        Limit::Unlimited => "unlimited".into(),
+        Limit::Value(n) if size => format_size(*n),
+        Limit::Value(n) => format!("{n}{unit}"),
+    }
+}
+
+/// Human format for durations in reports: `30 s`, `1.5 s`, `250 ms`.
+pub fn format_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 && !d.is_zero() {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "allowed: plugin `{}` may run `{}`", self.plugin, self.binary)?;
+        writeln!(f, "  program   {}  ({})", self.program.display(), self.program_key)?;
+        if let Some(pin) = &self.sha256 {
+            writeln!(f, "  sha256    {}  ({})", crate::policy::hex(&pin.value), pin.key)?;
+        }
+        let argv: Vec<String> = std::iter::once(self.argv0.clone())
+            .chain(self.args.iter().cloned())
+            .map(|a| shell_quote(&a))
+            .collect();
+        writeln!(f, "  argv      {}", argv.join(" "))?;
+        writeln!(f, "  cwd       {}", self.cwd.display())?;
+        writeln!(f, "  timeout   {}  ({})", format_duration(self.timeout.value), self.timeout.key)?;
+        writeln!(f, "  env")?;
+        for (name, value) in &self.env {
+            writeln!(f, "    {name}={}", shell_quote(value))?;
+        }
+        for drop in &self.env_dropped {
+            writeln!(f, "    (dropped {} from {}: {})", drop.name, drop.origin, drop.rule)?;
+        }
+        writeln!(f, "  filesystem")?;
+        for (title, list) in [
+            ("read", &self.filesystem.read),
+            ("read_write", &self.filesystem.read_write),
+            ("execute", &self.filesystem.execute),
+        ] {
+            for p in list {
+                writeln!(f, "    {title:<10} {}  ({})", p.path.display(), p.key)?;
+            }
+        }
+        write!(f, "  network   ")?;
+        if self.network.unrestricted {
+            writeln!(f, "unrestricted")?;
+        } else if self.network.connect.is_empty() && self.network.bind.is_empty() {
+            writeln!(f, "no TCP connect or bind")?;
+        } else {
+            let ports = |v: &[Sourced<u16>]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter().map(|p| p.value.to_string()).collect::<Vec<_>>().join(", ")
+                }
+            };
+            writeln!(
+                f,
+                "connect {}; bind {}",
+                ports(&self.network.connect),
+                ports(&self.network.bind)
+            )?;
+        }
+        let l = &self.limits;
+        writeln!(f, "  limits")?;
+        writeln!(f, "    cpu        {}  ({})", limit_text(&l.cpu_secs.value, false, " s"), l.cpu_secs.key)?;
+        writeln!(f, "    memory     {}  ({})", limit_text(&l.memory.value, true, ""), l.memory.key)?;
+        writeln!(f, "    processes  {}  ({})", limit_text(&l.processes.value, false, ""), l.processes.key)?;
+        writeln!(f, "    open_files {}  ({})", limit_text(&l.open_files.value, false, ""), l.open_files.key)?;
+        writeln!(f, "    file_size  {}  ({})", limit_text(&l.file_size.value, true, ""), l.file_size.key)?;
+        writeln!(
+            f,
+            "    core_dumps {}  ({})",
+            if l.core_dumps.value { "allowed" } else { "off" },
+            l.core_dumps.key
+        )?;
+        writeln!(f, "    kill_grace {}  ({})", format_duration(l.kill_grace.value), l.kill_grace.key)?;
+        let o = &self.output;
+        writeln!(
+            f,
+            "  output    {:?}, sanitize {:?}, lines ≤ {}, tail {}",
+            o.mode.value,
+            o.sanitize.value,
+            format_size(o.max_line_bytes.value),
+            format_size(o.tail_bytes.value)
+        )?;
+        writeln!(f, "  enforcement {:?}", self.enforcement)?;
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes a word for display the way a POSIX shell would need it.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,25 @@
+//! jobwarden runs other people's commands safely.
+//!
+//! A TUI's plugins ask for background jobs through the ProGit [`JobHost`]
+//! contract; jobwarden decides from an admin-written TOML trust [`Policy`]
+//! whether a job may run and exactly how ([`decide`] → [`Plan`] or
+//! [`Denial`]), then runs it confined, streams its output and progress as
+//! [`JobEvent`]s, and leaves nothing running behind.
+//!
+//! The pieces, in the order a job meets them:
+//! - [`contract`]: the types and trait a plugin sees, wire-compatible with
+//!   the ProGit SDK;
+//! - [`policy`]: loading and validating the trust policy, with diagnostics
+//!   that point at `file:line:col`;
+//! - [`decision`]: the pure function from policy and request to plan.
+
+pub mod contract;
+pub mod decision;
+pub mod policy;
+
+pub use contract::{
+    JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobHost, JobId, JobLogLineData,
+    JobOutputChunkData, JobProgressData, JobSpawnRequest, JobStartedData, JobStatus,
+};
+pub use decision::{DecisionContext, Denial, Plan, decide};
+pub use policy::{LoadError, LoadedPolicy, Policy};

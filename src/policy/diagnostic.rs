@@ -1,0 +1,286 @@
+//! Policy diagnostics: every problem found in a policy file, with the place it
+//! was found and what would fix it.
+//!
+//! Loading never stops at the first problem: the loader collects every
+//! diagnostic it can, then renders them all, each in a form editors and CI
+//! logs understand (`path:line:col: error[code]: message`), followed by the
+//! offending line, a marker under the offending text and notes with the
+//! expected keys or values.
+
+use std::fmt::{self, Write as _};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The policy cannot be used.
+    Error,
+    /// The policy loads, but something deserves the admin's attention.
+    Warning,
+}
+
+/// Stable, kebab-case identifiers of every kind of diagnostic. Scripts may
+/// match on them; they never change meaning once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Code {
+    /// The file is not valid TOML.
+    TomlSyntax,
+    /// A key the schema does not know.
+    UnknownKey,
+    /// A required key is absent.
+    MissingKey,
+    /// A value of the wrong TOML type.
+    WrongType,
+    /// A value of the right type that is not one of the accepted values.
+    InvalidValue,
+    /// `version` is not one this build understands.
+    UnsupportedVersion,
+    /// A glob pattern that does not compile.
+    InvalidGlob,
+    /// A regular expression that does not compile.
+    InvalidRegex,
+    /// `{something}` that is not a known placeholder.
+    UnknownPlaceholder,
+    /// A relative path where an absolute one (or a placeholder) is needed.
+    RelativePath,
+    /// A path that is malformed (`..`, NUL, placeholder in the wrong place).
+    InvalidPath,
+    /// A limit of zero, which would stop every job.
+    ZeroLimit,
+    /// Limits that cannot all hold at once.
+    ContradictoryLimits,
+    /// The same entry listed twice.
+    DuplicateEntry,
+    /// A plugin lists a binary the policy does not define.
+    UndefinedBinary,
+    /// A name (binary, plugin, env variable) with characters it may not have.
+    InvalidName,
+    /// A key that is valid elsewhere but not in this section.
+    NotAllowedHere,
+    /// A binary path or search directory that does not exist on this machine.
+    MissingOnThisMachine,
+    /// A rule that can never take effect.
+    NoEffect,
+}
+
+impl Code {
+    /// The stable kebab-case name, as printed in `error[...]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::TomlSyntax => "toml-syntax",
+            Code::UnknownKey => "unknown-key",
+            Code::MissingKey => "missing-key",
+            Code::WrongType => "wrong-type",
+            Code::InvalidValue => "invalid-value",
+            Code::UnsupportedVersion => "unsupported-version",
+            Code::InvalidGlob => "invalid-glob",
+            Code::InvalidRegex => "invalid-regex",
+            Code::UnknownPlaceholder => "unknown-placeholder",
+            Code::RelativePath => "relative-path",
+            Code::InvalidPath => "invalid-path",
+            Code::ZeroLimit => "zero-limit",
+            Code::ContradictoryLimits => "contradictory-limits",
+            Code::DuplicateEntry => "duplicate-entry",
+            Code::UndefinedBinary => "undefined-binary",
+            Code::InvalidName => "invalid-name",
+            Code::NotAllowedHere => "not-allowed-here",
+            Code::MissingOnThisMachine => "missing-on-this-machine",
+            Code::NoEffect => "no-effect",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Stable identifier of the kind of problem.
+    pub code: Code,
+    /// One sentence naming the problem.
+    pub message: String,
+    /// Byte range of the offending text in the policy source, if there is one.
+    #[serde(skip)]
+    pub span: Option<Range<usize>>,
+    /// Short text printed under the marker.
+    pub label: Option<String>,
+    /// Further lines: what was expected, "did you mean", how to fix it.
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    /// An error at `span`.
+    pub fn error(code: Code, span: Range<usize>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span: Some(span),
+            label: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A warning at `span`.
+    pub fn warning(code: Code, span: Range<usize>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, span, message)
+        }
+    }
+
+    /// Sets the text printed under the marker.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Adds a note line.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+}
+
+/// The source a set of diagnostics refers to.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// How to name the file in messages: its path, or `<embedded default policy>`.
+    pub name: String,
+    /// The full text.
+    pub text: Arc<str>,
+}
+
+impl Source {
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(&self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+
+    /// Renders one diagnostic in the house format.
+    pub fn render(&self, diagnostic: &Diagnostic) -> String {
+        let mut out = String::new();
+        let severity = match diagnostic.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let Some(span) = diagnostic.span.clone() else {
+            let _ = writeln!(
+                out,
+                "{}: {severity}[{}]: {}",
+                self.name, diagnostic.code, diagnostic.message
+            );
+            for note in &diagnostic.notes {
+                let _ = writeln!(out, "  = {note}");
+            }
+            return out;
+        };
+        let (line, col) = self.line_col(span.start);
+        let _ = writeln!(
+            out,
+            "{}:{line}:{col}: {severity}[{}]: {}",
+            self.name, diagnostic.code, diagnostic.message
+        );
+        let text = &self.text;
+        let start = floor_char_boundary(text, span.start.min(text.len()));
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line_text = text[line_start..line_end].trim_end_matches('\r');
+        let gutter = line.to_string().len();
+        let _ = writeln!(out, "{:gutter$} |", "");
+        let _ = writeln!(out, "{line} | {line_text}");
+        // The marker covers the span on its first line, at least one column.
+        let end = floor_char_boundary(text, span.end.clamp(start, line_end.max(start)));
+        let pad = text[line_start..start].chars().count();
+        let width = text[start..end].chars().count().max(1);
+        let label = diagnostic
+            .label
+            .as_deref()
+            .map(|l| format!(" {l}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:gutter$} | {}{}{label}",
+            "",
+            " ".repeat(pad),
+            "^".repeat(width)
+        );
+        for note in &diagnostic.notes {
+            let _ = writeln!(out, "{:gutter$} = {note}", "");
+        }
+        out
+    }
+
+    /// Renders many diagnostics, separated by blank lines, errors first in
+    /// file order, then warnings in file order.
+    pub fn render_all(&self, diagnostics: &[Diagnostic]) -> String {
+        let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
+        sorted.sort_by_key(|d| (d.severity, d.span.as_ref().map_or(0, |s| s.start)));
+        let mut out = String::new();
+        for (i, d) in sorted.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&self.render(d));
+        }
+        out
+    }
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// The closest of `candidates` to `input`, if one is close enough to be a
+/// plausible typo.
+pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(input, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_not_bytes() {
+        let source = Source {
+            name: "p.toml".into(),
+            text: "a = 1\nbé = 2\n".into(),
+        };
+        assert_eq!(source.line_col(0), (1, 1));
+        assert_eq!(source.line_col(6), (2, 1));
+        // "b", "é" (two bytes), " " → the "=" is the 4th character.
+        assert_eq!(source.line_col(10), (2, 4));
+    }
+
+    #[test]
+    fn suggestions_need_to_be_close() {
+        let keys = ["timeout_secs", "cpu_secs", "memory"];
+        assert_eq!(did_you_mean("timeout_sec", keys), Some("timeout_secs"));
+        assert_eq!(did_you_mean("memroy", keys), Some("memory"));
+        assert_eq!(did_you_mean("zzz", keys), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! The trust policy: an admin-written TOML file that says which plugins may
+//! run which binaries, with which environment, paths, ports and limits.
+//!
+//! Loading is strict: unknown keys, wrong types, bad globs and regexes,
+//! unknown placeholders, relative paths, zero or contradictory limits,
+//! duplicates and undefined binaries are all errors, and every one of them is
+//! reported at once with `file:line:col`. The schema is documented key by key
+//! in `policy/README.md`.
+
+mod diagnostic;
+mod model;
+mod parse;
+mod template;
+pub mod units;
+
+pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
+pub use model::*;
+pub use parse::{
+    BUILTIN_ENV_DENY, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS,
+    MIN_PROGRESS_INTERVAL, builtin_deny_patterns, check_env_name, valid_binary_name,
+    valid_plugin_name,
+};
+pub use template::{PathTemplate, Placeholder, Placeholders, Template, UnresolvedPlaceholder};
+
+use sha2::Digest;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The policy compiled into the binary, used when no `--policy` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../policy/default.toml");
+
+/// The name the embedded default policy goes by in messages.
+pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default policy>";
+
+/// Diagnostics together with the text they point into, ready to render.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub source: Source,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    /// Every diagnostic, rendered in the house format.
+    pub fn render(&self) -> String {
+        self.source.render_all(&self.diagnostics)
+    }
+
+    /// How many are errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    /// How many are warnings.
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics.len() - self.error_count()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read the policy file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not UTF-8.
+    #[error("the policy file {} is not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// The file has errors; the report lists every one.
+    #[error("{} has {} error(s):\n{}", .0.source.name, .0.error_count(), .0.render())]
+    Invalid(Report),
+}
+
+/// A policy that loaded, with the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    pub policy: Arc<Policy>,
+    pub warnings: Report,
+}
+
+impl Policy {
+    /// Reads and validates the policy file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<LoadedPolicy, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+            path: path.to_path_buf(),
+        })?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+
+    /// Validates policy text. `name` is how messages refer to it.
+    pub fn from_toml(name: &str, text: &str) -> Result<LoadedPolicy, LoadError> {
+        let sha256 = hex(&sha2::Sha256::digest(text.as_bytes()));
+        let source = Source {
+            name: name.to_string(),
+            text: Arc::from(text),
+        };
+        match parse::parse(name, text, sha256) {
+            Ok(parsed) => Ok(LoadedPolicy {
+                policy: Arc::new(parsed.policy),
+                warnings: Report {
+                    source,
+                    diagnostics: parsed.warnings,
+                },
+            }),
+            Err(diagnostics) => Err(LoadError::Invalid(Report {
+                source,
+                diagnostics,
+            })),
+        }
+    }
+
+    /// The policy compiled into this build.
+    pub fn embedded_default() -> Arc<Policy> {
+        Self::from_toml(EMBEDDED_DEFAULT_NAME, EMBEDDED_DEFAULT)
+            .expect("the embedded default policy is valid (tested in policy/tests)")
+            .policy
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,86 @@
+//! Byte sizes as admins write them (`"512 MiB"`) and as reports print them.
+
+/// Parses `"512 MiB"`, `"2G"`, `"100 kB"`, `"4096"` into bytes.
+///
+/// `KiB`/`MiB`/`GiB`/`TiB` and the bare `K`/`M`/`G`/`T` are powers of 1024 (as
+/// in `ulimit` and container runtimes); `kB`/`MB`/`GB`/`TB` are powers of 1000.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: String = number.chars().filter(|c| *c != '_').collect();
+    if number.is_empty() {
+        return Err(format!("\"{text}\" does not start with a number"));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\" is too large"))?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" | "b" => 1,
+        "K" | "k" | "KiB" | "Ki" => 1 << 10,
+        "M" | "MiB" | "Mi" => 1 << 20,
+        "G" | "GiB" | "Gi" => 1 << 30,
+        "T" | "TiB" | "Ti" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit \"{other}\" (use B, KiB, MiB, GiB, TiB, or kB, MB, GB, TB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// Formats bytes for humans: `512 MiB`, `1.5 GiB`, `100 B`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        let cases = [
+            ("4096", 4096),
+            ("512 MiB", 512 << 20),
+            ("512MiB", 512 << 20),
+            ("2G", 2 << 30),
+            ("1 GiB", 1 << 30),
+            ("100 kB", 100_000),
+            ("1_000 B", 1000),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999 TiB").is_err());
+    }
+
+    #[test]
+    fn sizes_format() {
+        assert_eq!(format_size(100), "100 B");
+        assert_eq!(format_size(512 << 20), "512 MiB");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+    }
+}
