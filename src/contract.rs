@@ -68,6 +68,30 @@ impl JobSpawnRequest {
             timeout_secs: 0,
         }
     }
+
+    /// Sets the label.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Sets the working directory (relative to the repo, or absolute inside it).
+    pub fn with_cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Adds a variable to inject.
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the timeout in seconds (0 = the policy's default).
+    pub fn with_timeout_secs(mut self, secs: u64) -> Self {
+        self.timeout_secs = secs;
+        self
+    }
 }
 
 /// Everything the host reports about a job, in order.
@@ -143,7 +167,9 @@ impl JobEvent {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            JobEvent::JobCancelled { .. } | JobEvent::JobCompleted { .. } | JobEvent::JobFailed { .. }
+            JobEvent::JobCancelled { .. }
+                | JobEvent::JobCompleted { .. }
+                | JobEvent::JobFailed { .. }
         )
     }
 

@@ -32,5 +32,9 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

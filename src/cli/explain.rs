@@ -30,17 +30,30 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
     match decide(policy, &args.plugin, &request, &ctx) {
         Ok(plan) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialise"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).expect("plans serialise")
+                );
             } else {
                 print!("{plan}");
-                println!("  note: {{tmp}} is a fresh directory per job; {} stands for it here", job_tmp.display());
-                println!("  policy {} (sha256 {})", policy.origin.name, &policy.origin.sha256[..16]);
+                println!(
+                    "  note: {{tmp}} is a fresh directory per job; {} stands for it here",
+                    job_tmp.display()
+                );
+                println!(
+                    "  policy {} (sha256 {})",
+                    policy.origin.name,
+                    &policy.origin.sha256[..16]
+                );
             }
             ExitCode::SUCCESS
         }
         Err(denial) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&denial).expect("denials serialise"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&denial).expect("denials serialise")
+                );
             } else {
                 println!("denied: {}", denial.reason);
                 println!("  rule  {}", denial.rule);

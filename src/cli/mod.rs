@@ -122,7 +122,8 @@ pub(crate) fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, ()> {
 pub(crate) fn repo_root(flag: Option<&Path>) -> Result<PathBuf, String> {
     let start = match flag {
         Some(dir) => dir.to_path_buf(),
-        None => std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?,
+        None => std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory: {e}"))?,
     };
     let canonical = start
         .canonicalize()
@@ -192,13 +193,23 @@ pub(crate) fn build_request(
     })
 }
 
-fn name_for_path(policy: &Policy, plugin: &str, given: &str, ctx: &DecisionContext<'_>) -> Result<String, String> {
+fn name_for_path(
+    policy: &Policy,
+    plugin: &str,
+    given: &str,
+    ctx: &DecisionContext<'_>,
+) -> Result<String, String> {
     let real = Path::new(given)
         .canonicalize()
         .map_err(|e| format!("{given}: {e}"))?;
     let allowed = policy
         .plugin_rule(plugin)
-        .map(|p| p.binaries.iter().map(|b| b.value.clone()).collect::<Vec<_>>())
+        .map(|p| {
+            p.binaries
+                .iter()
+                .map(|b| b.value.clone())
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     allowed
         .into_iter()
@@ -212,5 +223,7 @@ fn name_for_path(policy: &Policy, plugin: &str, given: &str, ctx: &DecisionConte
 
 /// A representative `{tmp}` for commands that do not start a job.
 pub(crate) fn example_job_tmp() -> PathBuf {
-    std::env::temp_dir().join(format!("jobwarden-{}", std::process::id())).join("job-1")
+    std::env::temp_dir()
+        .join(format!("jobwarden-{}", std::process::id()))
+        .join("job-1")
 }

@@ -21,9 +21,9 @@ pub use request::{MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_BYTES, MAX_ENV_VARS, MAX_LABE
 
 use crate::contract::JobSpawnRequest;
 use crate::policy::{
-    BinaryRule, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS, Layer, Limit,
-    OnDisallowed, OnLongTimeout, OutputMode, Pattern, Placeholders, Policy, Sanitize,
-    Sourced, builtin_deny_patterns,
+    BinaryRule, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS, Layer, Limit, OnDisallowed,
+    OnLongTimeout, OutputMode, Pattern, Placeholders, Policy, Sanitize, Sourced,
+    builtin_deny_patterns,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,7 +100,14 @@ pub fn decide(
     let cwd = resolve_cwd(ctx.repo, request.cwd.as_deref())?;
     let limits = fold_limits(&layers);
     let timeout = decide_timeout(&layers, request.timeout_secs, &mut notes)?;
-    let filesystem = build_filesystem(&layers, binary_rule, &program, &program_key, &values, &mut notes);
+    let filesystem = build_filesystem(
+        &layers,
+        binary_rule,
+        &program,
+        &program_key,
+        &values,
+        &mut notes,
+    );
     let network = fold_network(&layers);
     let output = fold_output(&[&policy.base, &plugin_rule.layer], &layers);
     let progress = fold_progress(&layers);
@@ -141,7 +148,11 @@ fn resolve_program(
     let (candidate, key) = match &rule.path {
         Some(path) => {
             let resolved = path.value.resolve(values).map_err(|e| {
-                Denial::new(path.key.clone(), e.to_string(), "set HOME for the host, or use an absolute path")
+                Denial::new(
+                    path.key.clone(),
+                    e.to_string(),
+                    "set HOME for the host, or use an absolute path",
+                )
             })?;
             if !resolved.exists() {
                 return Err(Denial::new(
@@ -155,7 +166,9 @@ fn resolve_program(
         None => {
             let mut found = None;
             for (i, dir) in policy.search_path.iter().enumerate() {
-                let Ok(dir) = dir.value.resolve(values) else { continue };
+                let Ok(dir) = dir.value.resolve(values) else {
+                    continue;
+                };
                 let candidate = dir.join(&rule.name);
                 if is_executable_file(&candidate) {
                     found = Some((candidate, format!("search_path[{i}]")));
@@ -163,7 +176,11 @@ fn resolve_program(
                 }
             }
             found.ok_or_else(|| {
-                let dirs: Vec<&str> = policy.search_path.iter().map(|d| d.value.as_str()).collect();
+                let dirs: Vec<&str> = policy
+                    .search_path
+                    .iter()
+                    .map(|d| d.value.as_str())
+                    .collect();
                 Denial::new(
                     format!("{}.path", rule.key),
                     format!(
@@ -171,7 +188,10 @@ fn resolve_program(
                         rule.name,
                         dirs.join(", ")
                     ),
-                    format!("install it in one of those directories, or set `{}.path`", rule.key),
+                    format!(
+                        "install it in one of those directories, or set `{}.path`",
+                        rule.key
+                    ),
                 )
             })?
         }
@@ -220,7 +240,10 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
     if args.len() > max_count {
         return Err(Denial::new(
             count_key.clone(),
-            format!("the request has {} arguments; at most {max_count} are allowed", args.len()),
+            format!(
+                "the request has {} arguments; at most {max_count} are allowed",
+                args.len()
+            ),
             if count_key.starts_with("request") {
                 "pass fewer arguments".to_string()
             } else {
@@ -254,13 +277,19 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
                     arg.escape_debug(),
                     pattern.text
                 ),
-                format!("remove the argument, or remove the pattern from `{}`", pattern.key),
+                format!(
+                    "remove the argument, or remove the pattern from `{}`",
+                    pattern.key
+                ),
             ));
         }
         if let Some(name) = arg.strip_prefix("--") {
             let name = name.split('=').next().unwrap_or_default();
             if !name.is_empty()
-                && let Some(option) = rules.deny_long_options.iter().find(|o| o.value.starts_with(name))
+                && let Some(option) = rules
+                    .deny_long_options
+                    .iter()
+                    .find(|o| o.value.starts_with(name))
             {
                 let spelled = if name == option.value {
                     String::new()
@@ -275,7 +304,10 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
                         arg.escape_debug(),
                         option.value
                     ),
-                    format!("remove the option, or remove \"{}\" from `{}`", option.value, option.key),
+                    format!(
+                        "remove the option, or remove \"{}\" from `{}`",
+                        option.value, option.key
+                    ),
                 ));
             }
         }
@@ -364,7 +396,11 @@ fn build_env(
             continue;
         }
         let value = template.value.render(values).map_err(|e| {
-            Denial::new(template.key.clone(), e.to_string(), "set HOME for the host, or do not use {home} here")
+            Denial::new(
+                template.key.clone(),
+                e.to_string(),
+                "set HOME for the host, or do not use {home} here",
+            )
         })?;
         env.insert(name.to_string(), value);
     }
@@ -375,7 +411,10 @@ fn build_env(
         let refusal = if let Some(rule) = denied(name) {
             Some(Denial::new(
                 rule.key.clone(),
-                format!("the request injects {name}, which matches the denied pattern \"{}\"", rule.text),
+                format!(
+                    "the request injects {name}, which matches the denied pattern \"{}\"",
+                    rule.text
+                ),
                 "do not inject it: deny patterns win over every allow",
             ))
         } else if let Some(template) = fixed.get(name.as_str()) {
@@ -388,7 +427,9 @@ fn build_env(
             Some(Denial::new(
                 "env.allow",
                 format!("the request injects {name}, which no `env.allow` rule allows"),
-                format!("add \"{name}\" to `env.allow` (or a binary's or plugin's `env.allow`), or do not inject it"),
+                format!(
+                    "add \"{name}\" to `env.allow` (or a binary's or plugin's `env.allow`), or do not inject it"
+                ),
             ))
         } else {
             None
@@ -453,7 +494,10 @@ fn resolve_cwd(repo: &Path, cwd: Option<&str>) -> Result<PathBuf, Denial> {
     Ok(canonical)
 }
 
-fn last<'a, T: 'a>(layers: &[&'a Layer], get: impl Fn(&'a Layer) -> &'a Option<Sourced<T>>) -> Option<&'a Sourced<T>> {
+fn last<'a, T: 'a>(
+    layers: &[&'a Layer],
+    get: impl Fn(&'a Layer) -> &'a Option<Sourced<T>>,
+) -> Option<&'a Sourced<T>> {
     layers.iter().filter_map(|l| get(l).as_ref()).next_back()
 }
 
@@ -481,20 +525,30 @@ fn fold_limits(layers: &[&Layer]) -> crate::decision::LimitsPlan {
 /// The grace period between the polite and the forced kill, unless the policy says.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
 
-fn decide_timeout(layers: &[&Layer], requested: u64, notes: &mut Vec<String>) -> Result<Sourced<Duration>, Denial> {
+fn decide_timeout(
+    layers: &[&Layer],
+    requested: u64,
+    notes: &mut Vec<String>,
+) -> Result<Sourced<Duration>, Denial> {
     let default = last(layers, |l| &l.limits.timeout_secs)
         .cloned()
         .unwrap_or_else(|| Sourced::builtin(DEFAULT_TIMEOUT_SECS));
     let max = last(layers, |l| &l.limits.max_timeout_secs)
         .cloned()
         .unwrap_or_else(|| Sourced::builtin(DEFAULT_MAX_TIMEOUT_SECS));
-    let on_long = last(layers, |l| &l.limits.on_long_timeout)
-        .map_or(OnLongTimeout::Clamp, |s| s.value);
+    let on_long =
+        last(layers, |l| &l.limits.on_long_timeout).map_or(OnLongTimeout::Clamp, |s| s.value);
     if requested == 0 {
-        return Ok(Sourced::new(Duration::from_secs(default.value), default.key));
+        return Ok(Sourced::new(
+            Duration::from_secs(default.value),
+            default.key,
+        ));
     }
     if requested <= max.value {
-        return Ok(Sourced::new(Duration::from_secs(requested), "request.timeout_secs"));
+        return Ok(Sourced::new(
+            Duration::from_secs(requested),
+            "request.timeout_secs",
+        ));
     }
     match on_long {
         OnLongTimeout::Clamp => {
@@ -506,7 +560,10 @@ fn decide_timeout(layers: &[&Layer], requested: u64, notes: &mut Vec<String>) ->
         }
         OnLongTimeout::Reject => Err(Denial::new(
             max.key.clone(),
-            format!("the request asks for a {requested} s timeout; the maximum is {} s", max.value),
+            format!(
+                "the request asks for a {requested} s timeout; the maximum is {} s",
+                max.value
+            ),
             format!("ask for at most {} s, or raise `{}`", max.value, max.key),
         )),
     }
@@ -521,15 +578,17 @@ fn build_filesystem(
     notes: &mut Vec<String>,
 ) -> FilesystemPlan {
     let mut plan = FilesystemPlan::default();
-    let mut resolve = |list: &mut Vec<PlanPath>, entry: &Sourced<crate::policy::PathTemplate>| {
-        match entry.value.resolve(values) {
+    let mut resolve =
+        |list: &mut Vec<PlanPath>, entry: &Sourced<crate::policy::PathTemplate>| match entry
+            .value
+            .resolve(values)
+        {
             Ok(path) => list.push(PlanPath {
                 path,
                 key: entry.key.clone(),
             }),
             Err(e) => notes.push(format!("`{}` skipped: {e}", entry.key)),
-        }
-    };
+        };
     for layer in layers {
         for entry in &layer.filesystem.read {
             resolve(&mut plan.read, entry);
@@ -591,7 +650,10 @@ fn fold_output(queue_layers: &[&Layer], layers: &[&Layer]) -> OutputPlan {
         sanitize: last(layers, |l| &l.output.sanitize)
             .cloned()
             .unwrap_or_else(|| Sourced::builtin(Sanitize::Colors)),
-        max_line_bytes: or(last(layers, |l| &l.output.max_line_bytes), DEFAULT_MAX_LINE_BYTES),
+        max_line_bytes: or(
+            last(layers, |l| &l.output.max_line_bytes),
+            DEFAULT_MAX_LINE_BYTES,
+        ),
         tail_bytes: or(last(layers, |l| &l.output.tail_bytes), DEFAULT_TAIL_BYTES),
         max_queued_events: or(
             last(queue_layers, |l| &l.output.max_queued_events),
@@ -622,7 +684,11 @@ fn fold_progress(layers: &[&Layer]) -> ProgressPlan {
 /// The file a policy binary resolves to here, for tools that accept a path
 /// and must map it back to a trusted name (the CLI's `run -- /bin/true`).
 /// Returns the canonical program path.
-pub fn program_for(policy: &Policy, binary: &str, ctx: &DecisionContext<'_>) -> Result<PathBuf, Denial> {
+pub fn program_for(
+    policy: &Policy,
+    binary: &str,
+    ctx: &DecisionContext<'_>,
+) -> Result<PathBuf, Denial> {
     let rule = policy.binaries.get(binary).ok_or_else(|| {
         Denial::new(
             "binaries",

@@ -145,7 +145,11 @@ pub struct Denial {
 }
 
 impl Denial {
-    pub fn new(rule: impl Into<String>, reason: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn new(
+        rule: impl Into<String>,
+        reason: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Self {
             rule: rule.into(),
             reason: reason.into(),
@@ -192,10 +196,24 @@ pub fn format_duration(d: Duration) -> String {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "allowed: plugin `{}` may run `{}`", self.plugin, self.binary)?;
-        writeln!(f, "  program   {}  ({})", self.program.display(), self.program_key)?;
+        writeln!(
+            f,
+            "allowed: plugin `{}` may run `{}`",
+            self.plugin, self.binary
+        )?;
+        writeln!(
+            f,
+            "  program   {}  ({})",
+            self.program.display(),
+            self.program_key
+        )?;
         if let Some(pin) = &self.sha256 {
-            writeln!(f, "  sha256    {}  ({})", crate::policy::hex(&pin.value), pin.key)?;
+            writeln!(
+                f,
+                "  sha256    {}  ({})",
+                crate::policy::hex(&pin.value),
+                pin.key
+            )?;
         }
         let argv: Vec<String> = std::iter::once(self.argv0.clone())
             .chain(self.args.iter().cloned())
@@ -203,13 +221,22 @@ impl fmt::Display for Plan {
             .collect();
         writeln!(f, "  argv      {}", argv.join(" "))?;
         writeln!(f, "  cwd       {}", self.cwd.display())?;
-        writeln!(f, "  timeout   {}  ({})", format_duration(self.timeout.value), self.timeout.key)?;
+        writeln!(
+            f,
+            "  timeout   {}  ({})",
+            format_duration(self.timeout.value),
+            self.timeout.key
+        )?;
         writeln!(f, "  env")?;
         for (name, value) in &self.env {
             writeln!(f, "    {name}={}", shell_quote(value))?;
         }
         for drop in &self.env_dropped {
-            writeln!(f, "    (dropped {} from {}: {})", drop.name, drop.origin, drop.rule)?;
+            writeln!(
+                f,
+                "    (dropped {} from {}: {})",
+                drop.name, drop.origin, drop.rule
+            )?;
         }
         writeln!(f, "  filesystem")?;
         for (title, list) in [
@@ -231,7 +258,10 @@ impl fmt::Display for Plan {
                 if v.is_empty() {
                     "none".to_string()
                 } else {
-                    v.iter().map(|p| p.value.to_string()).collect::<Vec<_>>().join(", ")
+                    v.iter()
+                        .map(|p| p.value.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             };
             writeln!(
@@ -243,18 +273,48 @@ impl fmt::Display for Plan {
         }
         let l = &self.limits;
         writeln!(f, "  limits")?;
-        writeln!(f, "    cpu        {}  ({})", limit_text(&l.cpu_secs.value, false, " s"), l.cpu_secs.key)?;
-        writeln!(f, "    memory     {}  ({})", limit_text(&l.memory.value, true, ""), l.memory.key)?;
-        writeln!(f, "    processes  {}  ({})", limit_text(&l.processes.value, false, ""), l.processes.key)?;
-        writeln!(f, "    open_files {}  ({})", limit_text(&l.open_files.value, false, ""), l.open_files.key)?;
-        writeln!(f, "    file_size  {}  ({})", limit_text(&l.file_size.value, true, ""), l.file_size.key)?;
+        writeln!(
+            f,
+            "    cpu        {}  ({})",
+            limit_text(&l.cpu_secs.value, false, " s"),
+            l.cpu_secs.key
+        )?;
+        writeln!(
+            f,
+            "    memory     {}  ({})",
+            limit_text(&l.memory.value, true, ""),
+            l.memory.key
+        )?;
+        writeln!(
+            f,
+            "    processes  {}  ({})",
+            limit_text(&l.processes.value, false, ""),
+            l.processes.key
+        )?;
+        writeln!(
+            f,
+            "    open_files {}  ({})",
+            limit_text(&l.open_files.value, false, ""),
+            l.open_files.key
+        )?;
+        writeln!(
+            f,
+            "    file_size  {}  ({})",
+            limit_text(&l.file_size.value, true, ""),
+            l.file_size.key
+        )?;
         writeln!(
             f,
             "    core_dumps {}  ({})",
             if l.core_dumps.value { "allowed" } else { "off" },
             l.core_dumps.key
         )?;
-        writeln!(f, "    kill_grace {}  ({})", format_duration(l.kill_grace.value), l.kill_grace.key)?;
+        writeln!(
+            f,
+            "    kill_grace {}  ({})",
+            format_duration(l.kill_grace.value),
+            l.kill_grace.key
+        )?;
         let o = &self.output;
         writeln!(
             f,

@@ -22,7 +22,10 @@ pub fn validate(request: &JobSpawnRequest) -> Result<(), Denial> {
     if label.len() > MAX_LABEL_BYTES {
         return Err(Denial::new(
             "request.label",
-            format!("the label is {} bytes; the limit is {MAX_LABEL_BYTES}", label.len()),
+            format!(
+                "the label is {} bytes; the limit is {MAX_LABEL_BYTES}",
+                label.len()
+            ),
             "shorten the label",
         ));
     }
@@ -55,7 +58,9 @@ pub fn validate(request: &JobSpawnRequest) -> Result<(), Denial> {
     if binary.contains('/') || binary.contains('\\') || binary == ".." || binary == "." {
         return Err(Denial::new(
             "request.binary",
-            format!("`{binary}` is a path; requests name a trusted binary, and the policy decides which file runs"),
+            format!(
+                "`{binary}` is a path; requests name a trusted binary, and the policy decides which file runs"
+            ),
             "use the binary's name as the policy defines it under [binaries], e.g. `git`",
         ));
     }
@@ -70,7 +75,10 @@ pub fn validate(request: &JobSpawnRequest) -> Result<(), Denial> {
     if let Some(i) = request.args.iter().position(|a| a.contains('\0')) {
         return Err(Denial::new(
             "request.args",
-            format!("argument {} contains a NUL byte, which cannot be passed to a program", i + 1),
+            format!(
+                "argument {} contains a NUL byte, which cannot be passed to a program",
+                i + 1
+            ),
             "remove the NUL byte",
         ));
     }
@@ -88,7 +96,10 @@ pub fn validate(request: &JobSpawnRequest) -> Result<(), Denial> {
     if request.env.len() > MAX_ENV_VARS {
         return Err(Denial::new(
             "request.env",
-            format!("the request injects {} variables; the limit is {MAX_ENV_VARS}", request.env.len()),
+            format!(
+                "the request injects {} variables; the limit is {MAX_ENV_VARS}",
+                request.env.len()
+            ),
             "inject fewer variables",
         ));
     }
@@ -100,7 +111,10 @@ pub fn validate(request: &JobSpawnRequest) -> Result<(), Denial> {
         if let Err(why) = check_env_name(name) {
             return Err(Denial::new(
                 "request.env",
-                format!("`{}` is not a valid variable name: {why}", name.escape_debug()),
+                format!(
+                    "`{}` is not a valid variable name: {why}",
+                    name.escape_debug()
+                ),
                 "variable names cannot be empty or contain `=` or NUL",
             ));
         }

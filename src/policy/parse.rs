@@ -6,7 +6,7 @@
 //! an error is skipped and the walk goes on, so an admin fixes a whole file
 //! in one round.
 
-use super::diagnostic::{Code, Diagnostic, Severity, did_you_mean};
+use super::diagnostic::{Code, Diagnostic, Severity, did_you_mean, line_col};
 use super::model::*;
 use super::template::{PathTemplate, Placeholder, Template, TemplateError};
 use super::units;
@@ -35,7 +35,11 @@ pub(crate) struct Parsed {
 /// Parses and validates `text`. `name` is used in `origin`, `sha256` is the
 /// hash of the bytes the text came from.
 pub(crate) fn parse(name: &str, text: &str, sha256: String) -> Result<Parsed, Vec<Diagnostic>> {
-    let mut reader = Reader::default();
+    let mut reader = Reader {
+        text,
+        diagnostics: Vec::new(),
+        spans: HashMap::new(),
+    };
     let root = match toml_span::parse(text) {
         Ok(root) => root,
         Err(err) => {
@@ -45,8 +49,8 @@ pub(crate) fn parse(name: &str, text: &str, sha256: String) -> Result<Parsed, Ve
                 span,
                 format!("this is not valid TOML: {err}"),
             );
-            if let toml_span::ErrorKind::DuplicateKey { .. } | toml_span::ErrorKind::DuplicateTable { .. } =
-                err.kind
+            if let toml_span::ErrorKind::DuplicateKey { .. }
+            | toml_span::ErrorKind::DuplicateTable { .. } = err.kind
             {
                 diagnostic = diagnostic.with_note("each key and table may appear only once");
             }
@@ -88,7 +92,11 @@ struct Table<'de> {
 
 impl<'de> Table<'de> {
     fn take(&mut self, name: &str) -> Option<(Key<'de>, Value<'de>)> {
-        debug_assert!(self.known.contains(&name), "{name} missing from known keys of {}", self.path);
+        debug_assert!(
+            self.known.contains(&name),
+            "{name} missing from known keys of {}",
+            self.path
+        );
         self.entries.remove_entry(name)
     }
 
@@ -114,8 +122,8 @@ fn join_key(path: &str, name: &str) -> String {
     }
 }
 
-#[derive(Default)]
-struct Reader {
+struct Reader<'t> {
+    text: &'t str,
     diagnostics: Vec<Diagnostic>,
     /// Span of every key path read, so later cross-checks can point at text.
     spans: HashMap<String, Span>,
@@ -156,7 +164,14 @@ const PLUGIN_KEYS: &[&str] = &[
     "output",
     "progress",
 ];
-const ENV_KEYS: &[&str] = &["inherit", "allow", "deny", "set", "on_disallowed", "deny_defaults"];
+const ENV_KEYS: &[&str] = &[
+    "inherit",
+    "allow",
+    "deny",
+    "set",
+    "on_disallowed",
+    "deny_defaults",
+];
 const FILESYSTEM_KEYS: &[&str] = &["read", "read_write", "execute"];
 const NETWORK_KEYS: &[&str] = &["connect", "bind", "unrestricted"];
 const LIMITS_KEYS: &[&str] = &[
@@ -180,19 +195,27 @@ const OUTPUT_KEYS: &[&str] = &[
     "max_queued_bytes",
 ];
 const PROGRESS_KEYS: &[&str] = &["interval_ms", "sample", "patterns"];
-const ARGS_KEYS: &[&str] = &["deny", "deny_long_options", "subcommands", "max_count", "max_bytes"];
+const ARGS_KEYS: &[&str] = &[
+    "deny",
+    "deny_long_options",
+    "subcommands",
+    "max_count",
+    "max_bytes",
+];
 
 /// The shortest sampling interval a policy may ask for.
 pub const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
-impl Reader {
+impl Reader<'_> {
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
-        self.diagnostics.push(Diagnostic::error(code, span, message));
+        self.diagnostics
+            .push(Diagnostic::error(code, span, message));
         self.diagnostics.last_mut().expect("just pushed")
     }
 
     fn warning(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
-        self.diagnostics.push(Diagnostic::warning(code, span, message));
+        self.diagnostics
+            .push(Diagnostic::warning(code, span, message));
         self.diagnostics.last_mut().expect("just pushed")
     }
 
@@ -246,7 +269,9 @@ impl Reader {
             );
             diagnostic.label = Some("unknown key".into());
             if let Some(suggestion) = did_you_mean(&key.name, table.known.iter().copied()) {
-                diagnostic.notes.push(format!("help: did you mean `{suggestion}`?"));
+                diagnostic
+                    .notes
+                    .push(format!("help: did you mean `{suggestion}`?"));
             }
             diagnostic
                 .notes
@@ -311,7 +336,12 @@ impl Reader {
     }
 
     /// One of `choices`, or an `invalid-value` error with a suggestion.
-    fn choice<T: Copy>(&mut self, path: &str, value: Value<'_>, choices: &[(&'static str, T)]) -> Option<T> {
+    fn choice<T: Copy>(
+        &mut self,
+        path: &str,
+        value: Value<'_>,
+        choices: &[(&'static str, T)],
+    ) -> Option<T> {
         let (text, span) = self.string(path, value)?;
         if let Some((_, v)) = choices.iter().find(|(name, _)| *name == text) {
             return Some(*v);
@@ -323,11 +353,17 @@ impl Reader {
             format!("`{path}` cannot be \"{text}\""),
         );
         if let Some(s) = did_you_mean(&text, names.iter().copied()) {
-            diagnostic.notes.push(format!("help: did you mean \"{s}\"?"));
+            diagnostic
+                .notes
+                .push(format!("help: did you mean \"{s}\"?"));
         }
         diagnostic.notes.push(format!(
             "note: expected one of: {}",
-            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         None
     }
@@ -361,12 +397,16 @@ impl Reader {
     }
 
     fn duplicate(&mut self, path: &str, span: Span, first: Span, what: &str) {
-        self.error(
+        let (line, col) = line_col(self.text, first.start);
+        let diagnostic = self.error(
             Code::DuplicateEntry,
             span,
             format!("`{path}` repeats \"{what}\""),
-        )
-        .with_first(first)
+        );
+        diagnostic.label = Some("listed again here".into());
+        diagnostic.notes.push(format!(
+            "note: first listed at {line}:{col}; remove one of them"
+        ));
     }
 
     fn patterns(&mut self, path: &str, value: Value<'_>) -> Vec<Pattern> {
@@ -378,7 +418,11 @@ impl Reader {
 
     fn pattern(&mut self, text: String, span: Span, key: String) -> Option<Pattern> {
         if text.is_empty() {
-            self.error(Code::InvalidGlob, span, format!("`{key}` is an empty pattern"));
+            self.error(
+                Code::InvalidGlob,
+                span,
+                format!("`{key}` is an empty pattern"),
+            );
             return None;
         }
         match globset::GlobBuilder::new(&text)
@@ -410,22 +454,31 @@ impl Reader {
         }
     }
 
-    fn template_error(&mut self, path: &str, text: &str, span: Span, err: TemplateError, is_path: bool) {
-        // Point inside the string where we can: the value's span includes the quote.
+    fn template_error(
+        &mut self,
+        path: &str,
+        text: &str,
+        span: Span,
+        err: TemplateError,
+        is_path: bool,
+    ) {
+        // A string value's span covers its contents, without the quotes.
         let inner = |offset: usize| {
-            let start = span.start + 1 + offset;
+            let start = span.start + offset;
             start..start + 1
         };
         match err {
             TemplateError::UnknownPlaceholder { name, offset } => {
-                let start = span.start + 1 + offset;
+                let start = span.start + offset;
                 let diagnostic = self.error(
                     Code::UnknownPlaceholder,
                     start..start + name.len() + 2,
                     format!("`{path}` uses the unknown placeholder `{{{name}}}`"),
                 );
                 if let Some(s) = did_you_mean(&name, Placeholder::NAMES) {
-                    diagnostic.notes.push(format!("help: did you mean `{{{s}}}`?"));
+                    diagnostic
+                        .notes
+                        .push(format!("help: did you mean `{{{s}}}`?"));
                 }
                 diagnostic.notes.push(
                     "note: placeholders are `{repo}` (the repository root), `{home}` (the host user's home) and `{tmp}` (a private directory per job); write `{{` for a literal brace".into(),
@@ -472,7 +525,11 @@ impl Reader {
                 .push("help: write the directory you mean without `..`; the sandbox sees paths exactly as written".into());
             }
             TemplateError::Nul => {
-                self.error(Code::InvalidPath, span, format!("`{path}` contains a NUL byte"));
+                self.error(
+                    Code::InvalidPath,
+                    span,
+                    format!("`{path}` contains a NUL byte"),
+                );
             }
         }
     }
@@ -481,7 +538,8 @@ impl Reader {
         self.string_list(path, value)
             .into_iter()
             .filter_map(|(text, span, key)| {
-                self.path_template(&key, &text, span).map(|t| Sourced::new(t, key))
+                self.path_template(&key, &text, span)
+                    .map(|t| Sourced::new(t, key))
             })
             .collect()
     }
@@ -496,19 +554,27 @@ impl Reader {
             (None, Some("unlimited")) if allow_unlimited => return Some(Limit::Unlimited),
             (None, Some(text)) => units::parse_size(text),
             (None, None) => {
-                self.wrong_type(path, &value, "a size (a number of bytes or a string like \"512 MiB\")");
+                self.wrong_type(
+                    path,
+                    &value,
+                    "a size (a number of bytes or a string like \"512 MiB\")",
+                );
                 return None;
             }
         };
         match parsed {
             Ok(0) => {
-                self.error(Code::ZeroLimit, span, format!("`{path}` is 0, which would stop every job"))
-                    .notes
-                    .push(if allow_unlimited {
-                        "help: use a positive size, \"unlimited\", or remove the key".into()
-                    } else {
-                        "help: use a positive size, or remove the key".into()
-                    });
+                self.error(
+                    Code::ZeroLimit,
+                    span,
+                    format!("`{path}` is 0, which would stop every job"),
+                )
+                .notes
+                .push(if allow_unlimited {
+                    "help: use a positive size, \"unlimited\", or remove the key".into()
+                } else {
+                    "help: use a positive size, or remove the key".into()
+                });
                 None
             }
             Ok(n) => Some(Limit::Value(n)),
@@ -647,7 +713,10 @@ impl Reader {
                 self.choice(
                     "enforcement",
                     v,
-                    &[("required", Enforcement::Required), ("best_effort", Enforcement::BestEffort)],
+                    &[
+                        ("required", Enforcement::Required),
+                        ("best_effort", Enforcement::BestEffort),
+                    ],
                 )
             })
             .unwrap_or(Enforcement::Required);
@@ -750,7 +819,9 @@ impl Reader {
                 self.error(
                     Code::InvalidPath,
                     span,
-                    format!("`{key}` may not live in `{{tmp}}`, which is created empty for each job"),
+                    format!(
+                        "`{key}` may not live in `{{tmp}}`, which is created empty for each job"
+                    ),
                 );
                 return None;
             }
@@ -826,12 +897,18 @@ impl Reader {
                         format!("`{item_key}` is written with dashes; it is read as \"{name}\""),
                     );
                 }
-                rules.deny_long_options.push(Sourced::new(name.to_string(), item_key));
+                rules
+                    .deny_long_options
+                    .push(Sourced::new(name.to_string(), item_key));
             }
         }
         if let Some((_, v)) = table.take("subcommands") {
             let key = table.child("subcommands");
-            let list: Vec<String> = self.string_list(&key, v).into_iter().map(|(t, _, _)| t).collect();
+            let list: Vec<String> = self
+                .string_list(&key, v)
+                .into_iter()
+                .map(|(t, _, _)| t)
+                .collect();
             rules.subcommands = Some(Sourced::new(list, key));
         }
         if let Some((_, v)) = table.take("max_count") {
@@ -872,7 +949,9 @@ impl Reader {
                             format!("`{item_key}` names \"{bin}\", which is not defined under `[binaries]`"),
                         );
                         if let Some(s) = did_you_mean(&bin, binaries.keys().map(String::as_str)) {
-                            diagnostic.notes.push(format!("help: did you mean \"{s}\"?"));
+                            diagnostic
+                                .notes
+                                .push(format!("help: did you mean \"{s}\"?"));
                         }
                         diagnostic.notes.push(format!(
                             "help: define it with `[binaries.{bin}]`, or remove it from this list"
@@ -906,7 +985,10 @@ impl Reader {
         let max_concurrent = match table.take("max_concurrent") {
             Some((_, v)) => {
                 let key = table.child("max_concurrent");
-                Sourced::new(self.count(&key, v, false).unwrap_or(DEFAULT_MAX_CONCURRENT), key)
+                Sourced::new(
+                    self.count(&key, v, false).unwrap_or(DEFAULT_MAX_CONCURRENT),
+                    key,
+                )
             }
             None => Sourced::builtin(DEFAULT_MAX_CONCURRENT),
         };
@@ -923,7 +1005,13 @@ impl Reader {
     }
 
     /// The settings sections shared by the top level, binaries and plugins.
-    fn layer(&mut self, table: &mut Table<'_>, prefix: &str, level: Level, builtin_deny: Option<&mut bool>) -> Layer {
+    fn layer(
+        &mut self,
+        table: &mut Table<'_>,
+        prefix: &str,
+        level: Level,
+        builtin_deny: Option<&mut bool>,
+    ) -> Layer {
         let mut layer = Layer::default();
         if let Some((_, v)) = table.take("env") {
             layer.env = self.env(join_key(prefix, "env"), v, level, builtin_deny);
@@ -946,7 +1034,13 @@ impl Reader {
         layer
     }
 
-    fn env(&mut self, path: String, value: Value<'_>, level: Level, builtin_deny: Option<&mut bool>) -> EnvLayer {
+    fn env(
+        &mut self,
+        path: String,
+        value: Value<'_>,
+        level: Level,
+        builtin_deny: Option<&mut bool>,
+    ) -> EnvLayer {
         let mut env = EnvLayer::default();
         let Some(mut table) = self.table(path, value, ENV_KEYS) else {
             return env;
@@ -979,7 +1073,9 @@ impl Reader {
                         continue;
                     };
                     match Template::parse(&text) {
-                        Ok(t) => env.set.push((name.name.to_string(), Sourced::new(t, item_key))),
+                        Ok(t) => env
+                            .set
+                            .push((name.name.to_string(), Sourced::new(t, item_key))),
                         Err(err) => self.template_error(&item_key, &text, span, err, false),
                     }
                 }
@@ -988,7 +1084,14 @@ impl Reader {
         if let Some((_, v)) = table.take("on_disallowed") {
             let key = table.child("on_disallowed");
             env.on_disallowed = self
-                .choice(&key, v, &[("reject", OnDisallowed::Reject), ("drop", OnDisallowed::Drop)])
+                .choice(
+                    &key,
+                    v,
+                    &[
+                        ("reject", OnDisallowed::Reject),
+                        ("drop", OnDisallowed::Drop),
+                    ],
+                )
                 .map(|c| Sourced::new(c, key));
         }
         if let Some((k, v)) = table.take("deny_defaults") {
@@ -1094,10 +1197,16 @@ impl Reader {
         limits.on_long_timeout = take!("on_long_timeout", |key, v| self.choice(
             &key,
             v,
-            &[("clamp", OnLongTimeout::Clamp), ("reject", OnLongTimeout::Reject)]
+            &[
+                ("clamp", OnLongTimeout::Clamp),
+                ("reject", OnLongTimeout::Reject)
+            ]
         ));
         limits.kill_grace = take!("kill_grace_secs", |key, v| self.seconds(&key, v, 3600.0));
-        if let Some(Sourced { value: Limit::Value(n), key }) = &limits.open_files
+        if let Some(Sourced {
+            value: Limit::Value(n),
+            key,
+        }) = &limits.open_files
             && *n < 4
         {
             let span = self.spans.get(key).cloned().unwrap_or(0..0);
@@ -1121,7 +1230,11 @@ impl Reader {
         if let Some((_, v)) = table.take("mode") {
             let key = table.child("mode");
             output.mode = self
-                .choice(&key, v, &[("lines", OutputMode::Lines), ("chunks", OutputMode::Chunks)])
+                .choice(
+                    &key,
+                    v,
+                    &[("lines", OutputMode::Lines), ("chunks", OutputMode::Chunks)],
+                )
                 .map(|m| Sourced::new(m, key));
         }
         if let Some((_, v)) = table.take("sanitize") {
@@ -1130,7 +1243,11 @@ impl Reader {
                 .choice(
                     &key,
                     v,
-                    &[("colors", Sanitize::Colors), ("strip", Sanitize::Strip), ("raw", Sanitize::Raw)],
+                    &[
+                        ("colors", Sanitize::Colors),
+                        ("strip", Sanitize::Strip),
+                        ("raw", Sanitize::Raw),
+                    ],
                 )
                 .map(|m| Sourced::new(m, key));
         }
@@ -1139,7 +1256,11 @@ impl Reader {
             output.max_line_bytes = self.size(&key, v, false).and_then(|l| match l {
                 Limit::Value(n) if n < 80 => {
                     let span = self.spans.get(&key).cloned().unwrap_or(0..0);
-                    self.error(Code::InvalidValue, span, format!("`{key}` must be at least 80 bytes"));
+                    self.error(
+                        Code::InvalidValue,
+                        span,
+                        format!("`{key}` must be at least 80 bytes"),
+                    );
                     None
                 }
                 Limit::Value(n) => Some(Sourced::new(n, key.clone())),
@@ -1160,23 +1281,33 @@ impl Reader {
             };
         }
         for name in ["max_queued_events", "max_queued_bytes"] {
-            let Some((k, v)) = table.take(name) else { continue };
+            let Some((k, v)) = table.take(name) else {
+                continue;
+            };
             let key = table.child(name);
             if level == Level::Binary {
                 self.error(
                     Code::NotAllowedHere,
                     key_span(&k),
-                    format!("`{key}` cannot be set per binary: the event queue belongs to a plugin"),
+                    format!(
+                        "`{key}` cannot be set per binary: the event queue belongs to a plugin"
+                    ),
                 )
                 .notes
-                .push("help: set it in the top-level `[output]` or in `[plugins.NAME.output]`".into());
+                .push(
+                    "help: set it in the top-level `[output]` or in `[plugins.NAME.output]`".into(),
+                );
                 continue;
             }
             let value = if name == "max_queued_events" {
                 self.count(&key, v, false).and_then(|n| {
                     if n < 16 {
                         let span = self.spans.get(&key).cloned().unwrap_or(0..0);
-                        self.error(Code::InvalidValue, span, format!("`{key}` must be at least 16"));
+                        self.error(
+                            Code::InvalidValue,
+                            span,
+                            format!("`{key}` must be at least 16"),
+                        );
                         None
                     } else {
                         Some(n)
@@ -1186,7 +1317,11 @@ impl Reader {
                 self.size(&key, v, false).and_then(|l| match l {
                     Limit::Value(n) if n < 64 * 1024 => {
                         let span = self.spans.get(&key).cloned().unwrap_or(0..0);
-                        self.error(Code::InvalidValue, span, format!("`{key}` must be at least 64 KiB"));
+                        self.error(
+                            Code::InvalidValue,
+                            span,
+                            format!("`{key}` must be at least 64 KiB"),
+                        );
                         None
                     }
                     Limit::Value(n) => Some(n),
@@ -1241,14 +1376,19 @@ impl Reader {
                                 format!("`{item_key}` has no named group `percent` or `step`"),
                             )
                             .notes
-                            .push("help: name what to capture, e.g. \"(?P<percent>\\\\d+)%\"".into());
+                            .push(
+                                "help: name what to capture, e.g. \"(?P<percent>\\\\d+)%\"".into(),
+                            );
                             continue;
                         }
-                        progress.patterns.push(Sourced::new(ProgressPattern { regex }, item_key));
+                        progress
+                            .patterns
+                            .push(Sourced::new(ProgressPattern { regex }, item_key));
                     }
                     Err(err) => {
-                        let first_line = err.to_string();
-                        let summary = first_line.lines().last().unwrap_or("invalid").trim().to_string();
+                        let text = err.to_string();
+                        let last = text.lines().last().unwrap_or("invalid").trim();
+                        let summary = last.strip_prefix("error: ").unwrap_or(last).to_string();
                         self.error(
                             Code::InvalidRegex,
                             span,
@@ -1273,7 +1413,11 @@ impl Reader {
         for plugin in policy.plugins.values().chain(policy.catch_all.iter()) {
             for name in &plugin.binaries {
                 if let Some(binary) = policy.binaries.get(&name.value) {
-                    combos.push(vec![&policy.base.limits, &binary.layer.limits, &plugin.layer.limits]);
+                    combos.push(vec![
+                        &policy.base.limits,
+                        &binary.layer.limits,
+                        &plugin.layer.limits,
+                    ]);
                 }
             }
         }
@@ -1290,7 +1434,9 @@ impl Reader {
             let timeout_value = timeout.map_or(DEFAULT_TIMEOUT_SECS, |t| t.value);
             let max_value = max.map_or(DEFAULT_MAX_TIMEOUT_SECS, |t| t.value);
             if timeout_value > max_value {
-                let blame = timeout.map(|t| t.key.clone()).or(max.map(|m| m.key.clone()));
+                let blame = timeout
+                    .map(|t| t.key.clone())
+                    .or(max.map(|m| m.key.clone()));
                 let Some(blame) = blame else { continue };
                 if !reported.insert(blame.clone()) {
                     continue;
@@ -1318,16 +1464,30 @@ impl Reader {
         }
         let layers = std::iter::once(&policy.base)
             .chain(policy.binaries.values().map(|b| &b.layer))
-            .chain(policy.plugins.values().chain(policy.catch_all.iter()).map(|p| &p.layer));
+            .chain(
+                policy
+                    .plugins
+                    .values()
+                    .chain(policy.catch_all.iter())
+                    .map(|p| &p.layer),
+            );
         for layer in layers {
             for (name, value) in &layer.env.set {
                 let local = layer.env.deny.iter();
-                if let Some(deny) = all_deny.iter().copied().chain(local).find(|p| p.matches(name)) {
+                if let Some(deny) = all_deny
+                    .iter()
+                    .copied()
+                    .chain(local)
+                    .find(|p| p.matches(name))
+                {
                     let span = self.spans.get(&value.key).cloned().unwrap_or(0..0);
                     self.warning(
                         Code::NoEffect,
                         span,
-                        format!("`{}` is always dropped: {name} matches the deny pattern \"{}\" (`{}`)", value.key, deny.text, deny.key),
+                        format!(
+                            "`{}` is always dropped: {name} matches the deny pattern \"{}\" (`{}`)",
+                            value.key, deny.text, deny.key
+                        ),
                     )
                     .notes
                     .push("note: deny patterns win over every allow, inherit and set".into());
@@ -1350,10 +1510,17 @@ impl Reader {
                 self.warning(
                     Code::MissingOnThisMachine,
                     span,
-                    format!("`{}`: {} does not exist on this machine", path.key, resolved.display()),
+                    format!(
+                        "`{}`: {} does not exist on this machine",
+                        path.key,
+                        resolved.display()
+                    ),
                 )
                 .notes
-                .push("note: requests for this binary will be refused here until it is installed".into());
+                .push(
+                    "note: requests for this binary will be refused here until it is installed"
+                        .into(),
+                );
             }
         }
         if !policy.binaries.is_empty()
@@ -1374,19 +1541,10 @@ impl Reader {
     }
 }
 
-trait WithFirst {
-    fn with_first(&mut self, first: Span);
-}
-
-impl WithFirst for Diagnostic {
-    fn with_first(&mut self, first: Span) {
-        self.notes.push(format!("note: first listed at byte {}", first.start));
-        self.label = Some("listed again here".into());
-        self.span.get_or_insert(first);
-    }
-}
-
-fn resolve_static(template: &PathTemplate, home: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+fn resolve_static(
+    template: &PathTemplate,
+    home: Option<&std::path::Path>,
+) -> Option<std::path::PathBuf> {
     match template.base() {
         None => template
             .resolve(&super::template::Placeholders {
@@ -1519,7 +1677,11 @@ pub fn builtin_deny_patterns() -> Vec<Pattern> {
                 .literal_separator(false)
                 .build()
                 .expect("built-in patterns are valid globs");
-            Pattern::new(text.to_string(), format!("env.deny_defaults[{i}]"), glob.compile_matcher())
+            Pattern::new(
+                text.to_string(),
+                format!("env.deny_defaults[{i}]"),
+                glob.compile_matcher(),
+            )
         })
         .collect()
 }

@@ -213,7 +213,10 @@ impl PathTemplate {
         // path keeps its root.
         let rest: PathBuf = rest_path
             .components()
-            .filter(|c| !matches!(c, Component::CurDir) && (base.is_none() || matches!(c, Component::Normal(_))))
+            .filter(|c| {
+                !matches!(c, Component::CurDir)
+                    && (base.is_none() || matches!(c, Component::Normal(_)))
+            })
             .collect();
         Ok(Self {
             source: text.to_string(),
@@ -309,7 +312,10 @@ mod tests {
             PathTemplate::parse("{rpeo}/x"),
             Err(UnknownPlaceholder { ref name, offset: 0 }) if name == "rpeo"
         ));
-        assert!(matches!(PathTemplate::parse("{repo"), Err(Unclosed { offset: 0 })));
+        assert!(matches!(
+            PathTemplate::parse("{repo"),
+            Err(Unclosed { offset: 0 })
+        ));
     }
 
     #[test]
@@ -325,10 +331,7 @@ mod tests {
         let t2 = Template::parse("{{literal}} }").unwrap();
         assert_eq!(t2.render(&v).unwrap(), "{literal} }");
         let t3 = Template::parse("{home}/x").unwrap();
-        assert_eq!(
-            t3.render(&v),
-            Err(UnresolvedPlaceholder(Placeholder::Home))
-        );
+        assert_eq!(t3.render(&v), Err(UnresolvedPlaceholder(Placeholder::Home)));
         let _ = h;
     }
 }
