@@ -15,6 +15,7 @@
 
 pub mod contract;
 pub mod decision;
+pub mod output;
 pub mod policy;
 
 pub use contract::{

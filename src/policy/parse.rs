@@ -1369,11 +1369,12 @@ impl Reader<'_> {
                 match regex::Regex::new(&text) {
                     Ok(regex) => {
                         let names: Vec<&str> = regex.capture_names().flatten().collect();
-                        if !names.contains(&"percent") && !names.contains(&"step") {
+                        let counts = names.contains(&"current") && names.contains(&"total");
+                        if !names.contains(&"percent") && !names.contains(&"step") && !counts {
                             self.error(
                                 Code::InvalidRegex,
                                 span,
-                                format!("`{item_key}` has no named group `percent` or `step`"),
+                                format!("`{item_key}` has no named group `percent`, `step`, or `current` and `total`"),
                             )
                             .notes
                             .push(

@@ -1,0 +1,194 @@
+//! Splitting a byte stream into lines of bounded length.
+//!
+//! The invariant: joining the pieces with the separators they report gives
+//! back exactly the input. A piece ends with `\n` (the separator, removed),
+//! `\r\n` (removed too), the length limit (nothing removed: the next piece
+//! continues the same line), or the end of the stream. Memory is bounded by
+//! the limit: a partial line never holds more than `max` bytes.
+
+/// How a piece ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnd {
+    /// `\n`, removed.
+    Newline,
+    /// `\r\n`, removed.
+    CrLf,
+    /// The line reached the length limit; the next piece continues it.
+    Split,
+    /// The stream ended without a line terminator.
+    Eof,
+}
+
+impl LineEnd {
+    /// The bytes that were removed.
+    pub fn separator(self) -> &'static [u8] {
+        match self {
+            LineEnd::Newline => b"\n",
+            LineEnd::CrLf => b"\r\n",
+            LineEnd::Split | LineEnd::Eof => b"",
+        }
+    }
+}
+
+/// A line splitter with a length limit.
+#[derive(Debug, Clone)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    max: usize,
+}
+
+impl LineSplitter {
+    /// `max` is the longest piece, in bytes (at least 4, so a piece can
+    /// always hold one UTF-8 character).
+    pub fn new(max: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            max: max.max(4),
+        }
+    }
+
+    /// Feeds bytes; calls `emit` for every complete piece.
+    pub fn push(&mut self, mut input: &[u8], mut emit: impl FnMut(&[u8], LineEnd)) {
+        while !input.is_empty() {
+            let room = self.max - self.partial.len();
+            let window = &input[..input.len().min(room + 1)];
+            match memchr::memchr(b'\n', window) {
+                Some(i) if i <= room => {
+                    let (line, end) = if self.partial.is_empty() {
+                        strip_cr(&input[..i])
+                    } else {
+                        self.partial.extend_from_slice(&input[..i]);
+                        let (_, end) = strip_cr(&self.partial);
+                        if end == LineEnd::CrLf {
+                            self.partial.pop();
+                        }
+                        emit(&self.partial, end);
+                        self.partial.clear();
+                        input = &input[i + 1..];
+                        continue;
+                    };
+                    emit(line, end);
+                    input = &input[i + 1..];
+                }
+                _ if input.len() <= room => {
+                    // No newline yet and still room: keep for later.
+                    self.partial.extend_from_slice(input);
+                    return;
+                }
+                _ => {
+                    // The line is too long: emit `max` bytes, cut at a
+                    // character boundary where possible.
+                    let take = room;
+                    self.partial.extend_from_slice(&input[..take]);
+                    let cut = utf8_cut(&self.partial);
+                    emit(&self.partial[..cut], LineEnd::Split);
+                    let rest = self.partial.split_off(cut);
+                    self.partial = rest;
+                    input = &input[take..];
+                }
+            }
+        }
+    }
+
+    /// Ends the stream, emitting what is left.
+    pub fn finish(&mut self, mut emit: impl FnMut(&[u8], LineEnd)) {
+        if !self.partial.is_empty() {
+            emit(&self.partial, LineEnd::Eof);
+            self.partial.clear();
+        }
+    }
+}
+
+fn strip_cr(line: &[u8]) -> (&[u8], LineEnd) {
+    match line.strip_suffix(b"\r") {
+        Some(stripped) => (stripped, LineEnd::CrLf),
+        None => (line, LineEnd::Newline),
+    }
+}
+
+/// Where to cut `bytes` so the first part does not end inside a UTF-8
+/// character: before an incomplete last character, if there is one.
+fn utf8_cut(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    let last_start = (len.saturating_sub(4)..len)
+        .rev()
+        .find(|&j| bytes[j] & 0xC0 != 0x80);
+    match last_start {
+        Some(j) if j > 0 && j + utf8_width(bytes[j]) > len => j,
+        _ => len,
+    }
+}
+
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0x00..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize) -> Vec<(Vec<u8>, LineEnd)> {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            s.push(chunk, |l, e| out.push((l.to_vec(), e)));
+        }
+        s.finish(|l, e| out.push((l.to_vec(), e)));
+        out
+    }
+
+    fn joined(pieces: &[(Vec<u8>, LineEnd)]) -> Vec<u8> {
+        pieces
+            .iter()
+            .flat_map(|(l, e)| l.iter().chain(e.separator()).copied())
+            .collect()
+    }
+
+    #[test]
+    fn splits_on_newlines_across_chunks() {
+        let out = split(&[b"ab\ncd", b"e\r\n\nf"], 100);
+        let lines: Vec<&[u8]> = out.iter().map(|(l, _)| l.as_slice()).collect();
+        assert_eq!(lines, [&b"ab"[..], b"cde", b"", b"f"]);
+        assert_eq!(out[1].1, LineEnd::CrLf);
+        assert_eq!(out[3].1, LineEnd::Eof);
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_the_limit() {
+        let input = b"0123456789abcdef\nxy";
+        let out = split(&[input], 8);
+        let lines: Vec<&[u8]> = out.iter().map(|(l, _)| l.as_slice()).collect();
+        assert_eq!(lines, [&b"01234567"[..], b"89abcdef", b"xy"]);
+        assert_eq!(joined(&out), input);
+    }
+
+    #[test]
+    fn cuts_do_not_split_characters() {
+        let input = "aé✓é✓é✓".as_bytes();
+        let out = split(&[input], 4);
+        for (piece, _) in &out {
+            assert!(std::str::from_utf8(piece).is_ok(), "{piece:?}");
+            assert!(piece.len() <= 4);
+        }
+        assert_eq!(joined(&out), input);
+    }
+
+    #[test]
+    fn joins_back_to_the_input() {
+        let input: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for max in [4, 5, 17, 100, 4096] {
+            for chunk in [1, 3, 64, 5000] {
+                let chunks: Vec<&[u8]> = input.chunks(chunk).collect();
+                let out = split(&chunks, max);
+                assert_eq!(joined(&out), input, "max {max} chunk {chunk}");
+                assert!(out.iter().all(|(l, _)| l.len() <= max));
+            }
+        }
+    }
+}

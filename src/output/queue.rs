@@ -1,0 +1,248 @@
+//! The per-plugin event queue between the host thread and `drain_events`.
+//!
+//! The invariant: the queue's memory stays under its bounds however much a
+//! job prints while nobody drains, and the events a plugin must see are
+//! never lost. When a bound is exceeded, the oldest output events (log lines
+//! from stdout/stderr, chunks) and superseded progress events go first;
+//! lifecycle events and `system` lines are kept. The next drain carries, for
+//! each job that lost output, a `system` line saying how many events were
+//! dropped, placed before that job's remaining output.
+
+use crate::contract::{JobEvent, JobId, JobLogLineData, STREAM_SYSTEM};
+use std::collections::{HashMap, VecDeque};
+
+/// Fixed overhead counted per queued event, on top of its text.
+const EVENT_OVERHEAD: usize = 96;
+
+/// A bounded queue of events for one plugin.
+#[derive(Debug)]
+pub struct EventQueue {
+    events: VecDeque<(JobEvent, usize)>,
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+    dropped: HashMap<JobId, u64>,
+}
+
+impl EventQueue {
+    pub fn new(max_events: usize, max_bytes: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            bytes: 0,
+            max_events: max_events.max(1),
+            max_bytes: max_bytes.max(1),
+            dropped: HashMap::new(),
+        }
+    }
+
+    /// Changes the bounds (a reloaded policy, or a job with other settings).
+    pub fn set_bounds(&mut self, max_events: usize, max_bytes: usize) {
+        self.max_events = max_events.max(1);
+        self.max_bytes = max_bytes.max(1);
+    }
+
+    /// Number of queued events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Approximate bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends an event, evicting old output if a bound is exceeded.
+    pub fn push(&mut self, event: JobEvent) {
+        let cost = cost(&event);
+        self.bytes += cost;
+        self.events.push_back((event, cost));
+        self.enforce_bounds();
+    }
+
+    /// Appends many events.
+    pub fn extend(&mut self, events: impl IntoIterator<Item = JobEvent>) {
+        for event in events {
+            let cost = cost(&event);
+            self.bytes += cost;
+            self.events.push_back((event, cost));
+        }
+        self.enforce_bounds();
+    }
+
+    fn enforce_bounds(&mut self) {
+        // Scan from the front for evictable events; lifecycle events at the
+        // front are skipped, and there are few of them (a handful per job).
+        let mut scan = 0;
+        while self.events.len() > self.max_events || self.bytes > self.max_bytes {
+            let Some(offset) = self.events.iter().skip(scan).position(|(e, _)| evictable(e)) else {
+                return;
+            };
+            let index = scan + offset;
+            let (event, cost) = self.events.remove(index).expect("index is in range");
+            self.bytes -= cost;
+            if event.is_droppable_output() {
+                *self.dropped.entry(event.job_id().clone()).or_default() += 1;
+            }
+            scan = index;
+        }
+    }
+
+    /// Takes every queued event, adding a notice for each job that lost output.
+    pub fn drain(&mut self) -> Vec<JobEvent> {
+        let events = std::mem::take(&mut self.events);
+        self.bytes = 0;
+        if self.dropped.is_empty() {
+            return events.into_iter().map(|(e, _)| e).collect();
+        }
+        let mut pending = std::mem::take(&mut self.dropped);
+        let mut out = Vec::with_capacity(events.len() + pending.len());
+        let (max_events, max_bytes) = (self.max_events, self.max_bytes);
+        for (event, _) in events {
+            let needs_notice = !matches!(event, JobEvent::JobStarted { .. })
+                && !is_system_line(&event)
+                && pending.contains_key(event.job_id());
+            if needs_notice {
+                let count = pending.remove(event.job_id()).expect("checked");
+                out.push(notice(event.job_id().clone(), count, max_events, max_bytes));
+            }
+            out.push(event);
+        }
+        let mut rest: Vec<_> = pending.into_iter().collect();
+        rest.sort();
+        for (job_id, count) in rest {
+            out.push(notice(job_id, count, max_events, max_bytes));
+        }
+        out
+    }
+}
+
+fn evictable(event: &JobEvent) -> bool {
+    event.is_droppable_output() || matches!(event, JobEvent::JobProgress { .. })
+}
+
+fn is_system_line(event: &JobEvent) -> bool {
+    matches!(event, JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM)
+}
+
+fn notice(job_id: JobId, count: u64, max_events: usize, max_bytes: usize) -> JobEvent {
+    JobEvent::JobLogLine {
+        job_id,
+        data: JobLogLineData {
+            line: format!(
+                "jobwarden: {count} output event(s) of this job were dropped because events were not drained in time (queue bound: {max_events} events, {})",
+                crate::policy::units::format_size(max_bytes as u64)
+            ),
+            stream: STREAM_SYSTEM.to_string(),
+        },
+    }
+}
+
+/// What an event costs against the byte bound.
+pub fn cost(event: &JobEvent) -> usize {
+    EVENT_OVERHEAD
+        + event.job_id().len()
+        + match event {
+            JobEvent::JobLogLine { data, .. } => data.line.len() + data.stream.len(),
+            JobEvent::JobOutputChunk { data, .. } => data.bytes.len() + data.stream.len(),
+            JobEvent::JobProgress { data, .. } => data.step.as_ref().map_or(0, String::len),
+            JobEvent::JobCompleted { data, .. } => data.output_tail.as_ref().map_or(0, String::len),
+            JobEvent::JobFailed { data, .. } => data.error.len(),
+            JobEvent::JobCancelled { data, .. } => data.reason.len(),
+            JobEvent::JobStarted { .. } => 0,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::*;
+
+    fn line(job: &str, text: &str) -> JobEvent {
+        JobEvent::JobLogLine {
+            job_id: job.into(),
+            data: JobLogLineData {
+                line: text.into(),
+                stream: STREAM_STDOUT.into(),
+            },
+        }
+    }
+
+    fn started(job: &str) -> JobEvent {
+        JobEvent::JobStarted {
+            job_id: job.into(),
+            data: JobStartedData {
+                pid: Some(1),
+                started_at: "t".into(),
+            },
+        }
+    }
+
+    fn done(job: &str) -> JobEvent {
+        JobEvent::JobCompleted {
+            job_id: job.into(),
+            data: JobCompletedData {
+                exit_code: 0,
+                completed_at: "t".into(),
+                output_tail: None,
+            },
+        }
+    }
+
+    #[test]
+    fn keeps_lifecycle_and_drops_oldest_output() {
+        let mut q = EventQueue::new(5, 1 << 20);
+        q.push(started("a"));
+        for i in 0..100 {
+            q.push(line("a", &i.to_string()));
+        }
+        q.push(done("a"));
+        assert!(q.len() <= 5);
+        let events = q.drain();
+        assert!(matches!(events[0], JobEvent::JobStarted { .. }));
+        let JobEvent::JobLogLine { data, .. } = &events[1] else { panic!("{events:?}") };
+        assert_eq!(data.stream, STREAM_SYSTEM);
+        assert!(data.line.contains("97 output event(s)"), "{}", data.line);
+        let kept: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_STDOUT => Some(data.line.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kept, ["97", "98", "99"]);
+        assert!(events.last().unwrap().is_terminal());
+        assert!(q.drain().is_empty());
+    }
+
+    #[test]
+    fn byte_bound_holds() {
+        let mut q = EventQueue::new(1_000_000, 64 * 1024);
+        let text = "x".repeat(1000);
+        for _ in 0..10_000 {
+            q.push(line("a", &text));
+        }
+        assert!(q.bytes() <= 64 * 1024, "{}", q.bytes());
+    }
+
+    #[test]
+    fn other_jobs_get_their_own_notice() {
+        let mut q = EventQueue::new(3, 1 << 20);
+        q.push(started("a"));
+        q.push(started("b"));
+        for i in 0..10 {
+            q.push(line("a", &i.to_string()));
+            q.push(line("b", &i.to_string()));
+        }
+        let events = q.drain();
+        let notices = events
+            .iter()
+            .filter(|e| matches!(e, JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM))
+            .count();
+        assert_eq!(notices, 2);
+    }
+}

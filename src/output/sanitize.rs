@@ -1,0 +1,361 @@
+//! Terminal-injection safety for job output.
+//!
+//! The invariant: in `Colors` mode, what leaves the sanitiser contains ESC
+//! only as the start of a complete SGR sequence (`ESC [ digits ; : m`), and
+//! no other C0 control than tab (and newline, in chunk mode), no DEL and no
+//! C1 control. In `Strip` mode it contains no ESC at all. Titles (OSC 0/2),
+//! clipboard writes (OSC 52), hyperlinks, cursor moves, DCS/SOS/PM/APC
+//! strings, charset switches and the 8-bit C1 forms of all of these are
+//! removed, whole. `Raw` passes text through.
+//!
+//! The sanitiser is a small state machine over characters, so it works the
+//! same on whole lines and on chunks split at arbitrary points; its memory is
+//! bounded by the longest SGR sequence it keeps (64 bytes).
+
+use crate::policy::Sanitize;
+
+/// Longest SGR parameter string kept; longer ones are dropped whole.
+const MAX_SGR_PARAMS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ground,
+    /// After ESC.
+    Escape,
+    /// After ESC and intermediate bytes (0x20–0x2F), waiting for the final byte.
+    EscapeIntermediate,
+    /// Inside a CSI sequence.
+    Csi,
+    /// Inside an OSC string: ends at BEL or ST.
+    Osc,
+    /// Inside a DCS, SOS, PM or APC string: ends at ST (BEL accepted too).
+    Str,
+    /// Saw ESC inside a string; `\` ends it.
+    StrEscape,
+}
+
+/// A streaming sanitiser. Feed it text in any pieces; state carries over.
+#[derive(Debug, Clone)]
+pub struct Sanitizer {
+    mode: Sanitize,
+    /// Whether `\n` passes (chunk mode) or is dropped (line mode, where the
+    /// splitter has already removed line ends).
+    keep_newlines: bool,
+    state: State,
+    params: [u8; MAX_SGR_PARAMS],
+    params_len: usize,
+    /// The CSI cannot be a kept SGR (intermediate bytes, private markers, overflow).
+    csi_spoiled: bool,
+}
+
+impl Sanitizer {
+    pub fn new(mode: Sanitize, keep_newlines: bool) -> Self {
+        Self {
+            mode,
+            keep_newlines,
+            state: State::Ground,
+            params: [0; MAX_SGR_PARAMS],
+            params_len: 0,
+            csi_spoiled: false,
+        }
+    }
+
+    /// Forgets any sequence in progress (used between lines).
+    pub fn reset(&mut self) {
+        self.state = State::Ground;
+        self.params_len = 0;
+        self.csi_spoiled = false;
+    }
+
+    /// Sanitises `input`, appending to `out`.
+    pub fn push(&mut self, input: &str, out: &mut String) {
+        if self.mode == Sanitize::Raw {
+            out.push_str(input);
+            return;
+        }
+        if self.state == State::Ground && is_plain(input, self.keep_newlines) {
+            out.push_str(input);
+            return;
+        }
+        out.reserve(input.len());
+        for c in input.chars() {
+            self.step(c, out);
+        }
+    }
+
+    /// Sanitises one complete line (state is reset before and after).
+    pub fn line(&mut self, input: &str) -> String {
+        if self.mode == Sanitize::Raw || is_plain(input, false) {
+            return input.to_string();
+        }
+        self.reset();
+        let mut out = String::with_capacity(input.len());
+        for c in input.chars() {
+            self.step(c, &mut out);
+        }
+        self.reset();
+        out
+    }
+
+    fn step(&mut self, c: char, out: &mut String) {
+        match self.state {
+            State::Ground => self.ground(c, out),
+            State::Escape => match c {
+                '[' => {
+                    self.state = State::Csi;
+                    self.params_len = 0;
+                    self.csi_spoiled = false;
+                }
+                ']' => self.state = State::Osc,
+                'P' | 'X' | '^' | '_' => self.state = State::Str,
+                '\u{1b}' => {}
+                '\u{20}'..='\u{2f}' => self.state = State::EscapeIntermediate,
+                '\u{30}'..='\u{7e}' => self.state = State::Ground,
+                _ => {
+                    // ESC followed by a control or non-ASCII: drop the ESC and
+                    // treat the character as ordinary input.
+                    self.state = State::Ground;
+                    self.ground(c, out);
+                }
+            },
+            State::EscapeIntermediate => match c {
+                '\u{20}'..='\u{2f}' => {}
+                '\u{30}'..='\u{7e}' => self.state = State::Ground,
+                _ => {
+                    self.state = State::Ground;
+                    self.ground(c, out);
+                }
+            },
+            State::Csi => match c {
+                '\u{30}'..='\u{3f}' => {
+                    // Parameter bytes; only digits, `;` and `:` can make an SGR we keep.
+                    if !(c.is_ascii_digit() || c == ';' || c == ':') {
+                        self.csi_spoiled = true;
+                    }
+                    if self.params_len < MAX_SGR_PARAMS {
+                        self.params[self.params_len] = c as u8;
+                        self.params_len += 1;
+                    } else {
+                        self.csi_spoiled = true;
+                    }
+                }
+                '\u{20}'..='\u{2f}' => self.csi_spoiled = true,
+                '\u{40}'..='\u{7e}' => {
+                    if c == 'm' && !self.csi_spoiled && self.mode == Sanitize::Colors {
+                        out.push_str("\u{1b}[");
+                        // Parameters are ASCII by construction.
+                        for &b in &self.params[..self.params_len] {
+                            out.push(b as char);
+                        }
+                        out.push('m');
+                    }
+                    self.state = State::Ground;
+                }
+                _ => {
+                    // A control or non-ASCII character inside CSI: abandon
+                    // the sequence and handle the character normally.
+                    self.state = State::Ground;
+                    self.ground(c, out);
+                }
+            },
+            State::Osc => match c {
+                '\u{07}' | '\u{9c}' => self.state = State::Ground,
+                '\u{1b}' => self.state = State::StrEscape,
+                _ => {}
+            },
+            State::Str => match c {
+                '\u{07}' | '\u{9c}' => self.state = State::Ground,
+                '\u{1b}' => self.state = State::StrEscape,
+                _ => {}
+            },
+            State::StrEscape => match c {
+                '\\' => self.state = State::Ground,
+                '\u{1b}' => {}
+                // Any other escape ends the string and starts anew.
+                _ => {
+                    self.state = State::Escape;
+                    self.step(c, out);
+                }
+            },
+        }
+    }
+
+    fn ground(&mut self, c: char, out: &mut String) {
+        match c {
+            '\u{1b}' => self.state = State::Escape,
+            '\t' => out.push('\t'),
+            '\n' if self.keep_newlines => out.push('\n'),
+            '\u{9b}' => {
+                // The 8-bit CSI is removed whole, SGR or not.
+                self.state = State::Csi;
+                self.params_len = 0;
+                self.csi_spoiled = true;
+            }
+            '\u{9d}' => self.state = State::Osc,
+            '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => self.state = State::Str,
+            c if (c as u32) < 0x20 || c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// True when `text` needs no sanitising: no C0 controls but tab (and
+/// newline when kept), no DEL, and no C1 control (whose UTF-8 form starts
+/// with 0xC2 followed by 0x80–0x9F).
+fn is_plain(text: &str, keep_newlines: bool) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x20 {
+            if !(b == b'\t' || (keep_newlines && b == b'\n')) {
+                return false;
+            }
+        } else if b == 0x7f {
+            return false;
+        } else if b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Decodes bytes arriving in arbitrary chunks as UTF-8, lossily, carrying an
+/// incomplete character over to the next chunk (at most 3 bytes).
+#[derive(Debug, Default, Clone)]
+pub struct Utf8Stream {
+    carry: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// Appends the decodable part of `carry + bytes` to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut String) {
+        let joined;
+        let input: &[u8] = if self.carry.is_empty() {
+            bytes
+        } else {
+            self.carry.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.carry);
+            &joined
+        };
+        let mut rest = input;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    out.push_str(text);
+                    return;
+                }
+                Err(err) => {
+                    let valid = err.valid_up_to();
+                    out.push_str(std::str::from_utf8(&rest[..valid]).expect("checked"));
+                    match err.error_len() {
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &rest[valid + bad..];
+                        }
+                        None => {
+                            // Incomplete at the end: keep it for the next chunk.
+                            self.carry.extend_from_slice(&rest[valid..]);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes an incomplete character left at the end of the stream.
+    pub fn finish(&mut self, out: &mut String) {
+        if !self.carry.is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+            self.carry.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn colors(text: &str) -> String {
+        Sanitizer::new(Sanitize::Colors, false).line(text)
+    }
+
+    fn strip(text: &str) -> String {
+        Sanitizer::new(Sanitize::Strip, false).line(text)
+    }
+
+    #[test]
+    fn keeps_plain_text_and_colours() {
+        assert_eq!(colors("hello\tworld"), "hello\tworld");
+        assert_eq!(colors("\u{1b}[1;31merror\u{1b}[0m: x"), "\u{1b}[1;31merror\u{1b}[0m: x");
+        assert_eq!(colors("\u{1b}[38:2:255:0:0mrgb\u{1b}[m"), "\u{1b}[38:2:255:0:0mrgb\u{1b}[m");
+        assert_eq!(strip("\u{1b}[1;31merror\u{1b}[0m: x"), "error: x");
+    }
+
+    #[test]
+    fn removes_everything_else() {
+        let cases = [
+            ("\u{1b}]0;pwned\u{7}title", "title"),
+            ("\u{1b}]52;c;ZXZpbA==\u{1b}\\clip", "clip"),
+            ("\u{1b}]8;;http://x\u{1b}\\link\u{1b}]8;;\u{1b}\\", "link"),
+            ("\u{1b}[2J\u{1b}[Hcleared", "cleared"),
+            ("\u{1b}[?1049hswitch", "switch"),
+            ("\u{1b}[>5;1m private sgr", " private sgr"),
+            ("\u{1b}Pq#0;2;0;0;0\u{1b}\\sixel", "sixel"),
+            ("\u{1b}(Bcharset", "charset"),
+            ("\u{1b}7save\u{1b}8", "save"),
+            ("bare\u{1b}", "bare"),
+            ("bell\u{7}back\u{8}cr\rnul\0del\u{7f}", "bellbackcrnuldel"),
+            ("c1\u{9b}31mcsi", "c1csi"),
+            ("c1\u{9d}0;t\u{9c}osc", "c1osc"),
+            ("c1\u{85}nel", "c1nel"),
+            ("\u{1b}[31;\u{1b}[32mnested", "\u{1b}[32mnested"),
+            ("\u{1b}[3\nnl", "nl"),
+            ("ünïcödé ✓", "ünïcödé ✓"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(colors(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_sgr_is_dropped() {
+        let long = format!("\u{1b}[{}m", "1;".repeat(40));
+        assert_eq!(colors(&format!("{long}x")), "x");
+    }
+
+    #[test]
+    fn streaming_across_chunk_boundaries() {
+        let input = "a\u{1b}[3";
+        let rest = "1mred\u{1b}]0;t\u{7}b\nc";
+        let mut s = Sanitizer::new(Sanitize::Colors, true);
+        let mut out = String::new();
+        s.push(input, &mut out);
+        s.push(rest, &mut out);
+        assert_eq!(out, "a\u{1b}[31mredb\nc");
+    }
+
+    #[test]
+    fn raw_is_untouched() {
+        let input = "\u{1b}]0;t\u{7}\u{1b}[2J";
+        assert_eq!(Sanitizer::new(Sanitize::Raw, false).line(input), input);
+    }
+
+    #[test]
+    fn utf8_stream_carries_split_characters() {
+        let bytes = "é✓".as_bytes();
+        let mut s = Utf8Stream::default();
+        let mut out = String::new();
+        s.push(&bytes[..1], &mut out);
+        s.push(&bytes[1..3], &mut out);
+        s.push(&bytes[3..], &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, "é✓");
+        let mut out = String::new();
+        s.push(b"a\xffb\xe2", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, "a\u{fffd}b\u{fffd}");
+    }
+}
