@@ -15,12 +15,17 @@
 
 pub mod contract;
 pub mod decision;
+#[cfg(target_os = "linux")]
+pub mod host;
 pub mod output;
 pub mod policy;
+pub mod sandbox;
 
 pub use contract::{
     JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobHost, JobId, JobLogLineData,
     JobOutputChunkData, JobProgressData, JobSpawnRequest, JobStartedData, JobStatus,
 };
 pub use decision::{DecisionContext, Denial, Plan, decide};
+#[cfg(target_os = "linux")]
+pub use host::{HostBuilder, HostWarning, JobEnd, PluginHandle, PolicyJobHost, Usage};
 pub use policy::{LoadError, LoadedPolicy, Policy};

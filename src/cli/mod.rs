@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod run;
 
 use clap::{Args, Parser, Subcommand};
 use jobwarden::policy::{EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, LoadError, LoadedPolicy, Policy};
@@ -37,6 +38,15 @@ enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// Print the plan or denial as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one job under the policy: exit with its status; 124 timeout,
+    /// 125 jobwarden error, 126 denied, 128+N signal, 130 Ctrl-C.
+    Run {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Print every event as one JSON line on stdout (the contract's wire format).
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +94,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { policies } => check::run(&policies),
         Command::Explain { job, json } => explain::run(&job, json),
+        Command::Run { job, json } => run::run(&job, json),
     }
 }
 

@@ -10,8 +10,8 @@
 //! A percent outside 0–100, a count with a zero total or a malformed line is
 //! ignored; nothing here can fail.
 
-use crate::policy::{ProgressPattern, Sanitize, Sourced};
 use crate::output::sanitize::Sanitizer;
+use crate::policy::{ProgressPattern, Sanitize, Sourced};
 
 /// The protocol marker.
 pub const PROTOCOL_PREFIX: &str = "::progress::";
@@ -55,7 +55,9 @@ impl ProgressTracker {
             return LineUse::Consumed;
         }
         for regex in &self.patterns {
-            let Some(caps) = regex.captures(line) else { continue };
+            let Some(caps) = regex.captures(line) else {
+                continue;
+            };
             let percent = caps
                 .name("percent")
                 .and_then(|m| parse_percent(m.as_str()))
@@ -117,7 +119,10 @@ fn parse_protocol(rest: &str) -> Option<(Option<u8>, Option<String>)> {
     {
         return ratio(current, total).map(|p| (Some(p), step));
     }
-    if first.trim_end_matches('%').chars().all(|c| c.is_ascii_digit() || c == '.')
+    if first
+        .trim_end_matches('%')
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.')
         && first.chars().next().is_some_and(|c| c.is_ascii_digit())
     {
         return parse_percent(first).map(|p| (Some(p), step));
@@ -128,7 +133,9 @@ fn parse_protocol(rest: &str) -> Option<(Option<u8>, Option<String>)> {
 
 fn parse_percent(text: &str) -> Option<u8> {
     let value: f64 = text.trim().trim_end_matches('%').parse().ok()?;
-    (0.0..=100.0).contains(&value).then_some(value.floor() as u8)
+    (0.0..=100.0)
+        .contains(&value)
+        .then_some(value.floor() as u8)
 }
 
 fn ratio(current: u64, total: u64) -> Option<u8> {
@@ -150,7 +157,14 @@ mod tests {
     fn tracker(patterns: &[&str]) -> ProgressTracker {
         let patterns: Vec<_> = patterns
             .iter()
-            .map(|p| Sourced::new(ProgressPattern { regex: regex::Regex::new(p).unwrap() }, "k"))
+            .map(|p| {
+                Sourced::new(
+                    ProgressPattern {
+                        regex: regex::Regex::new(p).unwrap(),
+                    },
+                    "k",
+                )
+            })
             .collect();
         ProgressTracker::new(&patterns)
     }
@@ -159,12 +173,28 @@ mod tests {
     fn protocol_lines() {
         let mut t = tracker(&[]);
         let cases: [(&str, Option<u8>, Option<&str>); 6] = [
-            ("::progress:: 42 Compiling module 3/7", Some(42), Some("Compiling module 3/7")),
+            (
+                "::progress:: 42 Compiling module 3/7",
+                Some(42),
+                Some("Compiling module 3/7"),
+            ),
             ("::progress::50%", Some(50), Some("Compiling module 3/7")),
             ("::progress:: 3/4 linking", Some(75), Some("linking")),
-            ("::progress:: uploading artefacts", Some(75), Some("uploading artefacts")),
-            ("::progress:: 101 too far", Some(75), Some("uploading artefacts")),
-            ("::progress:: 5/0 nonsense", Some(75), Some("uploading artefacts")),
+            (
+                "::progress:: uploading artefacts",
+                Some(75),
+                Some("uploading artefacts"),
+            ),
+            (
+                "::progress:: 101 too far",
+                Some(75),
+                Some("uploading artefacts"),
+            ),
+            (
+                "::progress:: 5/0 nonsense",
+                Some(75),
+                Some("uploading artefacts"),
+            ),
         ];
         for (line, percent, step) in cases {
             assert_eq!(t.observe(line), LineUse::Consumed, "{line}");
@@ -181,13 +211,19 @@ mod tests {
             r"Building \[[ =>]*\] (?P<current>\d+)/(?P<total>\d+)(?::\s*(?P<step>.*))?",
             r"(?P<percent>\d+)% done",
         ]);
-        assert_eq!(t.observe("   Building [=====>     ] 123/456: serde, tokio"), LineUse::Shown);
+        assert_eq!(
+            t.observe("   Building [=====>     ] 123/456: serde, tokio"),
+            LineUse::Shown
+        );
         assert_eq!(t.percent, Some(26));
         assert_eq!(t.step.as_deref(), Some("serde, tokio"));
         assert!(t.take_update().is_some());
         assert!(t.take_update().is_none());
         t.observe("77% done");
-        assert_eq!(t.take_update(), Some((Some(77), Some("serde, tokio".into()))));
+        assert_eq!(
+            t.take_update(),
+            Some((Some(77), Some("serde, tokio".into())))
+        );
         t.observe("250% done");
         assert_eq!(t.percent, Some(77));
     }

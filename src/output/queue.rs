@@ -79,7 +79,12 @@ impl EventQueue {
         // front are skipped, and there are few of them (a handful per job).
         let mut scan = 0;
         while self.events.len() > self.max_events || self.bytes > self.max_bytes {
-            let Some(offset) = self.events.iter().skip(scan).position(|(e, _)| evictable(e)) else {
+            let Some(offset) = self
+                .events
+                .iter()
+                .skip(scan)
+                .position(|(e, _)| evictable(e))
+            else {
                 return;
             };
             let index = scan + offset;
@@ -204,13 +209,17 @@ mod tests {
         assert!(q.len() <= 5);
         let events = q.drain();
         assert!(matches!(events[0], JobEvent::JobStarted { .. }));
-        let JobEvent::JobLogLine { data, .. } = &events[1] else { panic!("{events:?}") };
+        let JobEvent::JobLogLine { data, .. } = &events[1] else {
+            panic!("{events:?}")
+        };
         assert_eq!(data.stream, STREAM_SYSTEM);
         assert!(data.line.contains("97 output event(s)"), "{}", data.line);
         let kept: Vec<&str> = events
             .iter()
             .filter_map(|e| match e {
-                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_STDOUT => Some(data.line.as_str()),
+                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_STDOUT => {
+                    Some(data.line.as_str())
+                }
                 _ => None,
             })
             .collect();
@@ -241,7 +250,9 @@ mod tests {
         let events = q.drain();
         let notices = events
             .iter()
-            .filter(|e| matches!(e, JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM))
+            .filter(
+                |e| matches!(e, JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM),
+            )
             .count();
         assert_eq!(notices, 2);
     }

@@ -204,21 +204,13 @@ impl Sanitizer {
 /// with 0xC2 followed by 0x80–0x9F).
 fn is_plain(text: &str, keep_newlines: bool) -> bool {
     let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b < 0x20 {
-            if !(b == b'\t' || (keep_newlines && b == b'\n')) {
-                return false;
-            }
-        } else if b == 0x7f {
-            return false;
-        } else if b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
-            return false;
-        }
-        i += 1;
-    }
-    true
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'\t' => true,
+        b'\n' => keep_newlines,
+        0x00..=0x1f | 0x7f => false,
+        0xc2 => !bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        _ => true,
+    })
 }
 
 /// Decodes bytes arriving in arbitrary chunks as UTF-8, lossily, carrying an
@@ -289,8 +281,14 @@ mod tests {
     #[test]
     fn keeps_plain_text_and_colours() {
         assert_eq!(colors("hello\tworld"), "hello\tworld");
-        assert_eq!(colors("\u{1b}[1;31merror\u{1b}[0m: x"), "\u{1b}[1;31merror\u{1b}[0m: x");
-        assert_eq!(colors("\u{1b}[38:2:255:0:0mrgb\u{1b}[m"), "\u{1b}[38:2:255:0:0mrgb\u{1b}[m");
+        assert_eq!(
+            colors("\u{1b}[1;31merror\u{1b}[0m: x"),
+            "\u{1b}[1;31merror\u{1b}[0m: x"
+        );
+        assert_eq!(
+            colors("\u{1b}[38:2:255:0:0mrgb\u{1b}[m"),
+            "\u{1b}[38:2:255:0:0mrgb\u{1b}[m"
+        );
         assert_eq!(strip("\u{1b}[1;31merror\u{1b}[0m: x"), "error: x");
     }
 

@@ -1,0 +1,136 @@
+//! `jobwarden run [flags] [--json] -- BINARY [ARGS...]`: runs one job under
+//! the policy and exits with its status.
+//!
+//! Exit codes: the job's own; 124 timeout; 126 refused by the policy (or
+//! by `enforcement = "required"` on this machine); 125 jobwarden's own error;
+//! 128+N killed by signal N; 130 after Ctrl-C (143 after SIGTERM), which
+//! cancel the job gracefully.
+
+use super::{HostFacts, JobArgs, build_request, load_policy, repo_root};
+use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
+use jobwarden::{JobEnd, JobHost, PolicyJobHost};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const EXIT_TIMEOUT: u8 = 124;
+const EXIT_OWN_ERROR: u8 = 125;
+const EXIT_DENIED: u8 = 126;
+
+pub fn run(args: &JobArgs, json: bool) -> ExitCode {
+    let Ok(loaded) = load_policy(args.policy.as_deref()) else {
+        return ExitCode::from(EXIT_OWN_ERROR);
+    };
+    let repo = match repo_root(args.repo.as_deref()) {
+        Ok(repo) => repo,
+        Err(why) => {
+            eprintln!("jobwarden: {why}");
+            return ExitCode::from(EXIT_OWN_ERROR);
+        }
+    };
+    let facts = HostFacts::capture(repo.clone());
+    let example_tmp = super::example_job_tmp();
+    let request = match build_request(args, &loaded.policy, &facts.context(&example_tmp)) {
+        Ok(request) => request,
+        Err(why) => {
+            eprintln!("jobwarden: {why}");
+            return ExitCode::from(EXIT_DENIED);
+        }
+    };
+
+    // Ctrl-C and SIGTERM cancel the job; a second one is left to the default.
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register_usize(sig, signal.clone(), sig as usize) {
+            eprintln!("jobwarden: cannot handle signal {sig}: {e}");
+        }
+    }
+
+    let host = match PolicyJobHost::new(loaded.policy.clone(), &repo) {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("jobwarden: {e}");
+            return ExitCode::from(EXIT_OWN_ERROR);
+        }
+    };
+    let plugin = host.plugin(&args.plugin);
+    let id = match plugin.try_spawn(request) {
+        Ok(id) => id,
+        Err(denial) => {
+            if json {
+                let event = serde_json::json!({"type": "denied", "rule": denial.rule, "reason": denial.reason, "hint": denial.hint});
+                println!("{event}");
+            }
+            eprintln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
+            eprintln!("jobwarden: hint: {}", denial.hint);
+            return ExitCode::from(EXIT_DENIED);
+        }
+    };
+
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut cancelled_by: Option<usize> = None;
+    loop {
+        let caught = signal.swap(0, Ordering::AcqRel);
+        if caught != 0 && cancelled_by.is_none() {
+            cancelled_by = Some(caught);
+            eprintln!("jobwarden: cancelling the job (signal {caught}); it gets its grace period");
+            plugin.cancel(&id);
+        }
+        let events = plugin.wait_events(Duration::from_millis(100));
+        let mut out = stdout.lock();
+        let mut err = stderr.lock();
+        let mut ended = false;
+        for event in events {
+            ended |= event.is_terminal();
+            if json {
+                let _ = serde_json::to_writer(&mut out, &event);
+                let _ = out.write_all(b"\n");
+                continue;
+            }
+            match event {
+                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM => {
+                    let _ = writeln!(err, "{}", data.line);
+                }
+                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_STDERR => {
+                    let _ = writeln!(err, "{}", data.line);
+                }
+                JobEvent::JobLogLine { data, .. } => {
+                    let _ = writeln!(out, "{}", data.line);
+                }
+                JobEvent::JobOutputChunk { data, .. } if data.stream == STREAM_STDERR => {
+                    let _ = err.write_all(&data.bytes);
+                }
+                JobEvent::JobOutputChunk { data, .. } => {
+                    let _ = out.write_all(&data.bytes);
+                }
+                JobEvent::JobFailed { data, .. } => {
+                    let _ = writeln!(err, "jobwarden: {}", data.error);
+                }
+                JobEvent::JobCancelled { data, .. } => {
+                    let _ = writeln!(err, "jobwarden: {}", data.reason);
+                }
+                _ => {}
+            }
+        }
+        let _ = out.flush();
+        if ended {
+            break;
+        }
+    }
+    let code = match plugin.end(&id) {
+        Some(JobEnd::Exited { code }) => code.clamp(0, 255) as u8,
+        Some(JobEnd::Signaled { signal }) => (128 + signal).clamp(0, 255) as u8,
+        Some(JobEnd::TimedOut) => EXIT_TIMEOUT,
+        Some(JobEnd::Cancelled) => match cancelled_by {
+            Some(sig) => (128 + sig).min(255) as u8,
+            None => 130,
+        },
+        Some(JobEnd::Denied { .. } | JobEnd::EnforcementUnavailable) => EXIT_DENIED,
+        _ => EXIT_OWN_ERROR,
+    };
+    drop(host);
+    ExitCode::from(code)
+}

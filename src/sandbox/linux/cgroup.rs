@@ -1,0 +1,488 @@
+//! One cgroup per job, created beneath the cgroups the host itself is in.
+//!
+//! The invariants (from DESIGN.md): a job's cgroup is created beneath the
+//! host's own cgroup in each hierarchy, as delegation requires; jobwarden
+//! never moves a process out of the subtree it started in and never writes
+//! to a cgroup it did not create; every cgroup it creates is removed when the
+//! job ends. What the machine offers is detected at run time, by trying.
+//!
+//! A job cgroup gives three things: limits for the whole tree (pids,
+//! memory), a reliable member list (sampling, cleanup) and a whole-tree kill
+//! that also catches processes that left the session or process group.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// What cgroups this host can create for jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CgroupSupport {
+    /// The host's own cgroup in the unified (v2) hierarchy, if jobwarden can
+    /// create children there.
+    pub v2: Option<PathBuf>,
+    /// Whether v2 children offer `cgroup.kill`.
+    pub v2_kill: bool,
+    /// v2 controllers enabled for children of the host's cgroup.
+    pub v2_controllers: Vec<String>,
+    /// The host's cgroup in the v1 `pids` hierarchy, if usable.
+    pub v1_pids: Option<PathBuf>,
+    /// The host's cgroup in the v1 `memory` hierarchy, if usable.
+    pub v1_memory: Option<PathBuf>,
+    /// Why cgroups are not used at all, when they are not.
+    pub unavailable: Option<String>,
+}
+
+impl CgroupSupport {
+    /// Finds the host's cgroups and checks, by creating and removing a probe
+    /// cgroup, which ones jobwarden may use. `enabled = false` (tests, or
+    /// `JOBWARDEN_CGROUP=off`) pretends none exist.
+    pub fn detect(enabled: bool) -> Self {
+        if !enabled {
+            return Self {
+                unavailable: Some(
+                    "cgroups switched off by JOBWARDEN_CGROUP=off (a testing aid)".into(),
+                ),
+                ..Self::default()
+            };
+        }
+        let Ok(membership) = fs::read_to_string("/proc/self/cgroup") else {
+            return Self {
+                unavailable: Some("cannot read /proc/self/cgroup".into()),
+                ..Self::default()
+            };
+        };
+        let mounts = cgroup_mounts();
+        let mut support = Self::default();
+        for line in membership.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let relative = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                if let Some(mount) = mounts.iter().find(|m| m.v2) {
+                    let dir = mount.dir.join(relative);
+                    if probe(&dir) {
+                        support.v2_kill = dir.join("cgroup.kill").exists() || probe_kill(&dir);
+                        support.v2_controllers =
+                            fs::read_to_string(dir.join("cgroup.subtree_control"))
+                                .unwrap_or_default()
+                                .split_whitespace()
+                                .map(str::to_string)
+                                .collect();
+                        support.v2 = Some(dir);
+                    }
+                }
+                continue;
+            }
+            for controller in controllers.split(',') {
+                let slot = match controller {
+                    "pids" => &mut support.v1_pids,
+                    "memory" => &mut support.v1_memory,
+                    _ => continue,
+                };
+                if let Some(mount) = mounts
+                    .iter()
+                    .find(|m| !m.v2 && m.controllers.iter().any(|c| c == controller))
+                {
+                    let dir = mount.dir.join(relative);
+                    if probe(&dir) {
+                        *slot = Some(dir);
+                    }
+                }
+            }
+        }
+        if support.v2.is_none() && support.v1_pids.is_none() && support.v1_memory.is_none() {
+            support.unavailable =
+                Some("no cgroup hierarchy lets jobwarden create job cgroups here".into());
+        }
+        support
+    }
+
+    /// Whether a job can get a pids limit.
+    pub fn pids(&self) -> Option<&'static str> {
+        if self.v2.is_some() && self.v2_controllers.iter().any(|c| c == "pids") {
+            Some("cgroup v2 pids.max")
+        } else if self.v1_pids.is_some() {
+            Some("cgroup v1 pids.max")
+        } else {
+            None
+        }
+    }
+
+    /// Whether a job can get a memory limit for its whole tree.
+    pub fn memory(&self) -> Option<&'static str> {
+        if self.v2.is_some() && self.v2_controllers.iter().any(|c| c == "memory") {
+            Some("cgroup v2 memory.max")
+        } else if self.v1_memory.is_some() {
+            Some("cgroup v1 memory.limit_in_bytes")
+        } else {
+            None
+        }
+    }
+
+    /// How a whole job tree is killed.
+    pub fn tree_kill(&self) -> Option<&'static str> {
+        if self.v2.is_some() && self.v2_kill {
+            Some("cgroup v2 cgroup.kill")
+        } else if self.v2.is_some() || self.v1_pids.is_some() || self.v1_memory.is_some() {
+            Some("cgroup member scan")
+        } else {
+            None
+        }
+    }
+}
+
+struct Mount {
+    dir: PathBuf,
+    v2: bool,
+    controllers: Vec<String>,
+}
+
+fn cgroup_mounts() -> Vec<Mount> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut mounts = Vec::new();
+    for line in info.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = before.split(' ').collect();
+        let after: Vec<&str> = after.split(' ').collect();
+        if fields.len() < 5 || after.len() < 3 {
+            continue;
+        }
+        let root = fields[3];
+        if root != "/" {
+            // A bind mount of a subtree: paths from /proc/self/cgroup do not map onto it.
+            continue;
+        }
+        let dir = PathBuf::from(unescape_mount(fields[4]));
+        match after[0] {
+            "cgroup2" => mounts.push(Mount {
+                dir,
+                v2: true,
+                controllers: Vec::new(),
+            }),
+            "cgroup" => mounts.push(Mount {
+                dir,
+                v2: false,
+                controllers: after[2].split(',').map(str::to_string).collect(),
+            }),
+            _ => {}
+        }
+    }
+    mounts
+}
+
+fn unescape_mount(text: &str) -> String {
+    text.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\134", "\\")
+}
+
+/// Can jobwarden create a child cgroup in `dir`?
+fn probe(dir: &Path) -> bool {
+    let probe = dir.join(format!("jobwarden-probe-{}", std::process::id()));
+    match fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = fs::remove_dir(&probe);
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_dir(&probe);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn probe_kill(dir: &Path) -> bool {
+    let probe = dir.join(format!("jobwarden-probe-kill-{}", std::process::id()));
+    if fs::create_dir(&probe).is_err() {
+        return false;
+    }
+    let ok = probe.join("cgroup.kill").exists();
+    let _ = fs::remove_dir(&probe);
+    ok
+}
+
+/// The cgroups of one job.
+#[derive(Debug)]
+pub struct JobCgroup {
+    /// Name of the job's cgroup directory in every hierarchy.
+    pub name: String,
+    v2: Option<PathBuf>,
+    v2_kill: bool,
+    pids: Option<PathBuf>,
+    memory: Option<PathBuf>,
+    /// Where the pids limit was written, if it was.
+    pub pids_limit: Option<&'static str>,
+    /// Where the memory limit was written, if it was.
+    pub memory_limit: Option<&'static str>,
+    /// Problems met while setting up, for the report.
+    pub problems: Vec<String>,
+}
+
+/// Descriptors of `cgroup.procs` files; the child writes "0" to each to join.
+pub type JoinFds = Vec<OwnedFd>;
+
+impl JobCgroup {
+    /// Creates the job's cgroups and writes its limits. Failures degrade to
+    /// fewer cgroups and are listed in `problems`.
+    pub fn create(
+        support: &CgroupSupport,
+        name: String,
+        processes: Option<u64>,
+        memory: Option<u64>,
+    ) -> (Self, JoinFds) {
+        let mut cg = Self {
+            name: name.clone(),
+            v2: None,
+            v2_kill: false,
+            pids: None,
+            memory: None,
+            pids_limit: None,
+            memory_limit: None,
+            problems: Vec::new(),
+        };
+        let mut fds = Vec::new();
+        let mut make =
+            |parent: &Option<PathBuf>, what: &str, problems: &mut Vec<String>| -> Option<PathBuf> {
+                let dir = parent.as_ref()?.join(&name);
+                match fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        problems.push(format!(
+                            "cannot create the {what} cgroup {}: {e}",
+                            dir.display()
+                        ));
+                        return None;
+                    }
+                }
+                match fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+                {
+                    Ok(file) => fds.push(OwnedFd::from(file)),
+                    Err(e) => {
+                        problems.push(format!("cannot open {}/cgroup.procs: {e}", dir.display()));
+                        let _ = fs::remove_dir(&dir);
+                        return None;
+                    }
+                }
+                Some(dir)
+            };
+        cg.v2 = make(&support.v2, "v2", &mut cg.problems);
+        cg.v2_kill = cg.v2.is_some() && support.v2_kill;
+        let v2_has = |c: &str| cg.v2.is_some() && support.v2_controllers.iter().any(|x| x == c);
+        let v2_pids = v2_has("pids");
+        let v2_memory = v2_has("memory");
+        // The pids cgroup is made even without a limit: it counts the
+        // job's processes (`pids.peak`) and lists its members.
+        if !v2_pids {
+            cg.pids = make(&support.v1_pids, "v1 pids", &mut cg.problems);
+        }
+        if memory.is_some() && !v2_memory {
+            cg.memory = make(&support.v1_memory, "v1 memory", &mut cg.problems);
+        }
+
+        if let Some(max) = processes {
+            let target = if v2_pids {
+                cg.v2
+                    .as_ref()
+                    .map(|d| (d.join("pids.max"), "cgroup v2 pids.max"))
+            } else {
+                cg.pids
+                    .as_ref()
+                    .map(|d| (d.join("pids.max"), "cgroup v1 pids.max"))
+            };
+            if let Some((file, how)) = target {
+                match write_file(&file, &max.to_string()) {
+                    Ok(()) => cg.pids_limit = Some(how),
+                    Err(e) => cg
+                        .problems
+                        .push(format!("cannot write {}: {e}", file.display())),
+                }
+            }
+        }
+        if let Some(bytes) = memory {
+            let written = if v2_memory {
+                let dir = cg
+                    .v2
+                    .clone()
+                    .expect("v2 exists when its controller is used");
+                let _ = write_file(&dir.join("memory.oom.group"), "1");
+                let _ = write_file(&dir.join("memory.swap.max"), "0");
+                write_file(&dir.join("memory.max"), &bytes.to_string())
+                    .map(|()| "cgroup v2 memory.max")
+            } else if let Some(dir) = &cg.memory {
+                let r = write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())
+                    .map(|()| "cgroup v1 memory.limit_in_bytes");
+                // Without this, the job could push its memory into swap.
+                if r.is_ok() && dir.join("memory.memsw.limit_in_bytes").exists() {
+                    let _ =
+                        write_file(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
+                }
+                r
+            } else {
+                Err(std::io::Error::other("no memory cgroup"))
+            };
+            match written {
+                Ok(how) => cg.memory_limit = Some(how),
+                Err(e) if cg.memory.is_some() || v2_memory => cg
+                    .problems
+                    .push(format!("cannot set the memory limit: {e}")),
+                Err(_) => {}
+            }
+        }
+        (cg, fds)
+    }
+
+    fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        self.v2
+            .iter()
+            .chain(self.pids.iter())
+            .chain(self.memory.iter())
+    }
+
+    /// True when the job has a cgroup that tracks its members.
+    pub fn tracks_members(&self) -> bool {
+        self.dirs().next().is_some()
+    }
+
+    /// How a whole-tree kill works for this job.
+    pub fn kill_method(&self) -> Option<&'static str> {
+        if self.v2_kill {
+            Some("cgroup v2 cgroup.kill")
+        } else if self.tracks_members() {
+            Some("cgroup member scan")
+        } else {
+            None
+        }
+    }
+
+    /// Every live process in the job's cgroups.
+    pub fn members(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = Vec::new();
+        for dir in self.dirs() {
+            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Sends `signal` to every member.
+    pub fn signal(&self, signal: i32) {
+        for pid in self.members() {
+            // SAFETY: kill(2) with a pid read from our own job cgroup.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// Kills every member, including processes that left the job's session
+    /// and group. Returns once no member is left or after a bounded number
+    /// of rounds (a fork bomb is held by the pids limit meanwhile).
+    pub fn kill_all(&self) {
+        if let (true, Some(dir)) = (self.v2_kill, &self.v2) {
+            let _ = write_file(&dir.join("cgroup.kill"), "1");
+        }
+        for _ in 0..200 {
+            let members = self.members();
+            if members.is_empty() {
+                return;
+            }
+            for pid in members {
+                // SAFETY: kill(2) with a pid read from our own job cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// True when no live process is left.
+    pub fn is_empty(&self) -> bool {
+        self.members().is_empty()
+    }
+
+    /// How many times the kernel's OOM killer struck in the job's memory cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let (file, dir) = match (&self.memory_limit, &self.v2, &self.memory) {
+            (Some(how), Some(dir), _) if how.contains("v2") => ("memory.events", dir),
+            (_, _, Some(dir)) => ("memory.oom_control", dir),
+            _ => return 0,
+        };
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// The most processes the job had at once, when a pids cgroup records it.
+    pub fn peak_processes(&self) -> Option<u64> {
+        let file = if self.pids.is_some() {
+            self.pids.as_ref().map(|d| d.join("pids.peak"))
+        } else {
+            self.v2.as_ref().map(|d| d.join("pids.peak"))
+        }?;
+        fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Peak memory of the tree, when the cgroup records it.
+    pub fn memory_peak(&self) -> Option<u64> {
+        let candidates = [
+            self.v2.as_ref().map(|d| d.join("memory.peak")),
+            self.memory
+                .as_ref()
+                .map(|d| d.join("memory.max_usage_in_bytes")),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .find_map(|f| fs::read_to_string(f).ok()?.trim().parse().ok())
+    }
+
+    /// Removes the job's cgroups; call once the tree is empty. Returns the
+    /// directories that could not be removed.
+    pub fn remove(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for dir in self.dirs() {
+            let mut removed = false;
+            for _ in 0..50 {
+                match fs::remove_dir(dir) {
+                    Ok(()) => {
+                        removed = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        removed = true;
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                }
+            }
+            if !removed {
+                left.push(dir.clone());
+            }
+        }
+        left
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all(text.as_bytes())
+}

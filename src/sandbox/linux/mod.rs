@@ -1,0 +1,781 @@
+//! Linux confinement: Landlock, rlimits, cgroups, a new session, no
+//! capabilities, and a spawn that costs the same whatever the host's size.
+//!
+//! `prepare` turns a plan into a [`SpawnSpec`] plus an enforcement report,
+//! doing every allocation, path lookup and hash in the parent; the child in
+//! `spawn.rs` only applies what was prepared.
+
+pub mod cgroup;
+pub mod elf;
+pub mod landlock;
+pub mod procs;
+pub mod spawn;
+
+use self::cgroup::{CgroupSupport, JobCgroup};
+use self::landlock::LandlockSupport;
+use self::spawn::{SpawnSpec, above_stdio};
+use crate::decision::{Denial, Plan, PlanPath};
+use crate::policy::{Enforcement, Limit, units::format_size};
+use crate::sandbox::report::{EnforcementReport, Status};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
+
+pub use spawn::{SpawnError, Spawned, Spawner};
+
+/// Knobs for detection, mostly for tests that simulate older machines.
+#[derive(Debug, Clone, Default)]
+pub struct SupportOptions {
+    /// Pretend the kernel's Landlock ABI is at most this.
+    pub landlock_abi_max: Option<u32>,
+    /// Do not use cgroups.
+    pub no_cgroups: bool,
+}
+
+impl SupportOptions {
+    /// Reads the testing aids `JOBWARDEN_LANDLOCK_ABI_MAX` and `JOBWARDEN_CGROUP=off`.
+    pub fn from_env() -> Self {
+        Self {
+            landlock_abi_max: std::env::var("JOBWARDEN_LANDLOCK_ABI_MAX")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+            no_cgroups: std::env::var("JOBWARDEN_CGROUP").is_ok_and(|v| v.trim() == "off"),
+        }
+    }
+}
+
+/// What this machine lets jobwarden enforce, detected once per host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostSupport {
+    pub landlock: LandlockSupport,
+    pub cgroups: CgroupSupport,
+    /// Whether the host could become a child subreaper.
+    pub subreaper: bool,
+    /// Whether the host runs as root (RLIMIT_NPROC is then ignored).
+    pub is_root: bool,
+    /// Whether the host holds capabilities (to drop for jobs).
+    pub has_capabilities: bool,
+    /// Highest capability number.
+    pub cap_last: u32,
+}
+
+impl HostSupport {
+    pub fn detect(options: &SupportOptions) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        let cap_eff = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(0);
+        let cap_bnd_nonzero = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .is_some_and(|b| b != 0);
+        Self {
+            landlock: LandlockSupport::detect(options.landlock_abi_max),
+            cgroups: CgroupSupport::detect(!options.no_cgroups),
+            subreaper: procs::become_subreaper(),
+            is_root,
+            has_capabilities: cap_eff != 0 || (is_root && cap_bnd_nonzero),
+            cap_last: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(40),
+        }
+    }
+}
+
+/// A job ready to start.
+pub struct Prepared {
+    pub spec: SpawnSpec,
+    /// Read ends of the job's stdout and stderr (non-blocking, close-on-exec).
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub cgroup: Option<JobCgroup>,
+    pub report: EnforcementReport,
+}
+
+/// Why a job could not be prepared.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrepareError {
+    /// A policy rule refused it at start time (a binary hash mismatch).
+    #[error("{0}")]
+    Denied(Denial),
+    /// `enforcement = "required"` and something cannot be enforced here.
+    #[error("{reason}")]
+    EnforcementRequired {
+        reason: String,
+        report: Box<EnforcementReport>,
+    },
+    /// A system call failed while preparing.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PrepareError {
+    let what = what.into();
+    move |source| PrepareError::Io { what, source }
+}
+
+/// Hashes of binaries, keyed by file identity, so a pinned binary is hashed
+/// once per change rather than once per job.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    entries: HashMap<FileIdentity, [u8; 32]>,
+}
+
+/// Device, inode, size and modification and change times: a file whose
+/// identity is unchanged has unchanged contents.
+type FileIdentity = (u64, u64, u64, i64, i64, i64, i64);
+
+impl HashCache {
+    fn get_or_hash(&mut self, file: &File) -> io::Result<[u8; 32]> {
+        let m = file.metadata()?;
+        let key = (
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        );
+        if let Some(hash) = self.entries.get(&key) {
+            return Ok(*hash);
+        }
+        let hash = elf::sha256_of(file)?;
+        if self.entries.len() > 256 {
+            self.entries.clear();
+        }
+        self.entries.insert(key, hash);
+        Ok(hash)
+    }
+}
+
+/// Prepares `plan` for spawning: opens, hashes, builds the Landlock ruleset,
+/// creates cgroups, computes rlimits and the report. `job_name` names the
+/// job's cgroups.
+pub fn prepare(
+    plan: &Plan,
+    support: &HostSupport,
+    job_name: &str,
+    hashes: &mut HashCache,
+) -> Result<Prepared, PrepareError> {
+    let report = EnforcementReport::new("linux");
+
+    // The program: open it once, check its pin, find its interpreter.
+    let program = File::open(&plan.program)
+        .map_err(io_err(format!("cannot open {}", plan.program.display())))?;
+    let mut extra_exec: Vec<PlanPath> = Vec::new();
+    let interpreter = elf::interpreter_of_file(&program).unwrap_or(elf::Interpreter::None);
+    let is_script = matches!(interpreter, elf::Interpreter::Script(_));
+    match &interpreter {
+        elf::Interpreter::ElfLoader(loader) => extra_exec.push(PlanPath {
+            path: loader.clone(),
+            key: "ELF loader of the program".into(),
+        }),
+        elf::Interpreter::Script(interp) => {
+            extra_exec.push(PlanPath {
+                path: interp.clone(),
+                key: "interpreter of the script".into(),
+            });
+            if let Ok(elf::Interpreter::ElfLoader(loader)) = elf::interpreter_of(interp) {
+                extra_exec.push(PlanPath {
+                    path: loader,
+                    key: "ELF loader of the script's interpreter".into(),
+                });
+            }
+        }
+        elf::Interpreter::None => {}
+    }
+    // Helpers are dynamically linked too; their loader is almost always the
+    // same, but add whatever they name.
+    for helper in &plan.filesystem.execute {
+        if helper.path.is_file()
+            && let Ok(elf::Interpreter::ElfLoader(loader)) = elf::interpreter_of(&helper.path)
+            && !extra_exec.iter().any(|p| p.path == loader)
+        {
+            extra_exec.push(PlanPath {
+                path: loader,
+                key: format!("ELF loader of {}", helper.path.display()),
+            });
+        }
+    }
+    let exec_fd = match &plan.sha256 {
+        Some(pin) => {
+            let actual = hashes
+                .get_or_hash(&program)
+                .map_err(io_err(format!("cannot hash {}", plan.program.display())))?;
+            if actual != pin.value {
+                return Err(PrepareError::Denied(Denial::new(
+                    pin.key.clone(),
+                    format!(
+                        "{} has sha256 {}, but the policy pins {}",
+                        plan.program.display(),
+                        crate::policy::hex(&actual),
+                        crate::policy::hex(&pin.value)
+                    ),
+                    format!("check the new file, then update `{}`", pin.key),
+                )));
+            }
+            // Execute the very file that was hashed. A script cannot be run
+            // from a close-on-exec descriptor, so it is run by path.
+            if is_script {
+                None
+            } else {
+                Some(above_stdio(OwnedFd::from(program))?)
+            }
+        }
+        None => None,
+    };
+
+    // The job's private directory must exist before the rules name it.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&plan.job_tmp)
+        .map_err(io_err(format!(
+            "cannot create the job directory {}",
+            plan.job_tmp.display()
+        )))?;
+    let result = prepare_with_tmp(plan, support, job_name, report, extra_exec, exec_fd);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&plan.job_tmp);
+    }
+    result
+}
+
+fn prepare_with_tmp(
+    plan: &Plan,
+    support: &HostSupport,
+    job_name: &str,
+    mut report: EnforcementReport,
+    extra_exec: Vec<PlanPath>,
+    exec_fd: Option<OwnedFd>,
+) -> Result<Prepared, PrepareError> {
+    // Landlock.
+    let built =
+        landlock::build(&support.landlock, plan, &extra_exec, &mut report).map_err(|e| {
+            PrepareError::Io {
+                what: "Landlock".into(),
+                source: io::Error::other(e.to_string()),
+            }
+        })?;
+
+    // Pipes and stdin.
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    set_nonblocking(&stdout_r)?;
+    set_nonblocking(&stderr_r)?;
+    let stdin = OwnedFd::from(File::open("/dev/null").map_err(io_err("cannot open /dev/null"))?);
+
+    let cwd = open_beneath(&plan.repo, &plan.cwd)?;
+
+    let argv = std::iter::once(plan.argv0.as_str())
+        .chain(plan.args.iter().map(String::as_str))
+        .map(|a| CString::new(a).map_err(|_| io_err("argument")(io::Error::other("contains NUL"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = plan
+        .env
+        .iter()
+        .map(|(k, v)| {
+            CString::new(format!("{k}={v}"))
+                .map_err(|_| io_err("environment")(io::Error::other("contains NUL")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let program_c = CString::new(plan.program.as_os_str().as_bytes())
+        .map_err(|_| io_err("program path")(io::Error::other("contains NUL")))?;
+
+    // Cgroups and limits.
+    let processes = limit_value(&plan.limits.processes.value);
+    let memory = limit_value(&plan.limits.memory.value);
+    let cgroup = if support.cgroups.unavailable.is_none() {
+        let (cg, fds) =
+            JobCgroup::create(&support.cgroups, job_name.to_string(), processes, memory);
+        Some((cg, fds))
+    } else {
+        None
+    };
+    let mut rlimits: Vec<(rlimit::Resource, u64, u64)> = Vec::new();
+    let mut push_limit = |resource: rlimit::Resource, soft: u64, hard: u64| {
+        // Never raise a hard limit the host itself lives under.
+        let current_hard = rlimit::getrlimit(resource)
+            .map(|(_, h)| h)
+            .unwrap_or(u64::MAX);
+        rlimits.push((resource, soft.min(current_hard), hard.min(current_hard)));
+    };
+    let cg_ref = cgroup.as_ref().map(|(cg, _)| cg);
+    let l = &plan.limits;
+    let unlimited = |report: &mut EnforcementReport, name: &'static str, key: &str| {
+        report.add(
+            name,
+            Status::NotRequested,
+            format!("{name} unlimited"),
+            format!("unlimited ({key})"),
+            false,
+        )
+    };
+
+    match l.cpu_secs.value {
+        Limit::Value(secs) => {
+            // SIGXCPU at the limit, SIGKILL two seconds of CPU later.
+            push_limit(rlimit::Resource::CPU, secs, secs.saturating_add(2));
+            report.add(
+                "cpu",
+                Status::Enforced,
+                format!("cpu {secs} s"),
+                format!("{secs} s per process (RLIMIT_CPU)"),
+                true,
+            );
+        }
+        Limit::Unlimited => unlimited(&mut report, "cpu", &l.cpu_secs.key),
+    }
+
+    match (l.memory.value, cg_ref.and_then(|cg| cg.memory_limit)) {
+        (Limit::Value(n), Some(how)) => report.add(
+            "memory",
+            Status::Enforced,
+            format!("memory {} (cgroup)", format_size(n)),
+            format!("{} for the whole tree ({how})", format_size(n)),
+            true,
+        ),
+        (Limit::Value(n), None) => {
+            push_limit(rlimit::Resource::AS, n, n);
+            report.add(
+                "memory",
+                Status::Partial,
+                format!("memory {} (address space)", format_size(n)),
+                format!(
+                    "{} of address space per process (RLIMIT_AS): no memory cgroup here",
+                    format_size(n)
+                ),
+                false,
+            );
+        }
+        (Limit::Unlimited, _) => unlimited(&mut report, "memory", &l.memory.key),
+    }
+
+    match (l.processes.value, cg_ref.and_then(|cg| cg.pids_limit)) {
+        (Limit::Value(n), Some(how)) => report.add(
+            "processes",
+            Status::Enforced,
+            format!("processes {n} (cgroup)"),
+            format!("{n} in the whole tree ({how})"),
+            true,
+        ),
+        (Limit::Value(n), None) if support.is_root => report.add(
+            "processes",
+            Status::NotEnforced,
+            "processes",
+            format!("{n}: no pids cgroup here, and RLIMIT_NPROC is ignored for root"),
+            true,
+        ),
+        (Limit::Value(n), None) => {
+            push_limit(rlimit::Resource::NPROC, n, n);
+            report.add(
+                "processes",
+                Status::Partial,
+                format!("processes {n} (per user)"),
+                format!("{n} via RLIMIT_NPROC, which counts every process of the user: no pids cgroup here"),
+                false,
+            );
+        }
+        (Limit::Unlimited, _) => unlimited(&mut report, "processes", &l.processes.key),
+    }
+
+    match l.open_files.value {
+        Limit::Value(n) => {
+            push_limit(rlimit::Resource::NOFILE, n, n);
+            report.add(
+                "open_files",
+                Status::Enforced,
+                format!("open files {n}"),
+                format!("{n} per process (RLIMIT_NOFILE)"),
+                true,
+            );
+        }
+        Limit::Unlimited => unlimited(&mut report, "open_files", &l.open_files.key),
+    }
+    match l.file_size.value {
+        Limit::Value(n) => {
+            push_limit(rlimit::Resource::FSIZE, n, n);
+            report.add(
+                "file_size",
+                Status::Enforced,
+                format!("file size {}", format_size(n)),
+                format!("{} per file (RLIMIT_FSIZE)", format_size(n)),
+                true,
+            );
+        }
+        Limit::Unlimited => unlimited(&mut report, "file_size", &l.file_size.key),
+    }
+    if l.core_dumps.value {
+        report.add(
+            "core_dumps",
+            Status::NotRequested,
+            "core dumps allowed",
+            "allowed by the policy",
+            false,
+        );
+    } else {
+        push_limit(rlimit::Resource::CORE, 0, 0);
+        report.add(
+            "core_dumps",
+            Status::Enforced,
+            "no core dumps",
+            "off (RLIMIT_CORE 0)",
+            true,
+        );
+    }
+
+    report.add(
+        "session",
+        Status::Enforced,
+        "own session",
+        "own session and process group, no controlling terminal, stdin /dev/null",
+        true,
+    );
+    report.add(
+        "descriptors",
+        Status::Enforced,
+        "stdio only",
+        "only stdin, stdout and stderr are inherited",
+        true,
+    );
+    report.add(
+        "parent_death",
+        Status::Enforced,
+        "dies with host",
+        "SIGKILL if the host dies",
+        true,
+    );
+    if support.has_capabilities {
+        report.add(
+            "capabilities",
+            Status::Enforced,
+            "no capabilities",
+            "all dropped, bounding set emptied",
+            true,
+        );
+    } else {
+        report.add(
+            "capabilities",
+            Status::NotRequested,
+            "no capabilities",
+            "the host holds none",
+            false,
+        );
+    }
+    report.add(
+        "no_new_privs",
+        Status::Enforced,
+        "no_new_privs",
+        "set",
+        true,
+    );
+    match cg_ref.and_then(|cg| cg.kill_method()) {
+        Some(how) => report.add(
+            "tree_cleanup",
+            Status::Enforced,
+            format!("tree cleanup ({})", how.trim_start_matches("cgroup ")),
+            format!("{how}, with a child subreaper"),
+            true,
+        ),
+        None => report.add(
+            "tree_cleanup",
+            Status::Partial,
+            "tree cleanup (process group)",
+            if support.subreaper {
+                "process group and session scan with a child subreaper: no job cgroup here"
+            } else {
+                "process group only: no job cgroup and no subreaper"
+            },
+            false,
+        ),
+    }
+    if let Some(cg) = cg_ref
+        && !cg.problems.is_empty()
+    {
+        report.add(
+            "cgroup",
+            Status::Partial,
+            "cgroup",
+            cg.problems.join("; "),
+            false,
+        );
+    }
+
+    if plan.enforcement == Enforcement::Required
+        && let Some(reason) = report.refusal()
+    {
+        if let Some((cg, _)) = &cgroup {
+            cg.remove();
+        }
+        return Err(PrepareError::EnforcementRequired {
+            reason,
+            report: Box::new(report),
+        });
+    }
+
+    let (cgroup, cgroup_procs) = match cgroup {
+        Some((cg, fds)) => (
+            Some(cg),
+            fds.into_iter()
+                .map(above_stdio)
+                .collect::<io::Result<Vec<_>>>()?,
+        ),
+        None => (None, Vec::new()),
+    };
+    let landlock = built.fd.map(above_stdio).transpose()?;
+
+    let spec = SpawnSpec {
+        program: program_c,
+        exec_fd,
+        argv,
+        envp,
+        cwd: above_stdio(cwd)?,
+        stdin: above_stdio(stdin)?,
+        stdout: above_stdio(stdout_w)?,
+        stderr: above_stdio(stderr_w)?,
+        rlimits,
+        cgroup_procs,
+        landlock,
+        drop_capabilities: support.has_capabilities,
+        cap_last: support.cap_last,
+        seccomp: None,
+    };
+    Ok(Prepared {
+        spec,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        cgroup,
+        report,
+    })
+}
+
+fn limit_value(limit: &Limit) -> Option<u64> {
+    match limit {
+        Limit::Value(n) => Some(*n),
+        Limit::Unlimited => None,
+    }
+}
+
+impl From<io::Error> for PrepareError {
+    fn from(source: io::Error) -> Self {
+        PrepareError::Io {
+            what: "preparing the job".into(),
+            source,
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), PrepareError> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io_err("pipe2")(io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), PrepareError> {
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io_err("fcntl(O_NONBLOCK)")(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_BENEATH: u64 = 0x08;
+
+/// Opens `dir` (canonical, inside `repo`) so that the kernel guarantees the
+/// result is beneath `repo`, even if a directory on the way was swapped for
+/// a symlink since the decision.
+fn open_beneath(repo: &Path, dir: &Path) -> Result<OwnedFd, PrepareError> {
+    let relative = dir.strip_prefix(repo).map_err(|_| PrepareError::Io {
+        what: format!(
+            "the working directory {} is outside the repository",
+            dir.display()
+        ),
+        source: io::Error::from_raw_os_error(libc::EXDEV),
+    })?;
+    let repo_c = CString::new(repo.as_os_str().as_bytes())
+        .map_err(|_| io_err("repo path")(io::Error::other("NUL")))?;
+    // SAFETY: open of a NUL-terminated path; checked.
+    let repo_fd = unsafe {
+        libc::open(
+            repo_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if repo_fd < 0 {
+        return Err(io_err(format!(
+            "cannot open the repository {}",
+            repo.display()
+        ))(io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptor we own.
+    let repo_fd = unsafe { OwnedFd::from_raw_fd(repo_fd) };
+    if relative.as_os_str().is_empty() {
+        return Ok(repo_fd);
+    }
+    let rel_c = CString::new(relative.as_os_str().as_bytes())
+        .map_err(|_| io_err("cwd")(io::Error::other("NUL")))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            repo_fd.as_raw_fd(),
+            rel_c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io_err(format!(
+            "the working directory {} cannot be opened beneath the repository",
+            dir.display()
+        ))(io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `signal` to the job's process group and every cgroup member.
+pub fn signal_tree(pgid: i32, cgroup: Option<&JobCgroup>, signal: i32) {
+    // SAFETY: kill(2) of our job's process group.
+    unsafe { libc::kill(-pgid, signal) };
+    if let Some(cg) = cgroup {
+        cg.signal(signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::JobSpawnRequest;
+    use crate::decision::{DecisionContext, decide};
+    use crate::policy::Policy;
+    use std::io::Read;
+
+    const POLICY: &str = r#"
+version = 1
+search_path = ["/usr/bin", "/bin"]
+[filesystem]
+read = ["/usr", "/lib", "/lib64", "/etc/ld.so.cache"]
+read_write = ["{repo}", "{tmp}"]
+[limits]
+open_files = 64
+[binaries.sh]
+[binaries.cat]
+[plugins.t]
+binaries = ["sh", "cat"]
+"#;
+
+    fn run(binary: &str, args: &[&str]) -> (String, i32, EnforcementReport) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().canonicalize().unwrap();
+        let tmp = repo.join("job-tmp");
+        let policy = Policy::from_toml("t", POLICY).unwrap().policy;
+        let ctx = DecisionContext {
+            repo: &repo,
+            home: None,
+            job_tmp: &tmp,
+            host_env: &[],
+        };
+        let plan = decide(
+            &policy,
+            "t",
+            &JobSpawnRequest::new(binary, args.iter().copied()),
+            &ctx,
+        )
+        .unwrap();
+        let support = HostSupport::detect(&SupportOptions::default());
+        let prepared = prepare(
+            &plan,
+            &support,
+            &format!("jobwarden-unit-{}", std::process::id()),
+            &mut HashCache::default(),
+        )
+        .unwrap();
+        let mut spawner = Spawner::new().unwrap();
+        let child = spawner.spawn(&prepared.spec).unwrap();
+        drop(prepared.spec);
+        let mut out = Vec::new();
+        let mut file = File::from(prepared.stdout);
+        // The pipe is non-blocking: poll until EOF.
+        loop {
+            let mut buf = [0u8; 4096];
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(child.pid, &mut status, 0) };
+        if let Some(cg) = &prepared.cgroup {
+            cg.kill_all();
+            cg.remove();
+        }
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            libc::WEXITSTATUS(status),
+            prepared.report,
+        )
+    }
+
+    #[test]
+    fn spawns_a_confined_job() {
+        let (out, code, report) = run(
+            "sh",
+            &[
+                "-c",
+                "echo hi; cat /etc/hostname 2>/dev/null || echo denied; grep -E 'CapEff|NoNewPrivs' /proc/self/status 2>/dev/null || echo no-proc; echo $$ $(ls /proc/self/fd 2>&1 | head -1)",
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("hi\ndenied\n"), "{out}\n{report}");
+        assert!(
+            report.item("filesystem").unwrap().status == Status::Enforced,
+            "{report}"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Confinement: turning a plan into a process that can do only what the
+//! plan allows, and reporting exactly what was applied.
+//!
+//! One `os` module per platform, each with the same functions; the host
+//! calls only those. On Linux: Landlock, rlimits, cgroups, a new session,
+//! no capabilities, and a `CLONE_VM` spawn.
+
+pub mod report;
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(target_os = "linux")]
+pub use linux as os;
+
+pub use report::{EnforcementReport, Item, Status};
