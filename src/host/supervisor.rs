@@ -50,6 +50,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         }
     };
     let host_pid = std::process::id() as i32;
+    let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let mut supervisor = Supervisor {
         shared,
         poll,
@@ -66,9 +67,11 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         shutting_down: false,
         orphan_scan_due: None,
         orphan_candidates: Vec::new(),
+        orphan_retry_at: None,
         fallback_ids: VecDeque::new(),
         host_pid,
-        cgroup_marker: format!("/jobwarden-{host_pid}-"),
+        instance,
+        cgroup_marker: format!("/jobwarden-{host_pid}-{instance}-"),
     };
     supervisor.clean_stale_cgroups();
     supervisor.run();
@@ -125,14 +128,22 @@ struct Supervisor {
     batches: HashMap<Arc<str>, Vec<JobEvent>>,
     shutting_down: bool,
     orphan_scan_due: Option<Instant>,
-    /// Pids of killed tree members that may become our zombie children.
+    /// Pids of killed tree members that may become our zombie children,
+    /// with when they were killed.
     orphan_candidates: Vec<(i32, Instant)>,
+    /// When to look at the candidates again.
+    orphan_retry_at: Option<Instant>,
     /// Session ids (= leader pids) and member pids of recent jobs that ran
     /// without a cgroup, to recognise their orphans.
     fallback_ids: VecDeque<i32>,
     host_pid: i32,
+    /// Distinguishes hosts within one process.
+    instance: u64,
     cgroup_marker: String,
 }
+
+/// Counts hosts created in this process.
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn token(slot: usize, kind: usize) -> Token {
     Token(slot * 3 + kind)
@@ -165,9 +176,10 @@ impl Supervisor {
             }
             self.service_ready();
             self.handle_commands();
-            self.start_pending();
             self.check_timers();
             self.finalize_finished();
+            // After finalising: a finished job frees a slot for a pending one.
+            self.start_pending();
             self.reap_orphans_if_due();
             self.flush();
             if self.shutting_down
@@ -201,8 +213,8 @@ impl Supervisor {
                 consider(at);
             }
         }
-        if let Some((_, at)) = self.orphan_candidates.first() {
-            consider(*at + Duration::from_millis(20));
+        if let Some(at) = self.orphan_retry_at {
+            consider(at);
         }
         next
     }
@@ -392,7 +404,11 @@ impl Supervisor {
     }
 
     fn start(&mut self, accepted: Accepted) {
-        let name = format!("jobwarden-{}-{}", self.host_pid, accepted.id);
+        // Unique per host instance: one process may run several hosts.
+        let name = format!(
+            "jobwarden-{}-{}-{}",
+            self.host_pid, self.instance, accepted.id
+        );
         let prepared = match crate::sandbox::os::prepare(
             &accepted.plan,
             &self.shared.support,
@@ -811,13 +827,20 @@ impl Supervisor {
         }
         // Orphans of killed trees become our zombie children once their
         // parents have exited; reap those we know, then forget them.
-        if !self.orphan_candidates.is_empty() {
+        if !self.orphan_candidates.is_empty() && self.orphan_retry_at.is_some_and(|at| now >= at) {
+            let marker = &self.cgroup_marker;
             self.orphan_candidates.retain(|(pid, since)| {
-                if procs::reap(*pid) {
+                // Only a zombie that died in one of this host's job cgroups:
+                // never a reused pid, never another host's job.
+                let ours = procs::stat(*pid).is_some_and(|s| s.state == b'Z')
+                    && procs::cgroup_contains(*pid, marker);
+                if ours && procs::reap(*pid) {
                     return false;
                 }
                 now.duration_since(*since) < Duration::from_secs(2)
             });
+            self.orphan_retry_at =
+                (!self.orphan_candidates.is_empty()).then(|| now + Duration::from_millis(25));
         }
     }
 

@@ -1,0 +1,178 @@
+//! Invariant 5: nothing a job started survives its end, its cancel, its
+//! timeout or the host's shutdown; no zombies are left behind.
+
+use crate::harness::*;
+use jobwarden::contract::JobEvent;
+use jobwarden::{JobEnd, JobHost, JobSpawnRequest};
+use std::time::Duration;
+
+fn escaped_pid(events: &[JobEvent]) -> Option<i32> {
+    events.iter().find_map(|e| match e {
+        JobEvent::JobLogLine { data, .. } => data
+            .line
+            .strip_prefix("probe: escaped pid ")?
+            .trim()
+            .parse()
+            .ok(),
+        _ => None,
+    })
+}
+
+fn wait_for_escapee(
+    plugin: &jobwarden::PluginHandle,
+    id: &jobwarden::JobId,
+) -> (Vec<JobEvent>, i32) {
+    let mut seen = Vec::new();
+    let pid = loop {
+        seen.extend(plugin.wait_events(Duration::from_millis(200)));
+        if let Some(pid) = escaped_pid(&seen) {
+            break pid;
+        }
+        assert!(
+            !seen.iter().any(JobEvent::is_terminal),
+            "ended early: {seen:#?}"
+        );
+    };
+    assert!(alive(pid));
+    let _ = id;
+    (seen, pid)
+}
+
+#[test]
+fn a_timeout_kills_a_tree_including_a_setsid_escaped_grandchild() {
+    let fx = Fixture::new("");
+    let plugin = fx.plugin();
+    let id = plugin.spawn(JobSpawnRequest::new("probe", ["escape", "60"]).with_timeout_secs(1));
+    let (mut events, grandchild) = wait_for_escapee(&plugin, &id);
+    events.extend(collect(&plugin, &id, Duration::from_secs(30)));
+    let JobEvent::JobCancelled { data, .. } = events.last().unwrap() else {
+        panic!("{events:#?}")
+    };
+    assert_eq!(data.reason, "timeout after 1 s");
+    assert_eq!(plugin.end(&id), Some(JobEnd::TimedOut));
+    assert!(
+        eventually(Duration::from_secs(3), || !alive(grandchild)),
+        "the escaped grandchild {grandchild} survived (or was left a zombie)"
+    );
+}
+
+#[test]
+fn a_cancel_kills_the_tree_and_cancel_after_the_end_is_false() {
+    let fx = Fixture::new("");
+    let plugin = fx.plugin();
+    let id = plugin.spawn(JobSpawnRequest::new("probe", ["escape", "60"]));
+    let (_, grandchild) = wait_for_escapee(&plugin, &id);
+    assert!(plugin.cancel(&id));
+    let events = collect(&plugin, &id, Duration::from_secs(30));
+    let JobEvent::JobCancelled { data, .. } = events.last().unwrap() else {
+        panic!("{events:#?}")
+    };
+    assert_eq!(data.reason, "cancelled by plugin tests");
+    assert!(
+        eventually(Duration::from_secs(3), || !alive(grandchild)),
+        "{grandchild} survived: {}",
+        std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default()
+    );
+    assert!(!plugin.cancel(&id), "the job already ended");
+}
+
+#[test]
+fn leftovers_die_when_the_first_process_exits() {
+    // `escape 0` exits at once, leaving the daemonised grandchild behind.
+    let fx = Fixture::new("");
+    let out = fx.probe(&["escape", "0.2"]);
+    let pid = escaped_pid(&out.events).expect("the probe printed its escapee");
+    assert!(
+        eventually(Duration::from_secs(3), || !alive(pid)),
+        "{pid} survived its job"
+    );
+}
+
+#[test]
+fn sigterm_is_escalated_to_sigkill_after_the_grace_period() {
+    let fx = Fixture::new("");
+    let plugin = fx.plugin();
+    let id = plugin.spawn(JobSpawnRequest::new("probe", ["ignore-term", "60"]));
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e| matches!(e, JobEvent::JobLogLine { data, .. } if data.line.contains("ignoring SIGTERM"))) {
+        seen.extend(plugin.wait_events(Duration::from_millis(200)));
+    }
+    let started = std::time::Instant::now();
+    assert!(plugin.cancel(&id));
+    let events = collect(&plugin, &id, Duration::from_secs(30));
+    assert!(
+        matches!(events.last(), Some(JobEvent::JobCancelled { .. })),
+        "{events:#?}"
+    );
+    // The policy's grace is 0.5 s; it took at least that, and not forever.
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn dropping_the_host_leaves_no_process_behind() {
+    let fx = Fixture::new("");
+    let plugin = fx.plugin();
+    let a = plugin.spawn(JobSpawnRequest::new("probe", ["escape", "60"]));
+    let (_, grandchild) = wait_for_escapee(&plugin, &a);
+    let b = plugin.spawn(JobSpawnRequest::new("probe", ["ignore-term", "60"]));
+    let mut leader_b = None;
+    while leader_b.is_none() {
+        for e in plugin.wait_events(Duration::from_millis(200)) {
+            if let JobEvent::JobStarted { job_id, data } = &e
+                && job_id == &b
+            {
+                leader_b = data.pid;
+            }
+        }
+    }
+    let Fixture { dir, host, .. } = fx;
+    drop(host);
+    assert!(
+        eventually(Duration::from_secs(3), || !alive(grandchild)),
+        "{grandchild} survived the host"
+    );
+    assert!(!alive(leader_b.unwrap() as i32), "job b survived the host");
+    // Events of the shutdown stay drainable.
+    let events = plugin.drain_events();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, JobEvent::JobCancelled { data, .. } if data.reason == "host shut down")
+        ),
+        "{events:#?}"
+    );
+    drop(dir);
+}
+
+#[test]
+fn no_zombie_children_are_left() {
+    let fx = Fixture::new("");
+    for _ in 0..3 {
+        let _ = fx.probe(&["escape", "0.1"]);
+    }
+    let me = std::process::id() as i32;
+    let zombies_of_jobs = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let rest = stat.rsplit(')').next().unwrap_or("");
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.first() == Some(&"Z")
+                    && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me)
+                    && std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                        .unwrap_or_default()
+                        .contains("/jobwarden-")
+            })
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || zombies_of_jobs() == 0),
+        "zombies left: {}",
+        zombies_of_jobs()
+    );
+}

@@ -1,0 +1,232 @@
+//! Shared helpers for the sandbox tests: a temp repo, a policy naming the
+//! probe, a host, and a way to run one job to its end and look at what
+//! happened. Every job is a real process under the real sandbox.
+
+use jobwarden::contract::{JobEvent, JobSpawnRequest, STREAM_STDERR, STREAM_STDOUT, STREAM_SYSTEM};
+use jobwarden::host::{JobEnd, PluginHandle, PolicyJobHost};
+use jobwarden::policy::Policy;
+use jobwarden::sandbox::EnforcementReport;
+use jobwarden::{JobHost, JobId};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const PROBE: &str = env!("CARGO_BIN_EXE_jobwarden-probe");
+
+/// A policy for the sandbox tests. `{extra}` is spliced in at the end, so a
+/// test can add sections (binary overrides, plugins).
+pub fn policy_text(extra: &str) -> String {
+    let probe_dir = Path::new(PROBE).parent().unwrap().display().to_string();
+    format!(
+        r#"
+version = 1
+enforcement = "required"
+search_path = ["/usr/bin", "/bin"]
+
+[env]
+inherit = ["HOST_VISIBLE", "HOST_*"]
+allow = ["PROBE_*", "LD_PRELOAD"]
+set = {{ PATH = "/usr/bin:/bin", TMPDIR = "{{tmp}}" }}
+
+[filesystem]
+read = ["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/proc", "{probe_dir}"]
+read_write = ["{{repo}}", "{{tmp}}", "/dev/null"]
+
+[limits]
+timeout_secs = 60
+kill_grace_secs = 0.5
+
+[binaries.probe]
+path = "{PROBE}"
+
+[binaries.sh]
+path = "/bin/sh"
+
+[plugins.tests]
+binaries = ["probe", "sh"]
+max_concurrent = 8
+
+[plugins.other]
+binaries = ["probe"]
+{extra}
+"#
+    )
+}
+
+/// A temp repo and a host over it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub host: PolicyJobHost,
+}
+
+impl Fixture {
+    pub fn new(extra_policy: &str) -> Self {
+        Self::with(extra_policy, |b| b)
+    }
+
+    pub fn with(
+        extra_policy: &str,
+        configure: impl FnOnce(jobwarden::HostBuilder) -> jobwarden::HostBuilder,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo").canonicalize().unwrap_or_else(|_| {
+            std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+            dir.path().join("repo").canonicalize().unwrap()
+        });
+        let text = policy_text(extra_policy);
+        let policy = Policy::from_toml("sandbox-tests.toml", &text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .policy;
+        let builder = PolicyJobHost::builder(policy, &repo)
+            .host_env(vec![
+                ("HOST_VISIBLE".into(), "yes".into()),
+                ("HOST_API_TOKEN".into(), "s3cr3t-token".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "s3cr3t-aws".into()),
+                ("UNINHERITED".into(), "nope".into()),
+            ])
+            .tmp_dir(dir.path());
+        let host = configure(builder).build().unwrap();
+        Self { dir, repo, host }
+    }
+
+    pub fn plugin(&self) -> PluginHandle {
+        self.host.plugin("tests")
+    }
+
+    /// Runs the probe with `args` as plugin `tests` and waits for its end.
+    pub fn probe(&self, args: &[&str]) -> Outcome {
+        self.run(JobSpawnRequest::new("probe", args.iter().copied()))
+    }
+
+    /// Runs `request` as plugin `tests` and waits for its end.
+    pub fn run(&self, request: JobSpawnRequest) -> Outcome {
+        run_to_end(&self.plugin(), request, Duration::from_secs(60))
+    }
+}
+
+/// What one job did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub id: JobId,
+    pub events: Vec<JobEvent>,
+    pub end: Option<JobEnd>,
+    pub enforcement: Option<EnforcementReport>,
+}
+
+impl Outcome {
+    fn lines(&self, stream: &str) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::JobLogLine { data, .. } if data.stream == stream => {
+                    Some(data.line.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.lines(STREAM_STDOUT)
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.lines(STREAM_STDERR)
+    }
+
+    pub fn system(&self) -> Vec<String> {
+        self.lines(STREAM_SYSTEM)
+    }
+
+    pub fn terminal(&self) -> &JobEvent {
+        self.events.last().expect("at least one event")
+    }
+
+    /// The exit code, panicking with the whole outcome if the job did not exit.
+    pub fn code(&self) -> i32 {
+        match &self.end {
+            Some(JobEnd::Exited { code }) => *code,
+            _ => panic!("the job did not exit normally: {self:#?}"),
+        }
+    }
+
+    /// The failure text of a `JobFailed`.
+    pub fn error(&self) -> String {
+        match self.terminal() {
+            JobEvent::JobFailed { data, .. } => data.error.clone(),
+            other => panic!("expected JobFailed, got {other:?}\n{self:#?}"),
+        }
+    }
+
+    /// Asserts that the probe's action was refused with `errno` (by name).
+    pub fn assert_denied(&self, errno: &str) {
+        let out = self.stdout().join("\n");
+        assert!(
+            out.contains(&format!("denied: {errno}")),
+            "expected the kernel to refuse with {errno}; stdout:\n{out}\n{self:#?}"
+        );
+    }
+
+    /// Asserts that the probe's action succeeded.
+    pub fn assert_ok(&self) {
+        let out = self.stdout().join("\n");
+        assert!(
+            out.contains(": ok"),
+            "expected success; stdout:\n{out}\n{self:#?}"
+        );
+        assert_eq!(self.code(), 0);
+    }
+}
+
+/// Spawns and collects events until the terminal one.
+pub fn run_to_end(plugin: &PluginHandle, request: JobSpawnRequest, limit: Duration) -> Outcome {
+    let id = plugin.spawn(request);
+    let events = collect(plugin, &id, limit);
+    Outcome {
+        end: plugin.end(&id),
+        enforcement: plugin.enforcement(&id),
+        id,
+        events,
+    }
+}
+
+/// Collects the events of job `id` until its terminal event.
+pub fn collect(plugin: &PluginHandle, id: &JobId, limit: Duration) -> Vec<JobEvent> {
+    let deadline = Instant::now() + limit;
+    let mut mine = Vec::new();
+    loop {
+        for event in plugin.wait_events(Duration::from_millis(200)) {
+            assert_eq!(
+                event.job_id(),
+                id,
+                "these helpers run one job at a time per plugin"
+            );
+            let terminal = event.is_terminal();
+            mine.push(event);
+            if terminal {
+                return mine;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not end within {limit:?}: {mine:#?}"
+        );
+    }
+}
+
+/// True while a process with this pid exists (zombies included).
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits up to `limit` for `cond`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}

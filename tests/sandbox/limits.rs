@@ -1,0 +1,104 @@
+//! Limits stop a job that exceeds them, with an event that names the limit.
+
+use crate::harness::*;
+use jobwarden::JobEnd;
+use jobwarden::sandbox::Status;
+
+fn limited(limits: &str) -> Fixture {
+    Fixture::new(&format!("\n[plugins.tests.limits]\n{limits}\n"))
+}
+
+#[test]
+fn the_cpu_limit_kills_a_busy_job() {
+    let fx = limited("cpu_secs = 1");
+    let out = fx.probe(&["spin", "30"]);
+    let error = out.error();
+    assert!(error.contains("CPU time limit"), "{error}");
+    assert!(error.contains("plugins.tests.limits.cpu_secs"), "{error}");
+    assert_eq!(
+        out.end,
+        Some(JobEnd::Signaled {
+            signal: libc::SIGXCPU
+        })
+    );
+}
+
+#[test]
+fn the_memory_limit_kills_a_hog() {
+    let fx = limited("memory = \"64 MiB\"");
+    let out = fx.probe(&["alloc", "1024"]);
+    let report = out.enforcement.clone().unwrap();
+    let memory = report.item("memory").unwrap();
+    let error = out.error();
+    if memory.status == Status::Enforced {
+        // A memory cgroup: the kernel's OOM killer ends the job.
+        assert!(error.contains("memory limit"), "{error}\n{report}");
+        assert_eq!(
+            out.end,
+            Some(JobEnd::Signaled {
+                signal: libc::SIGKILL
+            })
+        );
+    } else {
+        // RLIMIT_AS: the allocation fails and the probe aborts.
+        assert!(
+            error.contains("signal") || error.contains("status"),
+            "{error}\n{report}"
+        );
+    }
+    assert!(!out.stdout().join("").contains("1024 MiB touched"));
+}
+
+#[test]
+fn the_open_files_limit_refuses_more_descriptors() {
+    let fx = limited("open_files = 16");
+    let out = fx.probe(&["open-files", "100"]);
+    out.assert_denied("EMFILE");
+    assert_eq!(out.code(), libc::EMFILE);
+}
+
+#[test]
+fn the_file_size_limit_kills_a_big_writer() {
+    let fx = limited("file_size = \"1 MiB\"");
+    let big = fx.repo.join("big");
+    let out = fx.probe(&["write-size", big.to_str().unwrap(), "10000000"]);
+    let error = out.error();
+    assert!(error.contains("file size limit"), "{error}");
+    assert_eq!(
+        out.end,
+        Some(JobEnd::Signaled {
+            signal: libc::SIGXFSZ
+        })
+    );
+    assert!(std::fs::metadata(&big).unwrap().len() <= 1 << 20);
+}
+
+#[test]
+fn a_fork_bomb_is_contained_by_the_pids_cgroup() {
+    let fx = limited("processes = 32\ntimeout_secs = 20");
+    // Only run the hostile part under a limit proven to apply here.
+    let check = fx.probe(&["print", "checking"]);
+    let report = check.enforcement.unwrap();
+    let processes = report.item("processes").unwrap();
+    if processes.status != Status::Enforced {
+        eprintln!(
+            "skipped: no pids cgroup on this machine ({}); as root, RLIMIT_NPROC would not hold a fork bomb",
+            processes.detail
+        );
+        return;
+    }
+    let out = fx.probe(&["fork", "5000"]);
+    out.assert_denied("EAGAIN");
+    let started: usize = out
+        .stdout()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("probe: started ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the probe says how many it started");
+    assert!(started < 32, "the pids limit held at {started} processes");
+}

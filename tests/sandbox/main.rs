@@ -1,0 +1,18 @@
+//! Sandbox tests: real jobs under the real Linux sandbox, asserting what the
+//! kernel refused. One file per behaviour; `harness.rs` holds the helpers.
+//!
+//! These run as root on Landlock ABI 7 in CI; nothing here is mocked. A test
+//! that needs a kernel feature this machine lacks says so and skips.
+
+mod harness;
+
+mod cleanup;
+mod environment;
+mod events;
+mod exec_allowlist;
+mod filesystem;
+mod limits;
+mod network;
+mod privileges;
+mod refusals;
+mod signals;

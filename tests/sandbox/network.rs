@@ -1,0 +1,61 @@
+//! Invariant 4 (network): TCP connect and bind only to the policy's ports.
+
+use crate::harness::*;
+use std::net::TcpListener;
+
+#[test]
+fn connect_to_an_allowed_port_works_and_others_are_refused() {
+    let allowed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let allowed_port = allowed.local_addr().unwrap().port();
+    let other_port = other.local_addr().unwrap().port();
+    let fx = Fixture::new(&format!(
+        "\n[plugins.tests.network]\nconnect = [{allowed_port}]\n"
+    ));
+    fx.probe(&["connect", &format!("127.0.0.1:{allowed_port}")])
+        .assert_ok();
+    let out = fx.probe(&["connect", &format!("127.0.0.1:{other_port}")]);
+    out.assert_denied("EACCES");
+    // The refused connection never reached the listener.
+    other.set_nonblocking(true).unwrap();
+    assert!(other.accept().is_err());
+}
+
+#[test]
+fn no_network_by_default() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fx = Fixture::new("");
+    fx.probe(&["connect", &format!("127.0.0.1:{port}")])
+        .assert_denied("EACCES");
+}
+
+#[test]
+fn bind_only_allowed_ports() {
+    // Find two free ports, then release them for the job.
+    let (a, b) = {
+        let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            l1.local_addr().unwrap().port(),
+            l2.local_addr().unwrap().port(),
+        )
+    };
+    let fx = Fixture::new(&format!("\n[plugins.tests.network]\nbind = [{a}]\n"));
+    fx.probe(&["bind", &a.to_string()]).assert_ok();
+    fx.probe(&["bind", &b.to_string()]).assert_denied("EACCES");
+}
+
+#[test]
+fn unrestricted_network_is_reported_as_such() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fx = Fixture::new("\n[plugins.tests.network]\nunrestricted = true\n");
+    let out = fx.probe(&["connect", &format!("127.0.0.1:{port}")]);
+    out.assert_ok();
+    let report = out.enforcement.unwrap();
+    assert_eq!(
+        report.item("network").unwrap().status,
+        jobwarden::sandbox::Status::NotRequested
+    );
+}
