@@ -15,7 +15,9 @@
 //!   waits the grace period, kills what is left, reaps everything.
 
 mod audit;
+mod finish;
 mod supervisor;
+mod tree;
 
 pub use audit::AuditLog;
 

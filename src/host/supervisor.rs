@@ -1,5 +1,5 @@
 //! The host thread: starts jobs, reads all their output through one poller,
-//! enforces timeouts, escalates cancels, reaps and cleans up.
+//! enforces timeouts, escalates cancels, and hands ended jobs to `finish.rs`.
 //!
 //! One thread does all of this, so per-job event order is simply program
 //! order here: `JobStarted`, the enforcement line, output in the order it
@@ -7,19 +7,18 @@
 //! closed — the exit summary and exactly one terminal event. It is also the
 //! one long-lived thread that spawns, which the parent-death signal needs.
 
+use super::tree::{HostProcess, ProcessId, Reaper, Tree, forget_leader, register_leader};
 use super::{Accepted, Command, JobEnd, Shared, Usage};
 use crate::contract::{
-    JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobId, JobLogLineData,
-    JobStartedData, JobStatus, STREAM_SYSTEM, timestamp_now,
+    JobCancelledData, JobEvent, JobFailedData, JobId, JobLogLineData, JobStartedData, JobStatus,
+    STREAM_SYSTEM, timestamp_now,
 };
 use crate::decision::{Plan, format_duration};
-use crate::host::audit::EndRecord;
 use crate::output::progress::ProgressTracker;
 use crate::output::{JobOutput, Stream};
-use crate::policy::{Limit, units::format_size};
 use crate::sandbox::EnforcementReport;
-use crate::sandbox::os::cgroup::JobCgroup;
-use crate::sandbox::os::{HashCache, PrepareError, Spawner, procs, signal_tree};
+use crate::sandbox::os::spawn::Stage;
+use crate::sandbox::os::{HashCache, PrepareError, SpawnError, Spawner};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -27,6 +26,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -38,8 +38,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long output may keep flowing after the first process exited and the
 /// rest of the tree was killed, before the pipes are closed anyway.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// How often jobs without a cgroup have their tree scanned for escapees.
-const FALLBACK_SCAN: Duration = Duration::from_millis(500);
+
+/// Counts hosts created in this process: one process may run several.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
     let spawner = match Spawner::new() {
@@ -49,8 +50,8 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
             None
         }
     };
-    let host_pid = std::process::id() as i32;
-    let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let host = HostProcess::current();
+    let instance = INSTANCES.fetch_add(1, Ordering::Relaxed) + 1;
     let mut supervisor = Supervisor {
         shared,
         poll,
@@ -65,85 +66,65 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         buf: vec![0; READ_CHUNK],
         batches: HashMap::new(),
         shutting_down: false,
-        orphan_scan_due: None,
-        orphan_candidates: Vec::new(),
-        orphan_retry_at: None,
-        fallback_ids: VecDeque::new(),
-        host_pid,
+        host,
         instance,
-        cgroup_marker: format!("/jobwarden-{host_pid}-{instance}-"),
+        reaper: Reaper::new(host, format!("/jobwarden-{}-{instance}-", host.pid)),
     };
     supervisor.clean_stale_cgroups();
     supervisor.run();
 }
 
-struct Termination {
-    reason: String,
-    timed_out: bool,
-    kill_at: Instant,
-    killed: bool,
+pub(super) struct Termination {
+    pub reason: String,
+    pub timed_out: bool,
+    pub kill_at: Instant,
+    pub killed: bool,
 }
 
-struct Exit {
+pub(super) struct Exit {
     /// Raw wait status; `None` when another part of the program reaped it.
-    status: Option<i32>,
-    rusage: libc::rusage,
-    elapsed: Duration,
+    pub status: Option<i32>,
+    pub rusage: libc::rusage,
+    pub elapsed: Duration,
 }
 
-struct Job {
-    id: JobId,
-    plugin: Arc<str>,
-    plan: Plan,
-    pid: i32,
-    pidfd: Option<OwnedFd>,
-    stdout: Option<File>,
-    stderr: Option<File>,
-    output: JobOutput,
-    cgroup: Option<JobCgroup>,
-    report: EnforcementReport,
-    started: Instant,
-    deadline: Instant,
-    termination: Option<Termination>,
-    exit: Option<Exit>,
-    drain_until: Option<Instant>,
-    /// Pids seen in the tree (used when there is no cgroup).
-    known_pids: Vec<i32>,
-    next_tree_scan: Instant,
-    usage: Usage,
+pub(super) struct Job {
+    pub id: JobId,
+    pub plugin: Arc<str>,
+    pub plan: Plan,
+    pub pid: i32,
+    pub pidfd: Option<OwnedFd>,
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+    pub output: JobOutput,
+    pub tree: Tree,
+    pub report: EnforcementReport,
+    pub started: Instant,
+    pub deadline: Instant,
+    pub termination: Option<Termination>,
+    pub exit: Option<Exit>,
+    pub drain_until: Option<Instant>,
+    pub usage: Usage,
 }
 
-struct Supervisor {
-    shared: Arc<Shared>,
+pub(super) struct Supervisor {
+    pub shared: Arc<Shared>,
     poll: Poll,
     spawner: Option<Spawner>,
     hashes: HashCache,
-    jobs: HashMap<usize, Job>,
+    pub jobs: HashMap<usize, Job>,
     pending: HashMap<Arc<str>, VecDeque<(Accepted, usize)>>,
     pending_order: VecDeque<Arc<str>>,
-    running_per_plugin: HashMap<Arc<str>, usize>,
+    pub running_per_plugin: HashMap<Arc<str>, usize>,
     next_slot: usize,
     ready: HashSet<Token>,
     buf: Vec<u8>,
     batches: HashMap<Arc<str>, Vec<JobEvent>>,
     shutting_down: bool,
-    orphan_scan_due: Option<Instant>,
-    /// Pids of killed tree members that may become our zombie children,
-    /// with when they were killed.
-    orphan_candidates: Vec<(i32, Instant)>,
-    /// When to look at the candidates again.
-    orphan_retry_at: Option<Instant>,
-    /// Session ids (= leader pids) and member pids of recent jobs that ran
-    /// without a cgroup, to recognise their orphans.
-    fallback_ids: VecDeque<i32>,
-    host_pid: i32,
-    /// Distinguishes hosts within one process.
+    pub host: HostProcess,
     instance: u64,
-    cgroup_marker: String,
+    pub reaper: Reaper,
 }
-
-/// Counts hosts created in this process.
-static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn token(slot: usize, kind: usize) -> Token {
     Token(slot * 3 + kind)
@@ -152,6 +133,12 @@ fn token(slot: usize, kind: usize) -> Token {
 const STDOUT: usize = 0;
 const STDERR: usize = 1;
 const PIDFD: usize = 2;
+
+enum PipeState {
+    Drained,
+    Closed,
+    MoreLater,
+}
 
 impl Supervisor {
     fn run(&mut self) {
@@ -180,7 +167,14 @@ impl Supervisor {
             self.finalize_finished();
             // After finalising: a finished job frees a slot for a pending one.
             self.start_pending();
-            self.reap_orphans_if_due();
+            if self
+                .reaper
+                .next_due()
+                .is_some_and(|at| Instant::now() >= at)
+            {
+                let leaders = self.live_leaders();
+                self.reaper.run(&leaders);
+            }
             self.flush();
             if self.shutting_down
                 && self.jobs.is_empty()
@@ -189,12 +183,22 @@ impl Supervisor {
                 break;
             }
         }
-        self.scan_zombies();
+        let leaders = self.live_leaders();
+        self.reaper.scan(&leaders);
         self.flush();
     }
 
+    /// Pids of job leaders not yet reaped: never taken by the zombie scan.
+    pub fn live_leaders(&self) -> HashSet<i32> {
+        self.jobs
+            .values()
+            .filter(|j| j.exit.is_none())
+            .map(|j| j.pid)
+            .collect()
+    }
+
     fn next_timer(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = self.orphan_scan_due;
+        let mut next: Option<Instant> = self.reaper.next_due();
         let mut consider = |t: Instant| {
             next = Some(next.map_or(t, |n| n.min(t)));
         };
@@ -205,25 +209,22 @@ impl Supervisor {
                     Some(_) => {}
                     None => consider(job.deadline),
                 }
-                if job.cgroup.is_none() {
-                    consider(job.next_tree_scan);
+                if !job.tree.exact() {
+                    consider(job.tree.next_scan);
                 }
             }
             if let Some(at) = job.drain_until {
                 consider(at);
             }
         }
-        if let Some(at) = self.orphan_retry_at {
-            consider(at);
-        }
         next
     }
 
-    fn emit(&mut self, plugin: &Arc<str>, event: JobEvent) {
+    pub fn emit(&mut self, plugin: &Arc<str>, event: JobEvent) {
         self.batches.entry(plugin.clone()).or_default().push(event);
     }
 
-    fn system_line(&mut self, plugin: &Arc<str>, id: &JobId, line: String) {
+    pub fn system_line(&mut self, plugin: &Arc<str>, id: &JobId, line: String) {
         self.emit(
             plugin,
             JobEvent::JobLogLine {
@@ -255,6 +256,13 @@ impl Supervisor {
         for command in commands {
             match command {
                 Command::Start(accepted) => {
+                    if self.shutting_down {
+                        self.cancel_pending(
+                            *accepted,
+                            "host shut down before the job started".into(),
+                        );
+                        continue;
+                    }
                     let max = self
                         .shared
                         .policy
@@ -263,13 +271,6 @@ impl Supervisor {
                         .plugin_rule(&accepted.plugin)
                         .map_or(1, |p| p.max_concurrent.value as usize)
                         .max(1);
-                    if self.shutting_down {
-                        self.cancel_pending(
-                            *accepted,
-                            "host shut down before the job started".into(),
-                        );
-                        continue;
-                    }
                     let plugin = accepted.plugin.clone();
                     let queue = self.pending.entry(plugin.clone()).or_default();
                     if queue.is_empty() {
@@ -331,7 +332,6 @@ impl Supervisor {
                 },
             },
         );
-        let _ = std::fs::remove_dir_all(&accepted.plan.job_tmp);
     }
 
     fn start_pending(&mut self) {
@@ -393,21 +393,17 @@ impl Supervisor {
             &accepted.plugin,
             &accepted.id,
             &accepted.plan,
-            "failed",
-            None,
-            None,
-            Some(error),
+            super::finish::Outcome::failed(None, None, error),
             Duration::ZERO,
             None,
         );
-        let _ = std::fs::remove_dir_all(&accepted.plan.job_tmp);
     }
 
     fn start(&mut self, accepted: Accepted) {
         // Unique per host instance: one process may run several hosts.
         let name = format!(
             "jobwarden-{}-{}-{}",
-            self.host_pid, self.instance, accepted.id
+            self.host.pid, self.instance, accepted.id
         );
         let prepared = match crate::sandbox::os::prepare(
             &accepted.plan,
@@ -433,29 +429,19 @@ impl Supervisor {
                 return;
             }
             Err(e) => {
-                self.fail_before_start(
-                    &accepted,
-                    format!("cannot start the job: {e}"),
-                    None,
-                    JobEnd::StartFailed,
-                );
+                let error = format!("cannot start the job: {e}");
+                self.fail_before_start(&accepted, error, None, JobEnd::StartFailed);
                 return;
             }
         };
-        let Some(spawner) = self.spawner.as_mut() else {
-            if let Some(cg) = &prepared.cgroup {
-                cg.remove();
-            }
-            self.fail_before_start(
-                &accepted,
-                "cannot start the job: spawning is unavailable".into(),
-                None,
-                JobEnd::StartFailed,
-            );
-            return;
+        let spawned = match self.spawner.as_mut() {
+            Some(spawner) => spawner.spawn(&prepared.spec),
+            None => Err(SpawnError::Stack(std::io::Error::other(
+                "spawning is unavailable",
+            ))),
         };
-        let spawned = spawner.spawn(&prepared.spec);
-        // Close our copies of the child's ends (pipes, ruleset, cgroup files) now.
+        // Close our copies of the child's ends (pipes, ruleset, cgroup files)
+        // now, or the pipes would never reach end-of-file.
         drop(prepared.spec);
         let spawned = match spawned {
             Ok(s) => s,
@@ -464,10 +450,12 @@ impl Supervisor {
                     cg.kill_all();
                     cg.remove();
                 }
-                let detail = match &e {
-                    crate::sandbox::os::SpawnError::Child { stage, source }
-                        if *stage == crate::sandbox::os::spawn::Stage::Exec =>
-                    {
+                let _ = std::fs::remove_dir_all(&accepted.plan.job_tmp);
+                let error = match &e {
+                    SpawnError::Child {
+                        stage: Stage::Exec,
+                        source,
+                    } => {
                         format!(
                             "cannot execute {}: {source}",
                             accepted.plan.program.display()
@@ -477,7 +465,7 @@ impl Supervisor {
                 };
                 self.fail_before_start(
                     &accepted,
-                    detail,
+                    error,
                     Some(prepared.report),
                     JobEnd::StartFailed,
                 );
@@ -485,6 +473,7 @@ impl Supervisor {
             }
         };
 
+        register_leader(spawned.pid);
         let slot = self.next_slot;
         self.next_slot += 1;
         let registry = self.poll.registry();
@@ -565,15 +554,13 @@ impl Supervisor {
                 stdout: Some(File::from(prepared.stdout)),
                 stderr: Some(File::from(prepared.stderr)),
                 output,
-                cgroup: prepared.cgroup,
+                tree: Tree::new(spawned.pid, prepared.cgroup),
                 report: prepared.report,
                 started: now,
                 deadline,
                 termination: None,
                 exit: None,
                 drain_until: None,
-                known_pids: vec![spawned.pid],
-                next_tree_scan: now + FALLBACK_SCAN,
                 usage: Usage::default(),
             },
         );
@@ -590,28 +577,25 @@ impl Supervisor {
                 self.ready.remove(&t);
                 continue;
             }
-            match kind {
-                PIDFD => {
+            if kind == PIDFD {
+                self.ready.remove(&t);
+                self.reap_leader(slot);
+                continue;
+            }
+            let stream = if kind == STDOUT {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            match self.read_pipe(slot, stream) {
+                PipeState::Drained => {
                     self.ready.remove(&t);
-                    self.reap_leader(slot);
                 }
-                _ => {
-                    let stream = if kind == STDOUT {
-                        Stream::Stdout
-                    } else {
-                        Stream::Stderr
-                    };
-                    match self.read_pipe(slot, stream) {
-                        PipeState::Drained => {
-                            self.ready.remove(&t);
-                        }
-                        PipeState::Closed => {
-                            self.ready.remove(&t);
-                            self.close_pipe(slot, stream);
-                        }
-                        PipeState::MoreLater => {}
-                    }
+                PipeState::Closed => {
+                    self.ready.remove(&t);
+                    self.close_pipe(slot, stream);
                 }
+                PipeState::MoreLater => {}
             }
         }
     }
@@ -666,7 +650,7 @@ impl Supervisor {
         }
     }
 
-    // ---- exit, termination, cleanup ------------------------------------------
+    // ---- exit and termination ----------------------------------------------
 
     fn reap_leader(&mut self, slot: usize) {
         let Some(job) = self.jobs.get_mut(&slot) else {
@@ -685,6 +669,7 @@ impl Supervisor {
             r if r == job.pid => Some(status),
             _ => None, // ECHILD: someone else in this process reaped it
         };
+        forget_leader(job.pid);
         job.exit = Some(Exit {
             status,
             rusage,
@@ -698,49 +683,26 @@ impl Supervisor {
         }
         // The job is over when its first process is: nothing it started
         // may outlive it.
-        let leftovers = self.kill_tree(slot);
-        let now = Instant::now();
-        self.orphan_candidates
-            .extend(leftovers.into_iter().map(|pid| (pid, now)));
+        let killed = self.kill_tree(slot);
+        self.reaper.watch(killed);
         if let Some(job) = self.jobs.get_mut(&slot) {
-            job.drain_until = Some(now + DRAIN_AFTER_EXIT);
+            job.drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
         }
     }
 
-    /// SIGKILLs everything left of the job's tree; returns the pids killed.
-    fn kill_tree(&mut self, slot: usize) -> Vec<i32> {
-        let Some(job) = self.jobs.get_mut(&slot) else {
-            return Vec::new();
-        };
-        match &job.cgroup {
-            Some(cg) if cg.tracks_members() => {
-                let members = cg.members();
-                if !members.is_empty() {
-                    cg.kill_all();
-                }
-                members
-            }
-            _ => {
-                // SAFETY: kill(2) of the job's own process group.
-                unsafe { libc::kill(-job.pid, libc::SIGKILL) };
-                let members = procs::tree_members(job.pid, &job.known_pids);
-                for pid in &members {
-                    // SAFETY: kill(2) of a process found in the job's tree.
-                    unsafe { libc::kill(*pid, libc::SIGKILL) };
-                }
-                job.known_pids.extend(members.iter().copied());
-                self.fallback_ids.push_back(job.pid);
-                self.fallback_ids.extend(members.iter().copied());
-                while self.fallback_ids.len() > 4096 {
-                    self.fallback_ids.pop_front();
-                }
-                self.orphan_scan_due = Some(Instant::now() + Duration::from_millis(20));
-                members
-            }
+    /// SIGKILLs everything left of the job's tree; returns what was killed.
+    fn kill_tree(&mut self, slot: usize) -> Vec<ProcessId> {
+        let leaders = self.live_leaders();
+        let host = self.host;
+        match self.jobs.get_mut(&slot) {
+            Some(job) => job.tree.kill_all(host, &leaders),
+            None => Vec::new(),
         }
     }
 
     fn terminate(&mut self, slot: usize, reason: String, timed_out: bool) {
+        let leaders = self.live_leaders();
+        let host = self.host;
         let Some(job) = self.jobs.get_mut(&slot) else {
             return;
         };
@@ -757,32 +719,27 @@ impl Supervisor {
         if grace.is_zero() {
             self.force_kill(slot);
         } else {
-            signal_tree(job.pid, job.cgroup.as_ref(), libc::SIGTERM);
-            if job.cgroup.is_none() {
-                for pid in procs::tree_members(job.pid, &job.known_pids) {
-                    // SAFETY: kill(2) of a process found in the job's tree.
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
-                }
-            }
+            job.tree.signal(libc::SIGTERM, host, &leaders);
         }
     }
 
     fn force_kill(&mut self, slot: usize) {
-        let Some(job) = self.jobs.get_mut(&slot) else {
-            return;
-        };
-        if let Some(t) = job.termination.as_mut() {
+        if let Some(t) = self
+            .jobs
+            .get_mut(&slot)
+            .and_then(|j| j.termination.as_mut())
+        {
             t.killed = true;
         }
-        signal_tree(job.pid, job.cgroup.as_ref(), libc::SIGKILL);
-        self.kill_tree(slot);
+        let killed = self.kill_tree(slot);
+        self.reaper.watch(killed);
     }
 
     fn check_timers(&mut self) {
         let now = Instant::now();
         let slots: Vec<usize> = self.jobs.keys().copied().collect();
         for slot in slots {
-            let Some(job) = self.jobs.get_mut(&slot) else {
+            let Some(job) = self.jobs.get(&slot) else {
                 continue;
             };
             if job.exit.is_none() {
@@ -795,52 +752,31 @@ impl Supervisor {
                     Some(t) if !t.killed && now >= t.kill_at => self.force_kill(slot),
                     _ => {}
                 }
+                let leaders = self.live_leaders();
+                let host = self.host;
                 if let Some(job) = self.jobs.get_mut(&slot)
-                    && job.cgroup.as_ref().is_none_or(|c| !c.tracks_members())
-                    && now >= job.next_tree_scan
+                    && !job.tree.exact()
+                    && now >= job.tree.next_scan
                 {
-                    job.next_tree_scan = now + FALLBACK_SCAN;
-                    let members = procs::tree_members(job.pid, &job.known_pids);
-                    for pid in members {
-                        if !job.known_pids.contains(&pid) {
-                            job.known_pids.push(pid);
-                        }
-                    }
+                    job.tree.track(host, &leaders);
                 }
             }
-            let Some(job) = self.jobs.get_mut(&slot) else {
+            let Some(job) = self.jobs.get(&slot) else {
                 continue;
             };
-            if let Some(at) = job.drain_until
-                && now >= at
+            if job.drain_until.is_some_and(|at| now >= at)
                 && (job.stdout.is_some() || job.stderr.is_some())
             {
                 let (plugin, id) = (job.plugin.clone(), job.id.clone());
                 self.system_line(
                     &plugin,
                     &id,
-                    "jobwarden: output pipes were still open after the job ended and its tree was killed; closed them".into(),
+                    "jobwarden: output pipes were still open after the job ended and its tree was killed; closed them"
+                        .into(),
                 );
                 self.close_pipe(slot, Stream::Stdout);
                 self.close_pipe(slot, Stream::Stderr);
             }
-        }
-        // Orphans of killed trees become our zombie children once their
-        // parents have exited; reap those we know, then forget them.
-        if !self.orphan_candidates.is_empty() && self.orphan_retry_at.is_some_and(|at| now >= at) {
-            let marker = &self.cgroup_marker;
-            self.orphan_candidates.retain(|(pid, since)| {
-                // Only a zombie that died in one of this host's job cgroups:
-                // never a reused pid, never another host's job.
-                let ours = procs::stat(*pid).is_some_and(|s| s.state == b'Z')
-                    && procs::cgroup_contains(*pid, marker);
-                if ours && procs::reap(*pid) {
-                    return false;
-                }
-                now.duration_since(*since) < Duration::from_secs(2)
-            });
-            self.orphan_retry_at =
-                (!self.orphan_candidates.is_empty()).then(|| now + Duration::from_millis(25));
         }
     }
 
@@ -858,220 +794,6 @@ impl Supervisor {
         }
     }
 
-    fn finalize(&mut self, mut job: Job) {
-        let exit = job.exit.take().expect("finalize only jobs that exited");
-        let oom_kills = job.cgroup.as_ref().map_or(0, JobCgroup::oom_kills);
-        let peak = job
-            .cgroup
-            .as_ref()
-            .and_then(JobCgroup::memory_peak)
-            .unwrap_or(exit.rusage.ru_maxrss.max(0) as u64 * 1024);
-        if let Some(cg) = &job.cgroup {
-            if !cg.is_empty() {
-                cg.kill_all();
-            }
-            let left = cg.remove();
-            if !left.is_empty() {
-                self.shared.warn(format!(
-                    "cannot remove the cgroup(s) of {}: {}",
-                    job.id,
-                    left.iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-        if let Err(e) = std::fs::remove_dir_all(&job.plan.job_tmp)
-            && e.kind() != ErrorKind::NotFound
-        {
-            self.shared
-                .warn(format!("cannot remove {}: {e}", job.plan.job_tmp.display()));
-        }
-
-        let user = timeval(exit.rusage.ru_utime);
-        let sys = timeval(exit.rusage.ru_stime);
-        job.usage.elapsed = exit.elapsed;
-        job.usage.cpu_time = user + sys;
-        job.usage.peak_rss_bytes = job.usage.peak_rss_bytes.max(peak);
-        let summary = format!(
-            "jobwarden: finished in {:.1} s · cpu {:.1} s user / {:.1} s sys · peak rss {}",
-            exit.elapsed.as_secs_f64(),
-            user.as_secs_f64(),
-            sys.as_secs_f64(),
-            format_size(job.usage.peak_rss_bytes)
-        );
-        let (plugin, id) = (job.plugin.clone(), job.id.clone());
-        self.system_line(&plugin, &id, summary);
-
-        let now = timestamp_now();
-        let end = match (&job.termination, exit.status) {
-            (Some(t), _) if t.timed_out => JobEnd::TimedOut,
-            (Some(_), _) => JobEnd::Cancelled,
-            (None, Some(s)) if libc::WIFEXITED(s) => JobEnd::Exited {
-                code: libc::WEXITSTATUS(s),
-            },
-            (None, Some(s)) => JobEnd::Signaled {
-                signal: libc::WTERMSIG(s),
-            },
-            (None, None) => JobEnd::StartFailed,
-        };
-        let (event, status, outcome, code, signal, detail) = match (&job.termination, exit.status) {
-            (Some(t), status) => {
-                let reason = t.reason.clone();
-                (
-                    JobEvent::JobCancelled {
-                        job_id: id.clone(),
-                        data: JobCancelledData {
-                            reason: reason.clone(),
-                            cancelled_at: now,
-                        },
-                    },
-                    JobStatus::Cancelled { reason: reason.clone() },
-                    "cancelled",
-                    status.filter(|s| libc::WIFEXITED(*s)).map(|s| libc::WEXITSTATUS(s)),
-                    status.filter(|s| libc::WIFSIGNALED(*s)).map(|s| libc::WTERMSIG(s)),
-                    Some(reason),
-                )
-            }
-            (None, Some(s)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => (
-                JobEvent::JobCompleted {
-                    job_id: id.clone(),
-                    data: JobCompletedData {
-                        exit_code: 0,
-                        completed_at: now,
-                        output_tail: job.output.tail(),
-                    },
-                },
-                JobStatus::Completed { exit_code: 0 },
-                "completed",
-                Some(0),
-                None,
-                None,
-            ),
-            (None, Some(s)) if libc::WIFEXITED(s) => {
-                let code = libc::WEXITSTATUS(s);
-                let mut error = format!("exited with status {code}");
-                if oom_kills > 0 {
-                    error.push_str(&format!(
-                        "; the memory limit ({}) was hit {oom_kills} time(s) inside the job",
-                        limit_text(&job.plan.limits.memory.value, true)
-                    ));
-                }
-                failed(&id, Some(code), error, now, None)
-            }
-            (None, Some(s)) => {
-                let sig = libc::WTERMSIG(s);
-                let error = describe_signal(sig, &job, oom_kills, user + sys);
-                failed(&id, None, error, now, Some(sig))
-            }
-            (None, None) => failed(
-                &id,
-                None,
-                "the job's exit status was collected by another part of this program (a waitpid(-1) outside jobwarden)".into(),
-                now,
-                None,
-            ),
-        };
-        self.emit(&plugin, event);
-        {
-            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(record) = jobs.records.get_mut(&id) {
-                record.usage = Some(job.usage.clone());
-                record.end = Some(end);
-            }
-            jobs.finish(&id, status);
-        }
-        self.audit_end(
-            &plugin,
-            &id,
-            &job.plan,
-            outcome,
-            code,
-            signal,
-            detail,
-            exit.elapsed,
-            Some(job.report.summary_line()),
-        );
-        if let Some(n) = self.running_per_plugin.get_mut(&plugin) {
-            *n = n.saturating_sub(1);
-        }
-        // Killed trees leave zombies behind only if the job ever had more
-        // than one process; scan then.
-        if ever_forked(&job) {
-            self.orphan_scan_due.get_or_insert(Instant::now());
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn audit_end(
-        &self,
-        plugin: &str,
-        id: &str,
-        plan: &Plan,
-        outcome: &'static str,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        detail: Option<String>,
-        elapsed: Duration,
-        enforcement: Option<String>,
-    ) {
-        let Some(audit) = &self.shared.audit else {
-            return;
-        };
-        let record = EndRecord {
-            record: "job_end",
-            time: timestamp_now(),
-            plugin,
-            job_id: id,
-            label: &plan.label,
-            binary: &plan.binary,
-            program: plan.program.display().to_string(),
-            args: &plan.args,
-            cwd: plan.cwd.display().to_string(),
-            env_names: plan.env.keys().map(String::as_str).collect(),
-            outcome,
-            exit_code,
-            signal,
-            detail,
-            duration_secs: elapsed.as_secs_f64(),
-            enforcement,
-            policy_sha256: &plan.policy_sha256,
-        };
-        if let Err(e) = audit.end(&record) {
-            self.shared.warn(format!("cannot write the audit log: {e}"));
-        }
-    }
-
-    fn reap_orphans_if_due(&mut self) {
-        if self.orphan_scan_due.is_some_and(|at| Instant::now() >= at) {
-            self.orphan_scan_due = None;
-            self.scan_zombies();
-        }
-    }
-
-    /// Reaps zombie children that came from our jobs, never others.
-    fn scan_zombies(&mut self) {
-        let leaders: HashSet<i32> = self
-            .jobs
-            .values()
-            .filter(|j| j.exit.is_none())
-            .map(|j| j.pid)
-            .collect();
-        for zombie in procs::zombie_children(self.host_pid) {
-            if leaders.contains(&zombie.pid) {
-                continue;
-            }
-            let ours = procs::cgroup_contains(zombie.pid, &self.cgroup_marker)
-                || self.fallback_ids.contains(&zombie.pid)
-                || self.fallback_ids.contains(&zombie.session)
-                || self.fallback_ids.contains(&zombie.pgrp);
-            if ours {
-                procs::reap(zombie.pid);
-            }
-        }
-    }
-
     /// Removes job cgroups left by hosts that died without cleaning up.
     fn clean_stale_cgroups(&self) {
         let support = &self.shared.support.cgroups;
@@ -1084,14 +806,13 @@ impl Supervisor {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let Some(rest) = name.strip_prefix("jobwarden-") else {
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("jobwarden-")) else {
                     continue;
                 };
                 let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
                     continue;
                 };
-                if pid == self.host_pid || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                if pid == self.host.pid || std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     continue;
                 }
                 let path = entry.path();
@@ -1104,122 +825,5 @@ impl Supervisor {
                 let _ = std::fs::remove_dir(&path);
             }
         }
-    }
-}
-
-enum PipeState {
-    Drained,
-    Closed,
-    MoreLater,
-}
-
-/// Whether the job ever had more than one process (unknown counts as yes).
-fn ever_forked(job: &Job) -> bool {
-    job.known_pids.len() > 1
-        || job
-            .cgroup
-            .as_ref()
-            .and_then(JobCgroup::peak_processes)
-            .is_none_or(|n| n > 1)
-}
-
-fn failed(
-    id: &JobId,
-    code: Option<i32>,
-    error: String,
-    now: String,
-    signal: Option<i32>,
-) -> (
-    JobEvent,
-    JobStatus,
-    &'static str,
-    Option<i32>,
-    Option<i32>,
-    Option<String>,
-) {
-    (
-        JobEvent::JobFailed {
-            job_id: id.clone(),
-            data: JobFailedData {
-                exit_code: code,
-                error: error.clone(),
-                failed_at: now,
-            },
-        },
-        JobStatus::Failed {
-            exit_code: code,
-            error: error.clone(),
-        },
-        "failed",
-        code,
-        signal,
-        Some(error),
-    )
-}
-
-fn timeval(tv: libc::timeval) -> Duration {
-    Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
-}
-
-fn limit_text(limit: &Limit, size: bool) -> String {
-    match limit {
-        Limit::Unlimited => "unlimited".into(),
-        Limit::Value(n) if size => format_size(*n),
-        Limit::Value(n) => n.to_string(),
-    }
-}
-
-/// Why a job died by `signal`, naming the limit when one explains it.
-fn describe_signal(signal: i32, job: &Job, oom_kills: u64, cpu: Duration) -> String {
-    let limits = &job.plan.limits;
-    match signal {
-        libc::SIGXCPU => format!(
-            "killed by the CPU time limit ({} s, `{}`)",
-            limit_text(&limits.cpu_secs.value, false),
-            limits.cpu_secs.key
-        ),
-        libc::SIGXFSZ => format!(
-            "killed by the file size limit ({}, `{}`)",
-            limit_text(&limits.file_size.value, true),
-            limits.file_size.key
-        ),
-        libc::SIGKILL if oom_kills > 0 => format!(
-            "killed by the memory limit ({}, `{}`)",
-            limit_text(&limits.memory.value, true),
-            limits.memory.key
-        ),
-        libc::SIGKILL if matches!(limits.cpu_secs.value, Limit::Value(n) if cpu.as_secs() >= n) => {
-            format!(
-                "killed by the CPU time limit ({} s, `{}`)",
-                limit_text(&limits.cpu_secs.value, false),
-                limits.cpu_secs.key
-            )
-        }
-        _ => format!("killed by signal {signal} ({})", signal_name(signal)),
-    }
-}
-
-/// The conventional name of a signal.
-pub fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => "unknown signal",
     }
 }

@@ -176,3 +176,41 @@ fn no_zombie_children_are_left() {
         zombies_of_jobs()
     );
 }
+
+#[test]
+fn without_cgroups_a_timeout_still_kills_a_setsid_escapee() {
+    // The subreaper fallback: the escapee is re-parented to the host, in a
+    // foreign session, started after the job — attributed and killed.
+    let fx = Fixture::with("", |b| b.without_cgroups());
+    let best_effort = policy_text("").replace(
+        "enforcement = \"required\"",
+        "enforcement = \"best_effort\"",
+    );
+    fx.host.set_policy(
+        jobwarden::Policy::from_toml("be.toml", &best_effort)
+            .unwrap()
+            .policy,
+    );
+    let plugin = fx.plugin();
+    let id = plugin.spawn(JobSpawnRequest::new("probe", ["escape", "60"]).with_timeout_secs(1));
+    let (mut events, grandchild) = wait_for_escapee(&plugin, &id);
+    events.extend(collect(&plugin, &id, Duration::from_secs(30)));
+    let system = events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::JobLogLine { data, .. } if data.stream == "system" => Some(data.line.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        system.contains("tree_cleanup partial"),
+        "the weaker cleanup is reported: {system}"
+    );
+    assert_eq!(plugin.end(&id), Some(JobEnd::TimedOut));
+    assert!(
+        eventually(Duration::from_secs(3), || !alive(grandchild)),
+        "{grandchild} survived without cgroups: {}",
+        std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default()
+    );
+}

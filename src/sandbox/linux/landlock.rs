@@ -16,7 +16,7 @@ use landlock::{
     PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, make_bitflags,
 };
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Landlock as this host sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -306,13 +306,4 @@ fn short_io(err: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "does not exist".into(),
         _ => err.to_string(),
     }
-}
-
-/// Paths as displayable strings, for reports.
-pub fn display_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -72,34 +72,6 @@ pub fn reap(pid: i32) -> bool {
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
 }
 
-/// Processes whose session or process group is `id`, or that descend from a
-/// pid in `known`; used to track a job's tree when there is no cgroup.
-pub fn tree_members(session_or_group: i32, known: &[i32]) -> Vec<i32> {
-    let all = all();
-    let mut members: Vec<i32> = all
-        .iter()
-        .filter(|s| {
-            s.session == session_or_group || s.pgrp == session_or_group || known.contains(&s.pid)
-        })
-        .filter(|s| s.state != b'Z')
-        .map(|s| s.pid)
-        .collect();
-    // Descendants of members (setsid escapees keep their parent until it exits).
-    loop {
-        let before = members.len();
-        for s in &all {
-            if s.state != b'Z' && members.contains(&s.ppid) && !members.contains(&s.pid) {
-                members.push(s.pid);
-            }
-        }
-        if members.len() == before {
-            break;
-        }
-    }
-    members.sort_unstable();
-    members
-}
-
 /// Makes the calling process a child subreaper. Returns whether it worked.
 pub fn become_subreaper() -> bool {
     // SAFETY: prctl with integer arguments only.

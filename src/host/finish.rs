@@ -1,0 +1,310 @@
+//! Ending a job: the exit summary, exactly one terminal event, the status,
+//! the audit record, and removal of everything the job was given (its
+//! cgroups, its `{tmp}`), with the reason stated in words a person can act
+//! on — which limit killed it, which signal, which status.
+
+use super::JobEnd;
+use super::audit::EndRecord;
+use super::supervisor::{Job, Supervisor};
+use crate::contract::{
+    JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobStatus, timestamp_now,
+};
+use crate::decision::Plan;
+use crate::policy::{Limit, units::format_size};
+use crate::sandbox::os::cgroup::JobCgroup;
+use std::io::ErrorKind;
+use std::time::Duration;
+
+/// How a job ended, for its audit record.
+pub(super) struct Outcome {
+    pub outcome: &'static str,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub detail: Option<String>,
+}
+
+impl Outcome {
+    pub fn failed(exit_code: Option<i32>, signal: Option<i32>, error: String) -> Self {
+        Self {
+            outcome: "failed",
+            exit_code,
+            signal,
+            detail: Some(error),
+        }
+    }
+}
+
+impl Supervisor {
+    pub(super) fn finalize(&mut self, mut job: Job) {
+        let exit = job.exit.take().expect("finalize only jobs that exited");
+        let cgroup = job.tree.cgroup.as_ref();
+        let oom_kills = cgroup.map_or(0, JobCgroup::oom_kills);
+        let peak = cgroup
+            .and_then(JobCgroup::memory_peak)
+            .unwrap_or(exit.rusage.ru_maxrss.max(0) as u64 * 1024);
+        if let Some(cg) = cgroup {
+            if !cg.is_empty() {
+                cg.kill_all();
+            }
+            let left = cg.remove();
+            if !left.is_empty() {
+                let dirs: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+                self.shared.warn(format!(
+                    "cannot remove the cgroup(s) of {}: {}",
+                    job.id,
+                    dirs.join(", ")
+                ));
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&job.plan.job_tmp)
+            && e.kind() != ErrorKind::NotFound
+        {
+            self.shared
+                .warn(format!("cannot remove {}: {e}", job.plan.job_tmp.display()));
+        }
+
+        let user = timeval(exit.rusage.ru_utime);
+        let sys = timeval(exit.rusage.ru_stime);
+        job.usage.elapsed = exit.elapsed;
+        job.usage.cpu_time = job.usage.cpu_time.max(user + sys);
+        job.usage.peak_rss_bytes = job.usage.peak_rss_bytes.max(peak);
+        job.usage.rss_bytes = 0;
+        job.usage.processes = 0;
+        let summary = format!(
+            "jobwarden: finished in {:.1} s · cpu {:.1} s user / {:.1} s sys · peak rss {}",
+            exit.elapsed.as_secs_f64(),
+            user.as_secs_f64(),
+            sys.as_secs_f64(),
+            format_size(job.usage.peak_rss_bytes)
+        );
+        let (plugin, id) = (job.plugin.clone(), job.id.clone());
+        self.system_line(&plugin, &id, summary);
+
+        let now = timestamp_now();
+        let (event, status, end, outcome) = match (&job.termination, exit.status) {
+            (Some(t), status) => {
+                let exited = status.filter(|s| libc::WIFEXITED(*s)).map(|s| libc::WEXITSTATUS(s));
+                let signal = status.filter(|s| libc::WIFSIGNALED(*s)).map(|s| libc::WTERMSIG(s));
+                (
+                    JobEvent::JobCancelled {
+                        job_id: id.clone(),
+                        data: JobCancelledData {
+                            reason: t.reason.clone(),
+                            cancelled_at: now,
+                        },
+                    },
+                    JobStatus::Cancelled {
+                        reason: t.reason.clone(),
+                    },
+                    if t.timed_out { JobEnd::TimedOut } else { JobEnd::Cancelled },
+                    Outcome {
+                        outcome: "cancelled",
+                        exit_code: exited,
+                        signal,
+                        detail: Some(t.reason.clone()),
+                    },
+                )
+            }
+            (None, Some(s)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => (
+                JobEvent::JobCompleted {
+                    job_id: id.clone(),
+                    data: JobCompletedData {
+                        exit_code: 0,
+                        completed_at: now,
+                        output_tail: job.output.tail(),
+                    },
+                },
+                JobStatus::Completed { exit_code: 0 },
+                JobEnd::Exited { code: 0 },
+                Outcome {
+                    outcome: "completed",
+                    exit_code: Some(0),
+                    signal: None,
+                    detail: None,
+                },
+            ),
+            (None, Some(s)) if libc::WIFEXITED(s) => {
+                let code = libc::WEXITSTATUS(s);
+                let mut error = format!("exited with status {code}");
+                if oom_kills > 0 {
+                    error.push_str(&format!(
+                        "; the memory limit ({}, `{}`) was hit {oom_kills} time(s) inside the job",
+                        limit_text(&job.plan.limits.memory.value, true),
+                        job.plan.limits.memory.key
+                    ));
+                }
+                failed(&id, Some(code), None, error, now, JobEnd::Exited { code })
+            }
+            (None, Some(s)) => {
+                let signal = libc::WTERMSIG(s);
+                let error = describe_signal(signal, &job.plan, oom_kills, user + sys);
+                failed(&id, None, Some(signal), error, now, JobEnd::Signaled { signal })
+            }
+            (None, None) => failed(
+                &id,
+                None,
+                None,
+                "the job's exit status was collected by another part of this program (a waitpid(-1) outside jobwarden)"
+                    .into(),
+                now,
+                JobEnd::StartFailed,
+            ),
+        };
+        self.emit(&plugin, event);
+        {
+            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(record) = jobs.records.get_mut(&id) {
+                record.usage = Some(job.usage.clone());
+                record.end = Some(end);
+            }
+            jobs.finish(&id, status);
+        }
+        self.audit_end(
+            &plugin,
+            &id,
+            &job.plan,
+            outcome,
+            exit.elapsed,
+            Some(job.report.summary_line()),
+        );
+        if let Some(n) = self.running_per_plugin.get_mut(&plugin) {
+            *n = n.saturating_sub(1);
+        }
+        if !job.tree.exact() {
+            self.reaper.fallback_job(job.tree.leader_start);
+        }
+        // A killed tree leaves zombies only if the job ever had more than
+        // one process; look for them then.
+        if job.tree.ever_forked() {
+            self.reaper.scan_soon();
+        }
+    }
+
+    pub(super) fn audit_end(
+        &self,
+        plugin: &str,
+        id: &str,
+        plan: &Plan,
+        outcome: Outcome,
+        elapsed: Duration,
+        enforcement: Option<String>,
+    ) {
+        let Some(audit) = &self.shared.audit else {
+            return;
+        };
+        let record = EndRecord {
+            record: "job_end",
+            time: timestamp_now(),
+            plugin,
+            job_id: id,
+            label: &plan.label,
+            binary: &plan.binary,
+            program: plan.program.display().to_string(),
+            args: &plan.args,
+            cwd: plan.cwd.display().to_string(),
+            env_names: plan.env.keys().map(String::as_str).collect(),
+            outcome: outcome.outcome,
+            exit_code: outcome.exit_code,
+            signal: outcome.signal,
+            detail: outcome.detail,
+            duration_secs: elapsed.as_secs_f64(),
+            enforcement,
+            policy_sha256: &plan.policy_sha256,
+        };
+        if let Err(e) = audit.end(&record) {
+            self.shared.warn(format!("cannot write the audit log: {e}"));
+        }
+    }
+}
+
+fn failed(
+    id: &str,
+    code: Option<i32>,
+    signal: Option<i32>,
+    error: String,
+    now: String,
+    end: JobEnd,
+) -> (JobEvent, JobStatus, JobEnd, Outcome) {
+    (
+        JobEvent::JobFailed {
+            job_id: id.to_string(),
+            data: JobFailedData {
+                exit_code: code,
+                error: error.clone(),
+                failed_at: now,
+            },
+        },
+        JobStatus::Failed {
+            exit_code: code,
+            error: error.clone(),
+        },
+        end,
+        Outcome::failed(code, signal, error),
+    )
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
+}
+
+fn limit_text(limit: &Limit, size: bool) -> String {
+    match limit {
+        Limit::Unlimited => "unlimited".into(),
+        Limit::Value(n) if size => format_size(*n),
+        Limit::Value(n) => n.to_string(),
+    }
+}
+
+/// Why a job died by `signal`, naming the limit when one explains it.
+fn describe_signal(signal: i32, plan: &Plan, oom_kills: u64, cpu: Duration) -> String {
+    let limits = &plan.limits;
+    let cpu_limit = || {
+        format!(
+            "killed by the CPU time limit ({} s, `{}`)",
+            limit_text(&limits.cpu_secs.value, false),
+            limits.cpu_secs.key
+        )
+    };
+    match signal {
+        libc::SIGXCPU => cpu_limit(),
+        libc::SIGXFSZ => format!(
+            "killed by the file size limit ({}, `{}`)",
+            limit_text(&limits.file_size.value, true),
+            limits.file_size.key
+        ),
+        libc::SIGKILL if oom_kills > 0 => format!(
+            "killed by the memory limit ({}, `{}`)",
+            limit_text(&limits.memory.value, true),
+            limits.memory.key
+        ),
+        libc::SIGKILL if matches!(limits.cpu_secs.value, Limit::Value(n) if cpu.as_secs() >= n) => {
+            cpu_limit()
+        }
+        _ => format!("killed by signal {signal} ({})", signal_name(signal)),
+    }
+}
+
+/// The conventional name of a signal.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => "unknown signal",
+    }
+}

@@ -1,0 +1,321 @@
+//! Who belongs to a job, how to end all of it, and which zombies are ours.
+//!
+//! The invariant: when a job ends (exit, cancel, timeout, host shutdown),
+//! every process it started is killed and reaped, including processes that
+//! left its session and process group — and nothing else is touched.
+//!
+//! With a job cgroup (the normal case on Linux) membership is exact: the
+//! kernel lists it, and `cgroup.kill` or a member scan ends it whole.
+//! Without one, membership is reconstructed from `/proc`: the job's session
+//! and process group, pids seen earlier, their descendants, and processes
+//! re-parented to the host (a child subreaper) that are in a foreign session
+//! and started after the job. That reconstruction is best effort: it can
+//! over-attribute an escapee of another job running at the same time (which
+//! is killed early rather than survive), and SECURITY.md says so.
+//!
+//! Reaping only takes zombies known to be ours: a killed member whose pid
+//! *and start time* match (so a reused pid is never reaped), a zombie whose
+//! cgroup is one of this host's job cgroups, or — without cgroups — an
+//! orphan matching the attribution above. A child the embedding program
+//! started itself is never reaped here.
+
+use crate::sandbox::os::cgroup::JobCgroup;
+use crate::sandbox::os::procs::{self, Stat};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Job leaders of every host in this process: never attributed to another
+/// host's job by the no-cgroup fallback, never reaped by a zombie scan.
+static LEADERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Records a live job leader of any host in this process.
+pub fn register_leader(pid: i32) {
+    LEADERS.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+}
+
+/// Forgets a leader once it has been reaped.
+pub fn forget_leader(pid: i32) {
+    LEADERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+}
+
+fn is_any_hosts_leader(pid: i32) -> bool {
+    LEADERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&pid)
+}
+
+/// How often a job without a cgroup has its tree re-scanned.
+pub const FALLBACK_SCAN: Duration = Duration::from_millis(100);
+
+/// A process identified by pid and start time (immune to pid reuse).
+pub type ProcessId = (i32, u64);
+
+/// The facts about the host that attribution needs.
+#[derive(Debug, Clone, Copy)]
+pub struct HostProcess {
+    pub pid: i32,
+    pub session: i32,
+}
+
+impl HostProcess {
+    pub fn current() -> Self {
+        Self {
+            pid: std::process::id() as i32,
+            // SAFETY: getsid(0) has no preconditions.
+            session: unsafe { libc::getsid(0) },
+        }
+    }
+}
+
+/// One job's process tree.
+pub struct Tree {
+    pub leader: i32,
+    /// The leader's start time, in clock ticks after boot.
+    pub leader_start: u64,
+    pub cgroup: Option<JobCgroup>,
+    /// Members seen so far (used without a cgroup).
+    known: Vec<ProcessId>,
+    pub next_scan: Instant,
+}
+
+impl Tree {
+    pub fn new(leader: i32, cgroup: Option<JobCgroup>) -> Self {
+        let leader_start = procs::stat(leader).map_or(0, |s| s.start_ticks);
+        Self {
+            leader,
+            leader_start,
+            cgroup: cgroup.filter(JobCgroup::tracks_members),
+            known: vec![(leader, leader_start)],
+            next_scan: Instant::now() + FALLBACK_SCAN,
+        }
+    }
+
+    /// True when membership comes from a cgroup.
+    pub fn exact(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
+    /// Live members now.
+    pub fn members(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) -> Vec<Stat> {
+        match &self.cgroup {
+            Some(cg) => cg.members().into_iter().filter_map(procs::stat).collect(),
+            None => {
+                let members = fallback_members(
+                    self.leader,
+                    self.leader_start,
+                    &self.known,
+                    host,
+                    live_leaders,
+                );
+                for s in &members {
+                    if !self.known.contains(&(s.pid, s.start_ticks)) {
+                        self.known.push((s.pid, s.start_ticks));
+                    }
+                }
+                members
+            }
+        }
+    }
+
+    /// Refreshes the known members (without a cgroup; a cgroup needs none).
+    pub fn track(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) {
+        if self.cgroup.is_none() {
+            self.members(host, live_leaders);
+        }
+        self.next_scan = Instant::now() + FALLBACK_SCAN;
+    }
+
+    /// Sends `signal` to the whole tree.
+    pub fn signal(&mut self, signal: i32, host: HostProcess, live_leaders: &HashSet<i32>) {
+        // SAFETY: kill(2) of the job's own process group.
+        unsafe { libc::kill(-self.leader, signal) };
+        for s in self.members(host, live_leaders) {
+            // SAFETY: kill(2) of a member of this job's tree.
+            unsafe { libc::kill(s.pid, signal) };
+        }
+    }
+
+    /// SIGKILLs the whole tree; returns what was killed, for reaping.
+    pub fn kill_all(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) -> Vec<ProcessId> {
+        let members = self.members(host, live_leaders);
+        let killed: Vec<ProcessId> = members.iter().map(|s| (s.pid, s.start_ticks)).collect();
+        match &self.cgroup {
+            Some(cg) => {
+                if !members.is_empty() {
+                    cg.kill_all();
+                }
+            }
+            None => {
+                // SAFETY: kill(2) of the job's own process group.
+                unsafe { libc::kill(-self.leader, libc::SIGKILL) };
+                for s in &members {
+                    // SAFETY: kill(2) of a member of this job's tree.
+                    unsafe { libc::kill(s.pid, libc::SIGKILL) };
+                }
+            }
+        }
+        killed
+    }
+
+    /// Whether the job ever had more than one process (unknown counts as yes).
+    pub fn ever_forked(&self) -> bool {
+        match &self.cgroup {
+            Some(cg) => cg.peak_processes().is_none_or(|n| n > 1),
+            None => true,
+        }
+    }
+}
+
+fn fallback_members(
+    leader: i32,
+    leader_start: u64,
+    known: &[ProcessId],
+    host: HostProcess,
+    live_leaders: &HashSet<i32>,
+) -> Vec<Stat> {
+    let all = procs::all();
+    let alive = |s: &&Stat| s.state != b'Z';
+    let mut members: Vec<Stat> = all
+        .iter()
+        .filter(alive)
+        .filter(|s| {
+            s.session == leader
+                || s.pgrp == leader
+                || known.contains(&(s.pid, s.start_ticks))
+                || known.iter().any(|(pid, _)| *pid == s.session)
+                // Re-parented to the host (a subreaper) from a foreign
+                // session after this job started: a setsid escapee — unless
+                // it is a job of any host here, or tracked by a job cgroup.
+                || (s.ppid == host.pid
+                    && s.session != host.session
+                    && !live_leaders.contains(&s.pid)
+                    && s.start_ticks >= leader_start
+                    && !is_any_hosts_leader(s.pid)
+                    && !procs::cgroup_contains(s.pid, "/jobwarden-"))
+        })
+        .copied()
+        .collect();
+    loop {
+        let before = members.len();
+        for s in all.iter().filter(alive) {
+            if members.iter().any(|m| m.pid == s.ppid) && !members.iter().any(|m| m.pid == s.pid) {
+                members.push(*s);
+            }
+        }
+        if members.len() == before {
+            break;
+        }
+    }
+    members
+}
+
+/// Reaps zombies that came from this host's jobs.
+pub struct Reaper {
+    host: HostProcess,
+    /// Marks this host's job cgroups (`/jobwarden-PID-INSTANCE-`).
+    marker: String,
+    /// Killed members that become our zombie children once their parents exit.
+    candidates: Vec<(ProcessId, Instant)>,
+    retry_at: Option<Instant>,
+    scan_due: Option<Instant>,
+    /// (start, end) clock-tick windows of jobs that ran without a cgroup.
+    fallback_windows: Vec<(u64, u64)>,
+}
+
+impl Reaper {
+    pub fn new(host: HostProcess, marker: String) -> Self {
+        Self {
+            host,
+            marker,
+            candidates: Vec::new(),
+            retry_at: None,
+            scan_due: None,
+            fallback_windows: Vec::new(),
+        }
+    }
+
+    /// Remembers killed members for reaping.
+    pub fn watch(&mut self, killed: Vec<ProcessId>) {
+        if killed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.candidates.extend(killed.into_iter().map(|p| (p, now)));
+        self.retry_at = Some(now);
+    }
+
+    /// Asks for a full scan of the host's zombie children soon.
+    pub fn scan_soon(&mut self) {
+        self.scan_due.get_or_insert(Instant::now());
+    }
+
+    /// Records that a job ran without a cgroup between these start times.
+    pub fn fallback_job(&mut self, started: u64) {
+        self.fallback_windows.push((started, now_ticks()));
+        if self.fallback_windows.len() > 1024 {
+            self.fallback_windows.remove(0);
+        }
+    }
+
+    /// The next time `run` has work.
+    pub fn next_due(&self) -> Option<Instant> {
+        match (self.retry_at, self.scan_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does what is due.
+    pub fn run(&mut self, live_leaders: &HashSet<i32>) {
+        let now = Instant::now();
+        if self.retry_at.is_some_and(|at| now >= at) {
+            let host = self.host;
+            self.candidates.retain(|((pid, start), since)| {
+                let ours = procs::stat(*pid).is_some_and(|s| {
+                    s.state == b'Z' && s.ppid == host.pid && s.start_ticks == *start
+                });
+                if ours && procs::reap(*pid) {
+                    return false;
+                }
+                now.duration_since(*since) < Duration::from_secs(2)
+            });
+            self.retry_at = (!self.candidates.is_empty()).then(|| now + Duration::from_millis(25));
+        }
+        if self.scan_due.is_some_and(|at| now >= at) {
+            self.scan_due = None;
+            self.scan(live_leaders);
+        }
+    }
+
+    /// Reaps zombie children of the host that came from its jobs.
+    pub fn scan(&mut self, live_leaders: &HashSet<i32>) {
+        for zombie in procs::zombie_children(self.host.pid) {
+            if live_leaders.contains(&zombie.pid) || is_any_hosts_leader(zombie.pid) {
+                continue;
+            }
+            let from_our_cgroup = procs::cgroup_contains(zombie.pid, &self.marker);
+            let from_a_fallback_job = zombie.session != self.host.session
+                && self
+                    .fallback_windows
+                    .iter()
+                    .any(|(start, end)| zombie.start_ticks >= *start && zombie.start_ticks <= *end);
+            if from_our_cgroup || from_a_fallback_job {
+                procs::reap(zombie.pid);
+            }
+        }
+    }
+}
+
+/// Clock ticks since boot, the unit of `/proc/PID/stat` start times.
+pub fn now_ticks() -> u64 {
+    // SAFETY: clock_gettime into a local; sysconf has no preconditions.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
+}
