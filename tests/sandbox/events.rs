@@ -202,3 +202,27 @@ fn the_enforcement_report_is_available_through_the_api() {
         "CI machines enforce everything:\n{report}"
     );
 }
+
+#[test]
+fn chunk_mode_delivers_bytes_sanitised() {
+    let fx = Fixture::new("\n[plugins.chunks]\nbinaries = [\"probe\"]\n[plugins.chunks.output]\nmode = \"chunks\"\n");
+    let plugin = fx.host.plugin("chunks");
+    let out = run_to_end(
+        &plugin,
+        JobSpawnRequest::new("probe", ["print", "a\u{1b}[32mb\u{1b}]0;t\u{7}c"]),
+        Duration::from_secs(10),
+    );
+    let bytes: Vec<u8> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::JobOutputChunk { data, .. } if data.stream == "stdout" => Some(data.bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(!bytes.is_empty(), "{out:#?}");
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.starts_with("a\u{1b}[32mbc\n"), "{text:?}");
+    assert!(out.stdout().is_empty(), "chunk mode sends no stdout log lines");
+}

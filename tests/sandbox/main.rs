@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod audit;
 mod cleanup;
 mod environment;
 mod events;
