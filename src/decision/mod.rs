@@ -278,8 +278,9 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
                     pattern.text
                 ),
                 format!(
-                    "remove the argument, or remove the pattern from `{}`",
-                    pattern.key
+                    "remove the argument, or remove \"{}\" from `{}`",
+                    pattern.text,
+                    list_key(&pattern.key)
                 ),
             ));
         }
@@ -306,7 +307,8 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
                     ),
                     format!(
                         "remove the option, or remove \"{}\" from `{}`",
-                        option.value, option.key
+                        option.value,
+                        list_key(&option.key)
                     ),
                 ));
             }
@@ -328,6 +330,15 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
         ));
     }
     Ok(())
+}
+
+/// `binaries.git.args.deny[1]` → `binaries.git.args.deny`: the list a
+/// hint tells the admin to edit.
+fn list_key(key: &str) -> &str {
+    match key.rfind('[') {
+        Some(i) if key.ends_with(']') => &key[..i],
+        _ => key,
+    }
 }
 
 fn builtin_deny() -> &'static [Pattern] {
