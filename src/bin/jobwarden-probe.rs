@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         "caps" => caps(),
         "tty" => tty(),
         "spin" => spin(num(0, 1)),
+        "spin-tree" => spin_tree(num(0, 2), num(1, 1)),
+        "say" => say(num(0, 100), &rest[1.min(rest.len())..]),
         "alloc" => alloc(num(0, 64)),
         "fork" => fork(num(0, 1)),
         "open-files" => open_files(num(0, 1)),
@@ -270,6 +272,39 @@ fn spin(secs: u64) -> io::Result<String> {
         std::hint::black_box(x);
     }
     Ok(format!("{secs} cpu seconds"))
+}
+
+/// Runs `processes` busy processes (this one included) for `secs` of CPU each.
+fn spin_tree(processes: u64, secs: u64) -> io::Result<String> {
+    let mut children = Vec::new();
+    for _ in 1..processes {
+        // SAFETY: single-threaded; the child only spins and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let _ = spin(secs);
+            // SAFETY: leave the child without running destructors.
+            unsafe { libc::_exit(0) };
+        }
+        last_error(pid, ())?;
+        children.push(pid);
+    }
+    spin(secs)?;
+    for pid in children {
+        // SAFETY: reap our own children.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    Ok(format!("{processes} processes"))
+}
+
+/// Prints each line, pausing `delay_ms` after each: for progress tests.
+fn say(delay_ms: u64, lines: &[String]) -> io::Result<String> {
+    let mut out = io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        std::thread::sleep(Duration::from_millis(delay_ms));
+    }
+    Ok(String::new())
 }
 
 fn alloc(mib: u64) -> io::Result<String> {

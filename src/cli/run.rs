@@ -9,7 +9,7 @@
 use super::{HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
 use jobwarden::{JobEnd, JobHost, PolicyJobHost};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,6 +71,8 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
 
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
+    let mut status = StatusLine::new(!json && stderr.is_terminal());
+    let started = std::time::Instant::now();
     let mut cancelled_by: Option<usize> = None;
     loop {
         let caught = signal.swap(0, Ordering::AcqRel);
@@ -83,6 +85,9 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
         let mut out = stdout.lock();
         let mut err = stderr.lock();
         let mut ended = false;
+        if !events.is_empty() {
+            status.clear(&mut err);
+        }
         for event in events {
             ended |= event.is_terminal();
             if json {
@@ -112,6 +117,10 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
                 JobEvent::JobCancelled { data, .. } => {
                     let _ = writeln!(err, "jobwarden: {}", data.reason);
                 }
+                JobEvent::JobProgress { data, .. } => {
+                    status.percent = data.percent;
+                    status.step = data.step;
+                }
                 _ => {}
             }
         }
@@ -119,6 +128,7 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
         if ended {
             break;
         }
+        status.draw(&mut err, started.elapsed());
     }
     let code = match plugin.end(&id) {
         Some(JobEnd::Exited { code }) => code.clamp(0, 255) as u8,
@@ -133,4 +143,61 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
     };
     drop(host);
     ExitCode::from(code)
+}
+
+/// The live status line on a terminal's stderr: elapsed time, then the
+/// declared percent and step or the resource use. Cleared before any other
+/// output and at the end; never drawn when stderr is not a terminal.
+struct StatusLine {
+    enabled: bool,
+    shown: bool,
+    percent: Option<u8>,
+    step: Option<String>,
+}
+
+impl StatusLine {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            shown: false,
+            percent: None,
+            step: None,
+        }
+    }
+
+    fn clear(&mut self, err: &mut impl Write) {
+        if self.shown {
+            let _ = write!(err, "\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+
+    fn draw(&mut self, err: &mut impl Write, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let mut line = format!("jobwarden: {:.1} s", elapsed.as_secs_f64());
+        if let Some(p) = self.percent {
+            line.push_str(&format!(" · {p}%"));
+        }
+        if let Some(step) = &self.step {
+            line.push_str(" · ");
+            line.push_str(step);
+        }
+        let width = terminal_width().saturating_sub(1).max(20);
+        let line: String = line.chars().take(width).collect();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        self.shown = true;
+    }
+}
+
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ into a local winsize on stderr.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut size) } == 0 && size.ws_col > 0 {
+        size.ws_col as usize
+    } else {
+        80
+    }
 }

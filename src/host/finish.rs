@@ -7,7 +7,8 @@ use super::JobEnd;
 use super::audit::EndRecord;
 use super::supervisor::{Job, Supervisor};
 use crate::contract::{
-    JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobStatus, timestamp_now,
+    JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobProgressData, JobStatus,
+    timestamp_now,
 };
 use crate::decision::Plan;
 use crate::policy::{Limit, units::format_size};
@@ -78,6 +79,17 @@ impl Supervisor {
             format_size(job.usage.peak_rss_bytes)
         );
         let (plugin, id) = (job.plugin.clone(), job.id.clone());
+        // Progress declared since the last tick is not lost at the end.
+        if let Some((percent, step)) = job.output.progress.take_update() {
+            self.emit(
+                &plugin,
+                JobEvent::JobProgress {
+                    job_id: id.clone(),
+                    data: JobProgressData { percent, step },
+                },
+            );
+        }
+        self.sampler.forget(&job.sampled_pids);
         self.system_line(&plugin, &id, summary);
 
         let now = timestamp_now();

@@ -16,6 +16,7 @@
 
 mod audit;
 mod finish;
+mod sampler;
 mod supervisor;
 mod tree;
 

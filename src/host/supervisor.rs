@@ -7,8 +7,10 @@
 //! closed — the exit summary and exactly one terminal event. It is also the
 //! one long-lived thread that spawns, which the parent-death signal needs.
 
+use super::sampler::Sampler;
 use super::tree::{HostProcess, ProcessId, Reaper, Tree, forget_leader, register_leader};
 use super::{Accepted, Command, JobEnd, Shared, Usage};
+use crate::contract::JobProgressData;
 use crate::contract::{
     JobCancelledData, JobEvent, JobFailedData, JobId, JobLogLineData, JobStartedData, JobStatus,
     STREAM_SYSTEM, timestamp_now,
@@ -17,6 +19,7 @@ use crate::decision::{Plan, format_duration};
 use crate::output::progress::ProgressTracker;
 use crate::output::{JobOutput, Stream};
 use crate::sandbox::EnforcementReport;
+use crate::sandbox::os::procs;
 use crate::sandbox::os::spawn::Stage;
 use crate::sandbox::os::{HashCache, PrepareError, SpawnError, Spawner};
 use mio::unix::SourceFd;
@@ -69,6 +72,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         host,
         instance,
         reaper: Reaper::new(host, format!("/jobwarden-{}-{instance}-", host.pid)),
+        sampler: Sampler::new(),
     };
     supervisor.clean_stale_cgroups();
     supervisor.run();
@@ -100,7 +104,11 @@ pub(super) struct Job {
     pub tree: Tree,
     pub report: EnforcementReport,
     pub started: Instant,
+    pub started_at: String,
     pub deadline: Instant,
+    pub next_sample: Instant,
+    /// Members at the last sample, to forget them in the sampler later.
+    pub sampled_pids: Vec<i32>,
     pub termination: Option<Termination>,
     pub exit: Option<Exit>,
     pub drain_until: Option<Instant>,
@@ -124,6 +132,7 @@ pub(super) struct Supervisor {
     pub host: HostProcess,
     instance: u64,
     pub reaper: Reaper,
+    pub sampler: Sampler,
 }
 
 fn token(slot: usize, kind: usize) -> Token {
@@ -164,6 +173,7 @@ impl Supervisor {
             self.service_ready();
             self.handle_commands();
             self.check_timers();
+            self.sample_and_track();
             self.finalize_finished();
             // After finalising: a finished job frees a slot for a pending one.
             self.start_pending();
@@ -212,6 +222,7 @@ impl Supervisor {
                 if !job.tree.exact() {
                     consider(job.tree.next_scan);
                 }
+                consider(job.next_sample);
             }
             if let Some(at) = job.drain_until {
                 consider(at);
@@ -517,7 +528,7 @@ impl Supervisor {
                 job_id: id.clone(),
                 data: JobStartedData {
                     pid: Some(spawned.pid as u32),
-                    started_at,
+                    started_at: started_at.clone(),
                 },
             },
         );
@@ -543,6 +554,7 @@ impl Supervisor {
             ProgressTracker::new(&plan.progress.patterns),
         );
         let deadline = now + plan.timeout.value;
+        let plan_interval = plan.progress.interval.value;
         self.jobs.insert(
             slot,
             Job {
@@ -557,7 +569,10 @@ impl Supervisor {
                 tree: Tree::new(spawned.pid, prepared.cgroup),
                 report: prepared.report,
                 started: now,
+                started_at,
                 deadline,
+                next_sample: now + plan_interval,
+                sampled_pids: Vec::new(),
                 termination: None,
                 exit: None,
                 drain_until: None,
@@ -752,14 +767,6 @@ impl Supervisor {
                     Some(t) if !t.killed && now >= t.kill_at => self.force_kill(slot),
                     _ => {}
                 }
-                let leaders = self.live_leaders();
-                let host = self.host;
-                if let Some(job) = self.jobs.get_mut(&slot)
-                    && !job.tree.exact()
-                    && now >= job.tree.next_scan
-                {
-                    job.tree.track(host, &leaders);
-                }
             }
             let Some(job) = self.jobs.get(&slot) else {
                 continue;
@@ -776,6 +783,118 @@ impl Supervisor {
                 );
                 self.close_pipe(slot, Stream::Stdout);
                 self.close_pipe(slot, Stream::Stderr);
+            }
+        }
+    }
+
+    /// Tracks trees without cgroups and samples jobs whose interval is due,
+    /// sharing one `/proc` scan and one sysinfo refresh among them.
+    fn sample_and_track(&mut self) {
+        let now = Instant::now();
+        let running = |j: &Job| j.exit.is_none();
+        let track_due: Vec<usize> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| running(j) && !j.tree.exact() && now >= j.tree.next_scan)
+            .map(|(s, _)| *s)
+            .collect();
+        let sample_due: Vec<usize> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| running(j) && now >= j.next_sample)
+            .map(|(s, _)| *s)
+            .collect();
+        if track_due.is_empty() && sample_due.is_empty() {
+            return;
+        }
+        let needs_snapshot = track_due
+            .iter()
+            .chain(&sample_due)
+            .any(|s| !self.jobs[s].tree.exact());
+        let snapshot = if needs_snapshot {
+            procs::all()
+        } else {
+            Vec::new()
+        };
+        let leaders = self.live_leaders();
+        let host = self.host;
+        for slot in &track_due {
+            if let Some(job) = self.jobs.get_mut(slot) {
+                job.tree.track(&snapshot, host, &leaders);
+            }
+        }
+        let mut trees = Vec::new();
+        for slot in &sample_due {
+            let Some(job) = self.jobs.get_mut(slot) else {
+                continue;
+            };
+            job.next_sample = now + job.plan.progress.interval.value;
+            if job.plan.progress.sample.value {
+                let members: Vec<i32> = job
+                    .tree
+                    .members_in(&snapshot, host, &leaders)
+                    .iter()
+                    .map(|s| s.pid)
+                    .collect();
+                job.sampled_pids.clone_from(&members);
+                trees.push((*slot, members));
+            }
+        }
+        let samples = self.sampler.sample(&trees);
+        let mut updates = Vec::new();
+        for slot in sample_due {
+            let Some(job) = self.jobs.get_mut(&slot) else {
+                continue;
+            };
+            let sample = samples.get(&slot).copied();
+            if let Some(sample) = sample {
+                job.usage.elapsed = job.started.elapsed();
+                job.usage.cpu_percent = sample.cpu_percent;
+                job.usage.rss_bytes = sample.rss_bytes;
+                job.usage.peak_rss_bytes = job.usage.peak_rss_bytes.max(sample.rss_bytes);
+                job.usage.processes = sample.processes;
+                job.usage.cpu_time = job.usage.cpu_time.max(sample.cpu_time);
+            }
+            // One event per interval: the latest declared percent and step,
+            // or the resource use when the job declared no step.
+            let declared = job.output.progress.take_update();
+            if declared.is_none() && sample.is_none() {
+                continue;
+            }
+            let percent = job.output.progress.percent;
+            let step = job
+                .output
+                .progress
+                .step
+                .clone()
+                .or_else(|| sample.map(|s| s.describe()));
+            let (plugin, id) = (job.plugin.clone(), job.id.clone());
+            updates.push((
+                id.clone(),
+                job.usage.clone(),
+                job.started_at.clone(),
+                percent,
+            ));
+            self.emit(
+                &plugin,
+                JobEvent::JobProgress {
+                    job_id: id,
+                    data: JobProgressData { percent, step },
+                },
+            );
+        }
+        if !updates.is_empty() {
+            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, usage, started_at, percent) in updates {
+                if let Some(record) = jobs.records.get_mut(&id) {
+                    record.usage = Some(usage);
+                    if !record.status.is_finished() {
+                        record.status = JobStatus::Running {
+                            started_at,
+                            percent,
+                        };
+                    }
+                }
             }
         }
     }

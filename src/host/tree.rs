@@ -102,10 +102,27 @@ impl Tree {
 
     /// Live members now.
     pub fn members(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) -> Vec<Stat> {
+        let snapshot = if self.cgroup.is_none() {
+            procs::all()
+        } else {
+            Vec::new()
+        };
+        self.members_in(&snapshot, host, live_leaders)
+    }
+
+    /// Live members, using `snapshot` (all of `/proc`) when there is no
+    /// cgroup, so many jobs can share one scan.
+    pub fn members_in(
+        &mut self,
+        snapshot: &[Stat],
+        host: HostProcess,
+        live_leaders: &HashSet<i32>,
+    ) -> Vec<Stat> {
         match &self.cgroup {
             Some(cg) => cg.members().into_iter().filter_map(procs::stat).collect(),
             None => {
                 let members = fallback_members(
+                    snapshot,
                     self.leader,
                     self.leader_start,
                     &self.known,
@@ -122,10 +139,11 @@ impl Tree {
         }
     }
 
-    /// Refreshes the known members (without a cgroup; a cgroup needs none).
-    pub fn track(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) {
+    /// Refreshes the known members from a shared snapshot (without a
+    /// cgroup; a cgroup needs none).
+    pub fn track(&mut self, snapshot: &[Stat], host: HostProcess, live_leaders: &HashSet<i32>) {
         if self.cgroup.is_none() {
-            self.members(host, live_leaders);
+            self.members_in(snapshot, host, live_leaders);
         }
         self.next_scan = Instant::now() + FALLBACK_SCAN;
     }
@@ -172,13 +190,13 @@ impl Tree {
 }
 
 fn fallback_members(
+    all: &[Stat],
     leader: i32,
     leader_start: u64,
     known: &[ProcessId],
     host: HostProcess,
     live_leaders: &HashSet<i32>,
 ) -> Vec<Stat> {
-    let all = procs::all();
     let alive = |s: &&Stat| s.state != b'Z';
     let mut members: Vec<Stat> = all
         .iter()

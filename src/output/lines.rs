@@ -2,9 +2,11 @@
 //!
 //! The invariant: joining the pieces with the separators they report gives
 //! back exactly the input. A piece ends with `\n` (the separator, removed),
-//! `\r\n` (removed too), the length limit (nothing removed: the next piece
-//! continues the same line), or the end of the stream. Memory is bounded by
-//! the limit: a partial line never holds more than `max` bytes.
+//! `\r\n` (removed too), a lone `\r` (removed: progress bars redraw a line
+//! with it, and each redraw becomes its own piece), the length limit
+//! (nothing removed: the next piece continues the same line), or the end of
+//! the stream. Memory is bounded by the limit: a partial line never holds
+//! more than `max` bytes.
 
 /// How a piece ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +15,8 @@ pub enum LineEnd {
     Newline,
     /// `\r\n`, removed.
     CrLf,
+    /// A lone `\r`, removed.
+    Cr,
     /// The line reached the length limit; the next piece continues it.
     Split,
     /// The stream ended without a line terminator.
@@ -25,6 +29,7 @@ impl LineEnd {
         match self {
             LineEnd::Newline => b"\n",
             LineEnd::CrLf => b"\r\n",
+            LineEnd::Cr => b"\r",
             LineEnd::Split | LineEnd::Eof => b"",
         }
     }
@@ -35,6 +40,8 @@ impl LineEnd {
 pub struct LineSplitter {
     partial: Vec<u8>,
     max: usize,
+    /// The previous chunk ended with `\r`: a line end, `\r\n` or lone.
+    pending_cr: bool,
 }
 
 impl LineSplitter {
@@ -44,47 +51,60 @@ impl LineSplitter {
         Self {
             partial: Vec::new(),
             max: max.max(4),
+            pending_cr: false,
         }
     }
 
     /// Feeds bytes; calls `emit` for every complete piece.
     pub fn push(&mut self, mut input: &[u8], mut emit: impl FnMut(&[u8], LineEnd)) {
+        if std::mem::take(&mut self.pending_cr) {
+            let end = if input.first() == Some(&b'\n') {
+                input = &input[1..];
+                LineEnd::CrLf
+            } else {
+                LineEnd::Cr
+            };
+            emit(&self.partial, end);
+            self.partial.clear();
+        }
         while !input.is_empty() {
             let room = self.max - self.partial.len();
             let window = &input[..input.len().min(room + 1)];
-            match memchr::memchr(b'\n', window) {
+            match memchr::memchr2(b'\n', b'\r', window) {
                 Some(i) if i <= room => {
-                    let (line, end) = if self.partial.is_empty() {
-                        strip_cr(&input[..i])
+                    let (end, consumed) = match (input[i], input.get(i + 1)) {
+                        (b'\n', _) => (LineEnd::Newline, 1),
+                        (_, Some(b'\n')) => (LineEnd::CrLf, 2),
+                        (_, Some(_)) => (LineEnd::Cr, 1),
+                        (_, None) => {
+                            // A `\r` at the end of the chunk: decide with the next one.
+                            self.partial.extend_from_slice(&input[..i]);
+                            self.pending_cr = true;
+                            return;
+                        }
+                    };
+                    if self.partial.is_empty() {
+                        emit(&input[..i], end);
                     } else {
                         self.partial.extend_from_slice(&input[..i]);
-                        let (_, end) = strip_cr(&self.partial);
-                        if end == LineEnd::CrLf {
-                            self.partial.pop();
-                        }
                         emit(&self.partial, end);
                         self.partial.clear();
-                        input = &input[i + 1..];
-                        continue;
-                    };
-                    emit(line, end);
-                    input = &input[i + 1..];
+                    }
+                    input = &input[i + consumed..];
                 }
                 _ if input.len() <= room => {
-                    // No newline yet and still room: keep for later.
+                    // No line end yet and still room: keep for later.
                     self.partial.extend_from_slice(input);
                     return;
                 }
                 _ => {
                     // The line is too long: emit `max` bytes, cut at a
                     // character boundary where possible.
-                    let take = room;
-                    self.partial.extend_from_slice(&input[..take]);
+                    self.partial.extend_from_slice(&input[..room]);
                     let cut = utf8_cut(&self.partial);
                     emit(&self.partial[..cut], LineEnd::Split);
-                    let rest = self.partial.split_off(cut);
-                    self.partial = rest;
-                    input = &input[take..];
+                    self.partial.drain(..cut);
+                    input = &input[room..];
                 }
             }
         }
@@ -92,17 +112,12 @@ impl LineSplitter {
 
     /// Ends the stream, emitting what is left.
     pub fn finish(&mut self, mut emit: impl FnMut(&[u8], LineEnd)) {
-        if !self.partial.is_empty() {
+        if std::mem::take(&mut self.pending_cr) {
+            emit(&self.partial, LineEnd::Cr);
+        } else if !self.partial.is_empty() {
             emit(&self.partial, LineEnd::Eof);
-            self.partial.clear();
         }
-    }
-}
-
-fn strip_cr(line: &[u8]) -> (&[u8], LineEnd) {
-    match line.strip_suffix(b"\r") {
-        Some(stripped) => (stripped, LineEnd::CrLf),
-        None => (line, LineEnd::Newline),
+        self.partial.clear();
     }
 }
 
@@ -152,11 +167,12 @@ mod tests {
 
     #[test]
     fn splits_on_newlines_across_chunks() {
-        let out = split(&[b"ab\ncd", b"e\r\n\nf"], 100);
+        let out = split(&[b"ab\ncd", b"e\r", b"\n\nf\rg\r"], 100);
         let lines: Vec<&[u8]> = out.iter().map(|(l, _)| l.as_slice()).collect();
-        assert_eq!(lines, [&b"ab"[..], b"cde", b"", b"f"]);
+        assert_eq!(lines, [&b"ab"[..], b"cde", b"", b"f", b"g"]);
         assert_eq!(out[1].1, LineEnd::CrLf);
-        assert_eq!(out[3].1, LineEnd::Eof);
+        assert_eq!(out[3].1, LineEnd::Cr);
+        assert_eq!(out[4].1, LineEnd::Cr);
     }
 
     #[test]

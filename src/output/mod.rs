@@ -15,7 +15,7 @@ use crate::contract::{
 };
 use crate::decision::OutputPlan;
 use crate::policy::{OutputMode, Sanitize};
-use lines::LineSplitter;
+use lines::{LineEnd, LineSplitter};
 use progress::ProgressTracker;
 use sanitize::{Sanitizer, Utf8Stream};
 
@@ -89,8 +89,8 @@ impl JobOutput {
         match self.mode {
             OutputMode::Lines => {
                 let sanitizer = &mut state.sanitizer;
-                state.splitter.push(bytes, |line, _| {
-                    emit_line(job_id, stream, line, sanitizer, progress, out);
+                state.splitter.push(bytes, |line, end| {
+                    emit_line(job_id, stream, line, end, sanitizer, progress, out);
                 });
             }
             OutputMode::Chunks => {
@@ -127,8 +127,8 @@ impl JobOutput {
         match self.mode {
             OutputMode::Lines => {
                 let sanitizer = &mut state.sanitizer;
-                state.splitter.finish(|line, _| {
-                    emit_line(job_id, stream, line, sanitizer, progress, out);
+                state.splitter.finish(|line, end| {
+                    emit_line(job_id, stream, line, end, sanitizer, progress, out);
                 });
             }
             OutputMode::Chunks if self.sanitize != Sanitize::Raw => {
@@ -160,13 +160,28 @@ fn emit_line(
     job_id: &JobId,
     stream: Stream,
     bytes: &[u8],
+    end: LineEnd,
     sanitizer: &mut Sanitizer,
     progress: &mut ProgressTracker,
     out: &mut Vec<JobEvent>,
 ) {
-    let text = String::from_utf8_lossy(bytes);
-    if progress.observe(&text) == progress::LineUse::Consumed {
+    if bytes.is_empty() && end == LineEnd::Cr {
+        // A redraw that starts with `\r` leaves an empty piece: not a line.
         return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    // Progress is read from the text without escape sequences, so a
+    // pattern need not know about colours or line clearing. Most lines
+    // cannot be progress: skip the work for them.
+    if progress.may_use(&text) {
+        let plain = if sanitize::is_plain(&text, false) {
+            std::borrow::Cow::Borrowed(&*text)
+        } else {
+            std::borrow::Cow::Owned(Sanitizer::new(Sanitize::Strip, false).line(&text))
+        };
+        if progress.observe(&plain) == progress::LineUse::Consumed {
+            return;
+        }
     }
     out.push(JobEvent::JobLogLine {
         job_id: job_id.clone(),

@@ -46,7 +46,13 @@ impl ProgressTracker {
         }
     }
 
-    /// Looks at one output line (before sanitising).
+    /// Whether `line` could be a protocol line or match a pattern; a cheap
+    /// test that lets most lines skip progress parsing entirely.
+    pub fn may_use(&self, line: &str) -> bool {
+        !self.patterns.is_empty() || line.starts_with(':') || line.starts_with('\u{1b}')
+    }
+
+    /// Looks at one output line (escape sequences already removed).
     pub fn observe(&mut self, line: &str) -> LineUse {
         if let Some(rest) = line.strip_prefix(PROTOCOL_PREFIX) {
             if let Some((percent, step)) = parse_protocol(rest) {

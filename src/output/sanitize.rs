@@ -202,7 +202,7 @@ impl Sanitizer {
 /// True when `text` needs no sanitising: no C0 controls but tab (and
 /// newline when kept), no DEL, and no C1 control (whose UTF-8 form starts
 /// with 0xC2 followed by 0x80–0x9F).
-fn is_plain(text: &str, keep_newlines: bool) -> bool {
+pub(crate) fn is_plain(text: &str, keep_newlines: bool) -> bool {
     let bytes = text.as_bytes();
     bytes.iter().enumerate().all(|(i, &b)| match b {
         b'\t' => true,

@@ -205,7 +205,9 @@ fn the_enforcement_report_is_available_through_the_api() {
 
 #[test]
 fn chunk_mode_delivers_bytes_sanitised() {
-    let fx = Fixture::new("\n[plugins.chunks]\nbinaries = [\"probe\"]\n[plugins.chunks.output]\nmode = \"chunks\"\n");
+    let fx = Fixture::new(
+        "\n[plugins.chunks]\nbinaries = [\"probe\"]\n[plugins.chunks.output]\nmode = \"chunks\"\n",
+    );
     let plugin = fx.host.plugin("chunks");
     let out = run_to_end(
         &plugin,
@@ -216,7 +218,9 @@ fn chunk_mode_delivers_bytes_sanitised() {
         .events
         .iter()
         .filter_map(|e| match e {
-            JobEvent::JobOutputChunk { data, .. } if data.stream == "stdout" => Some(data.bytes.clone()),
+            JobEvent::JobOutputChunk { data, .. } if data.stream == "stdout" => {
+                Some(data.bytes.clone())
+            }
             _ => None,
         })
         .flatten()
@@ -224,5 +228,8 @@ fn chunk_mode_delivers_bytes_sanitised() {
     assert!(!bytes.is_empty(), "{out:#?}");
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.starts_with("a\u{1b}[32mbc\n"), "{text:?}");
-    assert!(out.stdout().is_empty(), "chunk mode sends no stdout log lines");
+    assert!(
+        out.stdout().is_empty(),
+        "chunk mode sends no stdout log lines"
+    );
 }

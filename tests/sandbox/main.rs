@@ -15,5 +15,6 @@ mod filesystem;
 mod limits;
 mod network;
 mod privileges;
+mod progress;
 mod refusals;
 mod signals;
