@@ -41,6 +41,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of the policy format (for editors: `#:schema`).
+    Schema,
     /// Run one job under the policy: exit with its status; 124 timeout,
     /// 125 jobwarden error, 126 denied, 128+N signal, 130 Ctrl-C.
     Run {
@@ -95,6 +97,14 @@ pub fn main() -> ExitCode {
         Command::Check { policies } => check::run(&policies),
         Command::Explain { job, json } => explain::run(&job, json),
         Command::Run { job, json } => run::run(&job, json),
+        Command::Schema => {
+            let schema = jobwarden::policy::schema::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a schema serialises")
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 mod diagnostic;
 mod model;
 mod parse;
+pub(crate) mod reader;
+pub mod schema;
 mod template;
 pub mod units;
 

@@ -1,0 +1,583 @@
+//! Reading spanned TOML while collecting every problem.
+//!
+//! Shared by the policy loader and the test-case file loader: a [`Reader`]
+//! walks `toml_span` values, records the span of every key path it reads,
+//! and turns every wrong type, unknown key, bad pattern or path into a
+//! [`Diagnostic`] instead of stopping. A section with an error is skipped
+//! and the walk goes on.
+
+use super::diagnostic::{Code, Diagnostic, did_you_mean, line_col};
+use super::model::{Limit, Pattern, Sourced};
+use super::schema::{KeySpec, names};
+use super::template::{PathTemplate, Placeholder, TemplateError};
+use super::units;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::time::Duration;
+use toml_span::value::{Key, Value, ValueInner};
+
+pub(crate) type Span = Range<usize>;
+
+pub(crate) fn span_of(value: &Value<'_>) -> Span {
+    value.span.start..value.span.end
+}
+
+pub(crate) fn key_span(key: &Key<'_>) -> Span {
+    key.span.start..key.span.end
+}
+
+/// A table being read: keys are taken as they are understood; whatever is
+/// left at `finish` is an unknown key.
+pub(crate) struct Table<'de> {
+    pub path: String,
+    pub entries: BTreeMap<Key<'de>, Value<'de>>,
+    pub known: &'static [KeySpec],
+}
+
+impl<'de> Table<'de> {
+    pub(crate) fn take(&mut self, name: &str) -> Option<(Key<'de>, Value<'de>)> {
+        debug_assert!(
+            names(self.known).any(|k| k == name),
+            "{name} missing from known keys of {}",
+            self.path
+        );
+        self.entries.remove_entry(name)
+    }
+
+    pub(crate) fn child(&self, name: &str) -> String {
+        join_key(&self.path, name)
+    }
+}
+
+pub(crate) fn join_key(path: &str, name: &str) -> String {
+    let quoted = if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\\\""))
+    };
+    if path.is_empty() {
+        quoted
+    } else {
+        format!("{path}.{quoted}")
+    }
+}
+
+pub(crate) struct Reader<'t> {
+    pub text: &'t str,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Span of every key path read, so later cross-checks can point at text.
+    pub spans: HashMap<String, Span>,
+}
+
+impl Reader<'_> {
+    pub(crate) fn error(
+        &mut self,
+        code: Code,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::error(code, span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    pub(crate) fn warning(
+        &mut self,
+        code: Code,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::warning(code, span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    pub(crate) fn wrong_type(&mut self, path: &str, value: &Value<'_>, expected: &str) {
+        let found = value_type(value);
+        self.error(
+            Code::WrongType,
+            span_of(value),
+            format!("`{path}` must be {expected}, not {found}"),
+        )
+        .label = Some(format!("this is {found}"));
+    }
+
+    /// Opens `value` as a table, or reports that it is not one.
+    pub(crate) fn table<'de>(
+        &mut self,
+        path: String,
+        mut value: Value<'de>,
+        known: &'static [KeySpec],
+    ) -> Option<Table<'de>> {
+        let span = span_of(&value);
+        match value.take() {
+            ValueInner::Table(entries) => {
+                self.spans.insert(path.clone(), span);
+                Some(Table {
+                    path,
+                    entries,
+                    known,
+                })
+            }
+            other => {
+                value.set(other);
+                self.wrong_type(&path, &value, "a table");
+                None
+            }
+        }
+    }
+
+    /// Reports every key left in `table`.
+    pub(crate) fn finish(&mut self, table: Table<'_>) {
+        let section = if table.path.is_empty() {
+            "the top level".to_string()
+        } else {
+            format!("`[{}]`", table.path)
+        };
+        for key in table.entries.keys() {
+            let diagnostic = self.error(
+                Code::UnknownKey,
+                key_span(key),
+                format!("unknown key `{}` in {section}", key.name),
+            );
+            diagnostic.label = Some("unknown key".into());
+            if let Some(suggestion) = did_you_mean(&key.name, names(table.known)) {
+                diagnostic
+                    .notes
+                    .push(format!("help: did you mean `{suggestion}`?"));
+            }
+            diagnostic.notes.push(format!(
+                "note: expected one of: {}",
+                names(table.known).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+
+    pub(crate) fn record(&mut self, path: &str, value: &Value<'_>) {
+        self.spans.insert(path.to_string(), span_of(value));
+    }
+
+    pub(crate) fn string(&mut self, path: &str, mut value: Value<'_>) -> Option<(String, Span)> {
+        self.record(path, &value);
+        let span = span_of(&value);
+        match value.take() {
+            ValueInner::String(s) => Some((s.into_owned(), span)),
+            other => {
+                value.set(other);
+                self.wrong_type(path, &value, "a string");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, path: &str, value: Value<'_>) -> Option<bool> {
+        self.record(path, &value);
+        match value.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.wrong_type(path, &value, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A positive integer; zero is a `zero-limit` error unless `allow_zero`.
+    pub(crate) fn count(&mut self, path: &str, value: Value<'_>, allow_zero: bool) -> Option<u64> {
+        self.record(path, &value);
+        let Some(n) = value.as_integer() else {
+            self.wrong_type(path, &value, "a whole number");
+            return None;
+        };
+        if n < 0 {
+            self.error(
+                Code::InvalidValue,
+                span_of(&value),
+                format!("`{path}` cannot be negative"),
+            );
+            return None;
+        }
+        if n == 0 && !allow_zero {
+            self.error(
+                Code::ZeroLimit,
+                span_of(&value),
+                format!("`{path}` is 0, which would stop every job"),
+            )
+            .notes
+            .push("help: use a positive number, or remove the key to take the default".into());
+            return None;
+        }
+        Some(n as u64)
+    }
+
+    /// One of `choices`, or an `invalid-value` error with a suggestion.
+    pub(crate) fn choice<T: Copy>(
+        &mut self,
+        path: &str,
+        value: Value<'_>,
+        choices: &[(&'static str, T)],
+    ) -> Option<T> {
+        let (text, span) = self.string(path, value)?;
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == text) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let diagnostic = self.error(
+            Code::InvalidValue,
+            span,
+            format!("`{path}` cannot be \"{text}\""),
+        );
+        if let Some(s) = did_you_mean(&text, names.iter().copied()) {
+            diagnostic
+                .notes
+                .push(format!("help: did you mean \"{s}\"?"));
+        }
+        diagnostic.notes.push(format!(
+            "note: expected one of: {}",
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        None
+    }
+
+    /// An array of strings; wrong elements are reported one by one and skipped.
+    pub(crate) fn string_list(
+        &mut self,
+        path: &str,
+        mut value: Value<'_>,
+    ) -> Vec<(String, Span, String)> {
+        self.record(path, &value);
+        let span = span_of(&value);
+        let items = match value.take() {
+            ValueInner::Array(items) => items,
+            other => {
+                value.set(other);
+                self.wrong_type(path, &value, "an array of strings");
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<(String, Span, String)> = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            if let Some((text, item_span)) = self.string(&item_path, item) {
+                if let Some((_, first, _)) = out.iter().find(|(t, _, _)| *t == text) {
+                    let first = first.clone();
+                    self.duplicate(&item_path, item_span, first, &text);
+                    continue;
+                }
+                out.push((text, item_span, item_path));
+            }
+        }
+        let _ = span;
+        out
+    }
+
+    pub(crate) fn duplicate(&mut self, path: &str, span: Span, first: Span, what: &str) {
+        let (line, col) = line_col(self.text, first.start);
+        let diagnostic = self.error(
+            Code::DuplicateEntry,
+            span,
+            format!("`{path}` repeats \"{what}\""),
+        );
+        diagnostic.label = Some("listed again here".into());
+        diagnostic.notes.push(format!(
+            "note: first listed at {line}:{col}; remove one of them"
+        ));
+    }
+
+    pub(crate) fn patterns(&mut self, path: &str, value: Value<'_>) -> Vec<Pattern> {
+        self.string_list(path, value)
+            .into_iter()
+            .filter_map(|(text, span, key)| self.pattern(text, span, key))
+            .collect()
+    }
+
+    pub(crate) fn pattern(&mut self, text: String, span: Span, key: String) -> Option<Pattern> {
+        if text.is_empty() {
+            self.error(
+                Code::InvalidGlob,
+                span,
+                format!("`{key}` is an empty pattern"),
+            );
+            return None;
+        }
+        match globset::GlobBuilder::new(&text)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+        {
+            Ok(glob) => Some(Pattern::new(text, key, glob.compile_matcher())),
+            Err(err) => {
+                self.error(
+                    Code::InvalidGlob,
+                    span,
+                    format!("`{key}` is not a valid glob: {}", err.kind()),
+                )
+                .notes
+                .push("note: globs use `*` (any run of characters), `?` (one character) and `[abc]`; write `\\*` for a literal star".into());
+                None
+            }
+        }
+    }
+
+    pub(crate) fn path_template(
+        &mut self,
+        path: &str,
+        text: &str,
+        span: Span,
+    ) -> Option<PathTemplate> {
+        match PathTemplate::parse(text) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                self.template_error(path, text, span, err, true);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn template_error(
+        &mut self,
+        path: &str,
+        text: &str,
+        span: Span,
+        err: TemplateError,
+        is_path: bool,
+    ) {
+        // A string value's span covers its contents, without the quotes.
+        let inner = |offset: usize| {
+            let start = span.start + offset;
+            start..start + 1
+        };
+        match err {
+            TemplateError::UnknownPlaceholder { name, offset } => {
+                let start = span.start + offset;
+                let diagnostic = self.error(
+                    Code::UnknownPlaceholder,
+                    start..start + name.len() + 2,
+                    format!("`{path}` uses the unknown placeholder `{{{name}}}`"),
+                );
+                if let Some(s) = did_you_mean(&name, Placeholder::NAMES) {
+                    diagnostic
+                        .notes
+                        .push(format!("help: did you mean `{{{s}}}`?"));
+                }
+                diagnostic.notes.push(
+                    "note: placeholders are `{repo}` (the repository root), `{home}` (the host user's home) and `{tmp}` (a private directory per job); write `{{` for a literal brace".into(),
+                );
+            }
+            TemplateError::Unclosed { offset } => {
+                self.error(
+                    Code::InvalidValue,
+                    inner(offset),
+                    format!("`{path}` has a `{{` without its `}}`"),
+                )
+                .notes
+                .push("help: close the placeholder, or write `{{` for a literal brace".into());
+            }
+            TemplateError::Relative => {
+                self.error(
+                    Code::RelativePath,
+                    span,
+                    format!("`{path}` is relative: \"{text}\""),
+                )
+                .notes
+                .push(if is_path {
+                    "help: start the path with `/` or a placeholder followed by `/`, e.g. \"{repo}/target\"".into()
+                } else {
+                    "help: use an absolute path".into()
+                });
+            }
+            TemplateError::PlaceholderNotFirst { offset } => {
+                self.error(
+                    Code::InvalidPath,
+                    inner(offset),
+                    format!("`{path}` has a placeholder after the start of the path"),
+                )
+                .notes
+                .push("help: a placeholder may only begin a path, e.g. \"{home}/.cargo\"".into());
+            }
+            TemplateError::ParentComponent => {
+                self.error(
+                    Code::InvalidPath,
+                    span,
+                    format!("`{path}` contains `..`"),
+                )
+                .notes
+                .push("help: write the directory you mean without `..`; the sandbox sees paths exactly as written".into());
+            }
+            TemplateError::Nul => {
+                self.error(
+                    Code::InvalidPath,
+                    span,
+                    format!("`{path}` contains a NUL byte"),
+                );
+            }
+        }
+    }
+
+    pub(crate) fn path_list(&mut self, path: &str, value: Value<'_>) -> Vec<Sourced<PathTemplate>> {
+        self.string_list(path, value)
+            .into_iter()
+            .filter_map(|(text, span, key)| {
+                self.path_template(&key, &text, span)
+                    .map(|t| Sourced::new(t, key))
+            })
+            .collect()
+    }
+
+    /// A byte size: a whole number of bytes or a string like "512 MiB".
+    pub(crate) fn size(
+        &mut self,
+        path: &str,
+        value: Value<'_>,
+        allow_unlimited: bool,
+    ) -> Option<Limit> {
+        self.record(path, &value);
+        let span = span_of(&value);
+        let parsed = match (value.as_integer(), value.as_str()) {
+            (Some(n), _) if n >= 0 => Ok(n as u64),
+            (Some(_), _) => Err("a size cannot be negative".to_string()),
+            (None, Some("unlimited")) if allow_unlimited => return Some(Limit::Unlimited),
+            (None, Some(text)) => units::parse_size(text),
+            (None, None) => {
+                self.wrong_type(
+                    path,
+                    &value,
+                    "a size (a number of bytes or a string like \"512 MiB\")",
+                );
+                return None;
+            }
+        };
+        match parsed {
+            Ok(0) => {
+                self.error(
+                    Code::ZeroLimit,
+                    span,
+                    format!("`{path}` is 0, which would stop every job"),
+                )
+                .notes
+                .push(if allow_unlimited {
+                    "help: use a positive size, \"unlimited\", or remove the key".into()
+                } else {
+                    "help: use a positive size, or remove the key".into()
+                });
+                None
+            }
+            Ok(n) => Some(Limit::Value(n)),
+            Err(why) => {
+                self.error(Code::InvalidValue, span, format!("`{path}` is not a size: {why}"))
+                    .notes
+                    .push("note: write a number of bytes or a string such as \"64 KiB\", \"512 MiB\", \"2 GiB\"".into());
+                None
+            }
+        }
+    }
+
+    /// A positive count or "unlimited".
+    pub(crate) fn limit(&mut self, path: &str, value: Value<'_>) -> Option<Limit> {
+        if value.as_str() == Some("unlimited") {
+            self.record(path, &value);
+            return Some(Limit::Unlimited);
+        }
+        if value.as_str().is_some() {
+            self.record(path, &value);
+            let span = span_of(&value);
+            let text = value.as_str().unwrap_or_default().to_string();
+            self.error(
+                Code::InvalidValue,
+                span,
+                format!("`{path}` cannot be \"{text}\""),
+            )
+            .notes
+            .push("note: expected a positive whole number or \"unlimited\"".into());
+            return None;
+        }
+        self.count(path, value, false).map(Limit::Value)
+    }
+
+    pub(crate) fn seconds(&mut self, path: &str, value: Value<'_>, max: f64) -> Option<Duration> {
+        self.record(path, &value);
+        let secs = match (value.as_integer(), value.as_float()) {
+            (Some(n), _) => n as f64,
+            (None, Some(f)) => f,
+            _ => {
+                self.wrong_type(path, &value, "a number of seconds");
+                return None;
+            }
+        };
+        if !(0.0..=max).contains(&secs) || secs.is_nan() {
+            self.error(
+                Code::InvalidValue,
+                span_of(&value),
+                format!("`{path}` must be between 0 and {max} seconds"),
+            );
+            return None;
+        }
+        Some(Duration::from_secs_f64(secs))
+    }
+
+    pub(crate) fn ports(
+        &mut self,
+        path: &str,
+        mut value: Value<'_>,
+        allow_zero: bool,
+    ) -> Vec<Sourced<u16>> {
+        self.record(path, &value);
+        let items = match value.take() {
+            ValueInner::Array(items) => items,
+            other => {
+                value.set(other);
+                self.wrong_type(path, &value, "an array of port numbers");
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<(Sourced<u16>, Span)> = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            self.record(&item_path, &item);
+            let span = span_of(&item);
+            let Some(n) = item.as_integer() else {
+                self.wrong_type(&item_path, &item, "a port number");
+                continue;
+            };
+            let low = if allow_zero { 0 } else { 1 };
+            if !(low..=65535).contains(&n) {
+                self.error(
+                    Code::InvalidValue,
+                    span,
+                    format!("`{item_path}` is {n}, not a TCP port ({low}–65535)"),
+                );
+                continue;
+            }
+            if let Some((_, first)) = out.iter().find(|(p, _)| i64::from(p.value) == n) {
+                let first = first.clone();
+                self.duplicate(&item_path, span, first, &n.to_string());
+                continue;
+            }
+            out.push((Sourced::new(n as u16, item_path), span));
+        }
+        out.into_iter().map(|(p, _)| p).collect()
+    }
+}
+
+pub(crate) fn value_type(value: &Value<'_>) -> &'static str {
+    if value.as_str().is_some() {
+        "a string"
+    } else if value.as_integer().is_some() {
+        "an integer"
+    } else if value.as_float().is_some() {
+        "a float"
+    } else if value.as_bool().is_some() {
+        "a boolean"
+    } else if value.as_array().is_some() {
+        "an array"
+    } else {
+        "a table"
+    }
+}
