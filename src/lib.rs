@@ -20,6 +20,8 @@ pub mod host;
 pub mod output;
 pub mod policy;
 pub mod sandbox;
+#[cfg(target_os = "linux")]
+pub mod testing;
 
 pub use contract::{
     JobCancelledData, JobCompletedData, JobEvent, JobFailedData, JobHost, JobId, JobLogLineData,

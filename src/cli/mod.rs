@@ -4,6 +4,7 @@
 mod check;
 mod explain;
 mod run;
+mod test;
 
 use clap::{Args, Parser, Subcommand};
 use jobwarden::policy::{EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, LoadError, LoadedPolicy, Policy};
@@ -43,6 +44,13 @@ enum Command {
     },
     /// Print the JSON Schema of the policy format (for editors: `#:schema`).
     Schema,
+    /// Run policy test files: exit 0 when every case passed, 1 when one
+    /// failed, 2 when a file is unusable.
+    Test {
+        /// Test files (see policy/README.md for the format).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Run one job under the policy: exit with its status; 124 timeout,
     /// 125 jobwarden error, 126 denied, 128+N signal, 130 Ctrl-C.
     Run {
@@ -97,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Check { policies } => check::run(&policies),
         Command::Explain { job, json } => explain::run(&job, json),
         Command::Run { job, json } => run::run(&job, json),
+        Command::Test { files } => test::run(&files),
         Command::Schema => {
             let schema = jobwarden::policy::schema::json_schema();
             println!(

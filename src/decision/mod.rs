@@ -93,13 +93,15 @@ pub fn decide(
     };
     let layers = [&policy.base, &binary_rule.layer, &plugin_rule.layer];
 
-    let (program, argv0, program_key) = resolve_program(policy, binary_rule, &values)?;
+    // Every policy rule comes before the machine-dependent lookup of the
+    // program, so a denial names the policy's rule wherever it runs.
     check_args(binary_rule, &request.args)?;
     let mut notes = Vec::new();
     let (env, env_dropped) = build_env(policy, &layers, request, ctx, &values)?;
     let cwd = resolve_cwd(ctx.repo, request.cwd.as_deref())?;
     let limits = fold_limits(&layers);
     let timeout = decide_timeout(&layers, request.timeout_secs, &mut notes)?;
+    let (program, argv0, program_key) = resolve_program(policy, binary_rule, &values)?;
     let filesystem = build_filesystem(
         &layers,
         binary_rule,

@@ -15,6 +15,7 @@ pub mod schema;
 mod template;
 pub mod units;
 
+pub(crate) use diagnostic::line_col as line_col_of;
 pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
 pub use model::*;
 pub use parse::{

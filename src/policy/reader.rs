@@ -44,6 +44,10 @@ impl<'de> Table<'de> {
         self.entries.remove_entry(name)
     }
 
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
     pub(crate) fn child(&self, name: &str) -> String {
         join_key(&self.path, name)
     }
