@@ -16,6 +16,8 @@
 pub mod contract;
 pub mod decision;
 #[cfg(target_os = "linux")]
+pub mod doctor;
+#[cfg(target_os = "linux")]
 pub mod host;
 pub mod output;
 pub mod policy;

@@ -2,6 +2,7 @@
 //! the argument definitions and what they share.
 
 mod check;
+mod doctor;
 mod explain;
 mod run;
 mod test;
@@ -39,6 +40,17 @@ enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// Print the plan or denial as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What this machine can enforce, probed with real jobs; with --policy,
+    /// what each of its jobs would get (exit 1 when a required policy
+    /// could not be honoured, or a probe shows confinement failing).
+    Doctor {
+        /// A policy to assess against this machine.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -106,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Explain { job, json } => explain::run(&job, json),
         Command::Run { job, json } => run::run(&job, json),
         Command::Test { files } => test::run(&files),
+        Command::Doctor { policy, json } => doctor::run(policy.as_deref(), json),
         Command::Schema => {
             let schema = jobwarden::policy::schema::json_schema();
             println!(

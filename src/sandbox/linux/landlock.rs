@@ -122,14 +122,8 @@ fn exec_rights() -> BitFlags<AccessFs> {
     make_bitflags!(AccessFs::{Execute | ReadFile | ReadDir})
 }
 
-/// Builds the ruleset for `plan`, with `extra_exec` (the loader, a script's
-/// interpreter) executable too, and records what it enforces in `report`.
-pub fn build(
-    support: &LandlockSupport,
-    plan: &Plan,
-    extra_exec: &[PlanPath],
-    report: &mut EnforcementReport,
-) -> Result<Built, BuildError> {
+/// Records in `report` what Landlock enforces for `plan` on this host.
+pub fn describe(support: &LandlockSupport, plan: &Plan, report: &mut EnforcementReport) {
     let wants_network = !plan.network.unrestricted;
     if let Some(why) = &support.unavailable {
         report.add(
@@ -151,68 +145,11 @@ pub fn build(
             );
         }
         report.add("scopes", Status::NotEnforced, "scopes", why.clone(), true);
-        return Ok(Built { fd: None });
+        return;
     }
     let abi = ABI::from(support.abi as i32);
-    let fail = |e: landlock::RulesetError| BuildError(e.to_string());
-
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(fail)?;
     let tcp = abi >= ABI::V4 && wants_network;
-    if tcp {
-        ruleset = ruleset
-            .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
-            .map_err(fail)?;
-    }
     let scoped = abi >= ABI::V6;
-    if scoped {
-        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(fail)?;
-    }
-    let mut created = ruleset.create().map_err(fail)?;
-
-    let grants: [(&[PlanPath], BitFlags<AccessFs>); 4] = [
-        (&plan.filesystem.read, read_rights()),
-        (&plan.filesystem.read_write, write_rights(abi)),
-        (&plan.filesystem.execute, exec_rights()),
-        (extra_exec, exec_rights()),
-    ];
-    for (paths, rights) in grants {
-        for entry in paths {
-            match open_path(&entry.path) {
-                Ok((fd, is_dir)) => {
-                    let access = if is_dir {
-                        rights
-                    } else {
-                        rights & AccessFs::from_file(abi)
-                    };
-                    created = created
-                        .add_rule(PathBeneath::new(fd, access))
-                        .map_err(fail)?;
-                }
-                Err(why) => {
-                    let item = format!("{} ({}: {why})", entry.path.display(), entry.key);
-                    if !report.skipped_paths.contains(&item) {
-                        report.skipped_paths.push(item);
-                    }
-                }
-            }
-        }
-    }
-    if tcp {
-        for port in &plan.network.connect {
-            created = created
-                .add_rule(NetPort::new(port.value, AccessNet::ConnectTcp))
-                .map_err(fail)?;
-        }
-        for port in &plan.network.bind {
-            created = created
-                .add_rule(NetPort::new(port.value, AccessNet::BindTcp))
-                .map_err(fail)?;
-        }
-    }
-
     let abi_text = support.abi_text();
     if abi >= ABI::V3 {
         let devices = if abi >= ABI::V5 {
@@ -290,6 +227,81 @@ pub fn build(
             true,
         );
     }
+}
+
+/// Builds the ruleset for `plan`, with `extra_exec` (the loader, a script's
+/// interpreter) executable too; paths that do not exist are listed in
+/// `report.skipped_paths`.
+pub fn build(
+    support: &LandlockSupport,
+    plan: &Plan,
+    extra_exec: &[PlanPath],
+    report: &mut EnforcementReport,
+) -> Result<Built, BuildError> {
+    let wants_network = !plan.network.unrestricted;
+    if support.unavailable.is_some() {
+        return Ok(Built { fd: None });
+    }
+    let abi = ABI::from(support.abi as i32);
+    let fail = |e: landlock::RulesetError| BuildError(e.to_string());
+
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(fail)?;
+    let tcp = abi >= ABI::V4 && wants_network;
+    if tcp {
+        ruleset = ruleset
+            .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
+            .map_err(fail)?;
+    }
+    let scoped = abi >= ABI::V6;
+    if scoped {
+        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(fail)?;
+    }
+    let mut created = ruleset.create().map_err(fail)?;
+
+    let grants: [(&[PlanPath], BitFlags<AccessFs>); 4] = [
+        (&plan.filesystem.read, read_rights()),
+        (&plan.filesystem.read_write, write_rights(abi)),
+        (&plan.filesystem.execute, exec_rights()),
+        (extra_exec, exec_rights()),
+    ];
+    for (paths, rights) in grants {
+        for entry in paths {
+            match open_path(&entry.path) {
+                Ok((fd, is_dir)) => {
+                    let access = if is_dir {
+                        rights
+                    } else {
+                        rights & AccessFs::from_file(abi)
+                    };
+                    created = created
+                        .add_rule(PathBeneath::new(fd, access))
+                        .map_err(fail)?;
+                }
+                Err(why) => {
+                    let item = format!("{} ({}: {why})", entry.path.display(), entry.key);
+                    if !report.skipped_paths.contains(&item) {
+                        report.skipped_paths.push(item);
+                    }
+                }
+            }
+        }
+    }
+    if tcp {
+        for port in &plan.network.connect {
+            created = created
+                .add_rule(NetPort::new(port.value, AccessNet::ConnectTcp))
+                .map_err(fail)?;
+        }
+        for port in &plan.network.bind {
+            created = created
+                .add_rule(NetPort::new(port.value, AccessNet::BindTcp))
+                .map_err(fail)?;
+        }
+    }
+
     let fd: Option<OwnedFd> = created.into();
     Ok(Built { fd })
 }

@@ -313,214 +313,18 @@ fn prepare_with_tmp(
     } else {
         None
     };
-    let mut rlimits: Vec<(rlimit::Resource, u64, u64)> = Vec::new();
-    let mut push_limit = |resource: rlimit::Resource, soft: u64, hard: u64| {
-        // Never raise a hard limit the host itself lives under.
-        let current_hard = rlimit::getrlimit(resource)
-            .map(|(_, h)| h)
-            .unwrap_or(u64::MAX);
-        rlimits.push((resource, soft.min(current_hard), hard.min(current_hard)));
+    let outcome = match &cgroup {
+        Some((cg, _)) => CgroupOutcome {
+            memory: cg.memory_limit,
+            pids: cg.pids_limit,
+            kill: cg.kill_method(),
+            problems: cg.problems.clone(),
+        },
+        None => CgroupOutcome::default(),
     };
-    let cg_ref = cgroup.as_ref().map(|(cg, _)| cg);
-    let l = &plan.limits;
-    let unlimited = |report: &mut EnforcementReport, name: &'static str, key: &str| {
-        report.add(
-            name,
-            Status::NotRequested,
-            format!("{name} unlimited"),
-            format!("unlimited ({key})"),
-            false,
-        )
-    };
-
-    match l.cpu_secs.value {
-        Limit::Value(secs) => {
-            // SIGXCPU at the limit, SIGKILL two seconds of CPU later.
-            push_limit(rlimit::Resource::CPU, secs, secs.saturating_add(2));
-            report.add(
-                "cpu",
-                Status::Enforced,
-                format!("cpu {secs} s"),
-                format!("{secs} s per process (RLIMIT_CPU)"),
-                true,
-            );
-        }
-        Limit::Unlimited => unlimited(&mut report, "cpu", &l.cpu_secs.key),
-    }
-
-    match (l.memory.value, cg_ref.and_then(|cg| cg.memory_limit)) {
-        (Limit::Value(n), Some(how)) => report.add(
-            "memory",
-            Status::Enforced,
-            format!("memory {} (cgroup)", format_size(n)),
-            format!("{} for the whole tree ({how})", format_size(n)),
-            true,
-        ),
-        (Limit::Value(n), None) => {
-            push_limit(rlimit::Resource::AS, n, n);
-            report.add(
-                "memory",
-                Status::Partial,
-                format!("memory {} (address space)", format_size(n)),
-                format!(
-                    "{} of address space per process (RLIMIT_AS): no memory cgroup here",
-                    format_size(n)
-                ),
-                false,
-            );
-        }
-        (Limit::Unlimited, _) => unlimited(&mut report, "memory", &l.memory.key),
-    }
-
-    match (l.processes.value, cg_ref.and_then(|cg| cg.pids_limit)) {
-        (Limit::Value(n), Some(how)) => report.add(
-            "processes",
-            Status::Enforced,
-            format!("processes {n} (cgroup)"),
-            format!("{n} in the whole tree ({how})"),
-            true,
-        ),
-        (Limit::Value(n), None) if support.is_root => report.add(
-            "processes",
-            Status::NotEnforced,
-            "processes",
-            format!("{n}: no pids cgroup here, and RLIMIT_NPROC is ignored for root"),
-            true,
-        ),
-        (Limit::Value(n), None) => {
-            push_limit(rlimit::Resource::NPROC, n, n);
-            report.add(
-                "processes",
-                Status::Partial,
-                format!("processes {n} (per user)"),
-                format!("{n} via RLIMIT_NPROC, which counts every process of the user: no pids cgroup here"),
-                false,
-            );
-        }
-        (Limit::Unlimited, _) => unlimited(&mut report, "processes", &l.processes.key),
-    }
-
-    match l.open_files.value {
-        Limit::Value(n) => {
-            push_limit(rlimit::Resource::NOFILE, n, n);
-            report.add(
-                "open_files",
-                Status::Enforced,
-                format!("open files {n}"),
-                format!("{n} per process (RLIMIT_NOFILE)"),
-                true,
-            );
-        }
-        Limit::Unlimited => unlimited(&mut report, "open_files", &l.open_files.key),
-    }
-    match l.file_size.value {
-        Limit::Value(n) => {
-            push_limit(rlimit::Resource::FSIZE, n, n);
-            report.add(
-                "file_size",
-                Status::Enforced,
-                format!("file size {}", format_size(n)),
-                format!("{} per file (RLIMIT_FSIZE)", format_size(n)),
-                true,
-            );
-        }
-        Limit::Unlimited => unlimited(&mut report, "file_size", &l.file_size.key),
-    }
-    if l.core_dumps.value {
-        report.add(
-            "core_dumps",
-            Status::NotRequested,
-            "core dumps allowed",
-            "allowed by the policy",
-            false,
-        );
-    } else {
-        push_limit(rlimit::Resource::CORE, 0, 0);
-        report.add(
-            "core_dumps",
-            Status::Enforced,
-            "no core dumps",
-            "off (RLIMIT_CORE 0)",
-            true,
-        );
-    }
-
-    report.add(
-        "session",
-        Status::Enforced,
-        "own session",
-        "own session and process group, no controlling terminal, stdin /dev/null",
-        true,
-    );
-    report.add(
-        "descriptors",
-        Status::Enforced,
-        "stdio only",
-        "only stdin, stdout and stderr are inherited",
-        true,
-    );
-    report.add(
-        "parent_death",
-        Status::Enforced,
-        "dies with host",
-        "SIGKILL if the host dies",
-        true,
-    );
-    if support.has_capabilities {
-        report.add(
-            "capabilities",
-            Status::Enforced,
-            "no capabilities",
-            "all dropped, bounding set emptied",
-            true,
-        );
-    } else {
-        report.add(
-            "capabilities",
-            Status::NotRequested,
-            "no capabilities",
-            "the host holds none",
-            false,
-        );
-    }
-    report.add(
-        "no_new_privs",
-        Status::Enforced,
-        "no_new_privs",
-        "set",
-        true,
-    );
-    match cg_ref.and_then(|cg| cg.kill_method()) {
-        Some(how) => report.add(
-            "tree_cleanup",
-            Status::Enforced,
-            format!("tree cleanup ({})", how.trim_start_matches("cgroup ")),
-            format!("{how}, with a child subreaper"),
-            true,
-        ),
-        None => report.add(
-            "tree_cleanup",
-            Status::Partial,
-            "tree cleanup (process group)",
-            if support.subreaper {
-                "process group and session scan with a child subreaper: no job cgroup here"
-            } else {
-                "process group only: no job cgroup and no subreaper"
-            },
-            false,
-        ),
-    }
-    if let Some(cg) = cg_ref
-        && !cg.problems.is_empty()
-    {
-        report.add(
-            "cgroup",
-            Status::Partial,
-            "cgroup",
-            cg.problems.join("; "),
-            false,
-        );
-    }
+    let rlimits = rlimits_for(plan, support, &outcome);
+    landlock::describe(&support.landlock, plan, &mut report);
+    describe(plan, support, &outcome, &mut report);
 
     if plan.enforcement == Enforcement::Required
         && let Some(reason) = report.refusal()
@@ -568,6 +372,272 @@ fn prepare_with_tmp(
         cgroup,
         report,
     })
+}
+
+/// What a job's cgroups give: actual, after creating them, or predicted.
+#[derive(Debug, Clone, Default)]
+pub struct CgroupOutcome {
+    /// Where the memory limit is enforced, if in a cgroup.
+    pub memory: Option<&'static str>,
+    /// Where the process limit is enforced, if in a cgroup.
+    pub pids: Option<&'static str>,
+    /// How the whole tree is killed, if by a cgroup.
+    pub kill: Option<&'static str>,
+    /// Problems met while creating them.
+    pub problems: Vec<String>,
+}
+
+impl CgroupOutcome {
+    /// What creating the cgroups would give on this host.
+    fn predict(support: &HostSupport, plan: &Plan) -> Self {
+        let cg = &support.cgroups;
+        if cg.unavailable.is_some() {
+            return Self::default();
+        }
+        Self {
+            memory: limit_value(&plan.limits.memory.value).and(cg.memory()),
+            pids: limit_value(&plan.limits.processes.value).and(cg.pids()),
+            kill: cg.tree_kill(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// What this host would enforce for `plan`, without creating anything:
+/// the same report a job would get (for `doctor` and `explain`).
+pub fn assess(plan: &Plan, support: &HostSupport) -> EnforcementReport {
+    let mut report = EnforcementReport::new("linux");
+    landlock::describe(&support.landlock, plan, &mut report);
+    describe(
+        plan,
+        support,
+        &CgroupOutcome::predict(support, plan),
+        &mut report,
+    );
+    report
+}
+
+/// The rlimits the child sets: those of the plan that no cgroup covers,
+/// never above the host's own hard limits.
+fn rlimits_for(
+    plan: &Plan,
+    support: &HostSupport,
+    cg: &CgroupOutcome,
+) -> Vec<(rlimit::Resource, u64, u64)> {
+    let mut rlimits = Vec::new();
+    let mut push = |resource: rlimit::Resource, soft: u64, hard: u64| {
+        let current_hard = rlimit::getrlimit(resource)
+            .map(|(_, h)| h)
+            .unwrap_or(u64::MAX);
+        rlimits.push((resource, soft.min(current_hard), hard.min(current_hard)));
+    };
+    let l = &plan.limits;
+    if let Limit::Value(secs) = l.cpu_secs.value {
+        // SIGXCPU at the limit, SIGKILL two seconds of CPU later.
+        push(rlimit::Resource::CPU, secs, secs.saturating_add(2));
+    }
+    if let (Limit::Value(n), None) = (l.memory.value, cg.memory) {
+        push(rlimit::Resource::AS, n, n);
+    }
+    if let (Limit::Value(n), None, false) = (l.processes.value, cg.pids, support.is_root) {
+        push(rlimit::Resource::NPROC, n, n);
+    }
+    if let Limit::Value(n) = l.open_files.value {
+        push(rlimit::Resource::NOFILE, n, n);
+    }
+    if let Limit::Value(n) = l.file_size.value {
+        push(rlimit::Resource::FSIZE, n, n);
+    }
+    if !l.core_dumps.value {
+        push(rlimit::Resource::CORE, 0, 0);
+    }
+    rlimits
+}
+
+/// Records every item that is not Landlock's.
+fn describe(
+    plan: &Plan,
+    support: &HostSupport,
+    cg: &CgroupOutcome,
+    report: &mut EnforcementReport,
+) {
+    let l = &plan.limits;
+    let unlimited = |report: &mut EnforcementReport, name: &'static str, key: &str| {
+        report.add(
+            name,
+            Status::NotRequested,
+            format!("{name} unlimited"),
+            format!("unlimited ({key})"),
+            false,
+        )
+    };
+    match l.cpu_secs.value {
+        Limit::Value(secs) => report.add(
+            "cpu",
+            Status::Enforced,
+            format!("cpu {secs} s"),
+            format!("{secs} s per process (RLIMIT_CPU)"),
+            true,
+        ),
+        Limit::Unlimited => unlimited(report, "cpu", &l.cpu_secs.key),
+    }
+    match (l.memory.value, cg.memory) {
+        (Limit::Value(n), Some(how)) => report.add(
+            "memory",
+            Status::Enforced,
+            format!("memory {} (cgroup)", format_size(n)),
+            format!("{} for the whole tree ({how})", format_size(n)),
+            true,
+        ),
+        (Limit::Value(n), None) => report.add(
+            "memory",
+            Status::Partial,
+            format!("memory {} (address space)", format_size(n)),
+            format!(
+                "{} of address space per process (RLIMIT_AS): no memory cgroup here",
+                format_size(n)
+            ),
+            false,
+        ),
+        (Limit::Unlimited, _) => unlimited(report, "memory", &l.memory.key),
+    }
+    match (l.processes.value, cg.pids) {
+        (Limit::Value(n), Some(how)) => report.add(
+            "processes",
+            Status::Enforced,
+            format!("processes {n} (cgroup)"),
+            format!("{n} in the whole tree ({how})"),
+            true,
+        ),
+        (Limit::Value(n), None) if support.is_root => report.add(
+            "processes",
+            Status::NotEnforced,
+            "processes",
+            format!("{n}: no pids cgroup here, and RLIMIT_NPROC is ignored for root"),
+            true,
+        ),
+        (Limit::Value(n), None) => report.add(
+            "processes",
+            Status::Partial,
+            format!("processes {n} (per user)"),
+            format!(
+                "{n} via RLIMIT_NPROC, which counts every process of the user: no pids cgroup here"
+            ),
+            false,
+        ),
+        (Limit::Unlimited, _) => unlimited(report, "processes", &l.processes.key),
+    }
+    match l.open_files.value {
+        Limit::Value(n) => report.add(
+            "open_files",
+            Status::Enforced,
+            format!("open files {n}"),
+            format!("{n} per process (RLIMIT_NOFILE)"),
+            true,
+        ),
+        Limit::Unlimited => unlimited(report, "open_files", &l.open_files.key),
+    }
+    match l.file_size.value {
+        Limit::Value(n) => report.add(
+            "file_size",
+            Status::Enforced,
+            format!("file size {}", format_size(n)),
+            format!("{} per file (RLIMIT_FSIZE)", format_size(n)),
+            true,
+        ),
+        Limit::Unlimited => unlimited(report, "file_size", &l.file_size.key),
+    }
+    if l.core_dumps.value {
+        report.add(
+            "core_dumps",
+            Status::NotRequested,
+            "core dumps allowed",
+            "allowed by the policy",
+            false,
+        );
+    } else {
+        report.add(
+            "core_dumps",
+            Status::Enforced,
+            "no core dumps",
+            "off (RLIMIT_CORE 0)",
+            true,
+        );
+    }
+    report.add(
+        "session",
+        Status::Enforced,
+        "own session",
+        "own session and process group, no controlling terminal, stdin /dev/null",
+        true,
+    );
+    report.add(
+        "descriptors",
+        Status::Enforced,
+        "stdio only",
+        "only stdin, stdout and stderr are inherited",
+        true,
+    );
+    report.add(
+        "parent_death",
+        Status::Enforced,
+        "dies with host",
+        "SIGKILL if the host dies",
+        true,
+    );
+    if support.has_capabilities {
+        report.add(
+            "capabilities",
+            Status::Enforced,
+            "no capabilities",
+            "all dropped, bounding set emptied",
+            true,
+        );
+    } else {
+        report.add(
+            "capabilities",
+            Status::NotRequested,
+            "no capabilities",
+            "the host holds none",
+            false,
+        );
+    }
+    report.add(
+        "no_new_privs",
+        Status::Enforced,
+        "no_new_privs",
+        "set",
+        true,
+    );
+    match cg.kill {
+        Some(how) => report.add(
+            "tree_cleanup",
+            Status::Enforced,
+            format!("tree cleanup ({})", how.trim_start_matches("cgroup ")),
+            format!("{how}, with a child subreaper"),
+            true,
+        ),
+        None => report.add(
+            "tree_cleanup",
+            Status::Partial,
+            "tree cleanup (process group)",
+            if support.subreaper {
+                "process group and session scan with a child subreaper: no job cgroup here"
+            } else {
+                "process group only: no job cgroup and no subreaper"
+            },
+            false,
+        ),
+    }
+    if !cg.problems.is_empty() {
+        report.add(
+            "cgroup",
+            Status::Partial,
+            "cgroup",
+            cg.problems.join("; "),
+            false,
+        );
+    }
 }
 
 fn limit_value(limit: &Limit) -> Option<u64> {
