@@ -75,6 +75,12 @@ pub enum HostError {
     Thread(#[source] std::io::Error),
     #[error("cannot set up the poller: {0}")]
     Poller(#[source] std::io::Error),
+    #[error("cannot watch the policy file {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
 }
 
 /// Usage figures of one job (see also `JobProgress`).
@@ -190,6 +196,40 @@ impl Shared {
         kept.push_back(warning);
         while kept.len() > 100 {
             kept.pop_front();
+        }
+    }
+
+    /// Loads the policy file again; keeps the old policy if it does not validate.
+    fn reload(&self, path: &Path) {
+        match Policy::load(path) {
+            Ok(loaded) => {
+                let current = self
+                    .policy
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .origin
+                    .sha256
+                    .clone();
+                if loaded.policy.origin.sha256 == current {
+                    return;
+                }
+                *self.policy.write().unwrap_or_else(|e| e.into_inner()) = loaded.policy.clone();
+                self.warn(format!(
+                    "policy reloaded from {} (sha256 {}); new requests use it, running jobs keep their plan",
+                    path.display(),
+                    &loaded.policy.origin.sha256[..16]
+                ));
+            }
+            Err(crate::policy::LoadError::Invalid(report)) => self.warn(format!(
+                "policy {} was not reloaded: it has {} error(s); the previous policy stays\n{}",
+                path.display(),
+                report.error_count(),
+                report.render()
+            )),
+            Err(e) => self.warn(format!(
+                "policy {} was not reloaded: {e}; the previous policy stays",
+                path.display()
+            )),
         }
     }
 
@@ -362,9 +402,19 @@ pub struct HostBuilder {
     home: Option<Option<PathBuf>>,
     host_env: Option<Vec<(String, String)>>,
     tmp_dir: Option<PathBuf>,
+    watch: Option<PathBuf>,
 }
 
 impl HostBuilder {
+    /// Reloads the policy from `path` whenever the file changes — only when
+    /// the new file validates; otherwise the previous policy stays and the
+    /// diagnostics go to the warning sink. Running and pending jobs keep the
+    /// plan they were given.
+    pub fn watch_policy(mut self, path: impl Into<PathBuf>) -> Self {
+        self.watch = Some(path.into());
+        self
+    }
+
     /// Writes a JSONL audit record per decision and per job end to `path`.
     pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.audit_log = Some(path.into());
@@ -460,6 +510,13 @@ impl HostBuilder {
             warnings: self.warnings,
             kept_warnings: Mutex::new(VecDeque::new()),
         });
+        let watcher = match &self.watch {
+            Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("jobwarden-host".into())
@@ -468,8 +525,36 @@ impl HostBuilder {
         Ok(PolicyJobHost {
             shared,
             thread: Mutex::new(Some(thread)),
+            _watcher: watcher,
         })
     }
+}
+
+/// Watches `path`'s directory (editors replace files by renaming) and
+/// reloads the policy when the file changes.
+fn watch(shared: &Arc<Shared>, path: &Path) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::Watcher;
+    let file = path.canonicalize().map_err(notify::Error::io)?;
+    let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = file.file_name().map(|n| n.to_os_string());
+    let weak = Arc::downgrade(shared);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        if !ours || !(event.kind.is_modify() || event.kind.is_create()) {
+            return;
+        }
+        // Let an editor finish writing before reading.
+        std::thread::sleep(Duration::from_millis(150));
+        if let Some(shared) = weak.upgrade() {
+            shared.reload(&file);
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
 }
 
 fn make_tmp_root(base: &Path) -> std::io::Result<PathBuf> {
@@ -487,6 +572,8 @@ fn make_tmp_root(base: &Path) -> std::io::Result<PathBuf> {
 pub struct PolicyJobHost {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Keeps the policy file watched while the host lives.
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl PolicyJobHost {
@@ -506,6 +593,7 @@ impl PolicyJobHost {
             home: None,
             host_env: None,
             tmp_dir: None,
+            watch: None,
         }
     }
 

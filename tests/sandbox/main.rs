@@ -17,4 +17,5 @@ mod network;
 mod privileges;
 mod progress;
 mod refusals;
+mod reload;
 mod signals;
