@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         "say" => say(num(0, 100), &rest[1.min(rest.len())..]),
         "alloc" => alloc(num(0, 64)),
         "fork" => fork(num(0, 1)),
+        "tree" => tree(num(0, 10), arg(1).parse().unwrap_or(30.0)),
         "open-files" => open_files(num(0, 1)),
         "lines" => lines(num(0, 10), num(1, 20) as usize),
         "flood" => flood(num(0, 1 << 20)),
@@ -350,6 +351,29 @@ fn fork(n: u64) -> io::Result<String> {
         }
         None => Ok(format!("{n} processes")),
     }
+}
+
+/// Starts `n` children that sleep `secs`, says so, and waits for them.
+fn tree(n: u64, secs: f64) -> io::Result<String> {
+    let mut children = Vec::new();
+    for _ in 0..n {
+        // SAFETY: single-threaded; the child only sleeps and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            // SAFETY: leave the child without running destructors.
+            unsafe { libc::_exit(0) };
+        }
+        last_error(pid, ())?;
+        children.push(pid);
+    }
+    println!("probe: tree of {} processes", children.len() + 1);
+    let _ = io::stdout().flush();
+    for pid in &children {
+        // SAFETY: reap our own children.
+        unsafe { libc::waitpid(*pid, std::ptr::null_mut(), 0) };
+    }
+    Ok(format!("{n} children"))
 }
 
 fn open_files(n: u64) -> io::Result<String> {

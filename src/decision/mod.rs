@@ -27,7 +27,6 @@ use crate::policy::{
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The facts about the host a decision needs besides the policy and request.
@@ -344,8 +343,7 @@ fn list_key(key: &str) -> &str {
 }
 
 fn builtin_deny() -> &'static [Pattern] {
-    static PATTERNS: OnceLock<Vec<Pattern>> = OnceLock::new();
-    PATTERNS.get_or_init(builtin_deny_patterns)
+    builtin_deny_patterns()
 }
 
 /// The job's environment: inherited host variables, then the policy's fixed

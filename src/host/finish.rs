@@ -39,6 +39,8 @@ impl Supervisor {
     pub(super) fn finalize(&mut self, mut job: Job) {
         let exit = job.exit.take().expect("finalize only jobs that exited");
         let cgroup = job.tree.cgroup.as_ref();
+        // Read everything the cgroups know before removing them.
+        let ever_forked = job.tree.ever_forked();
         let oom_kills = cgroup.map_or(0, JobCgroup::oom_kills);
         let peak = cgroup
             .and_then(JobCgroup::memory_peak)
@@ -187,7 +189,7 @@ impl Supervisor {
         }
         // A killed tree leaves zombies only if the job ever had more than
         // one process; look for them then.
-        if job.tree.ever_forked() {
+        if ever_forked {
             self.reaper.scan_soon();
         }
     }

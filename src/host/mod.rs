@@ -243,8 +243,8 @@ impl Shared {
         }
     }
 
-    fn push_events(&self, plugin: &Arc<str>, events: Vec<JobEvent>) {
-        if events.is_empty() {
+    fn push_events(&self, plugin: &Arc<str>, events: impl ExactSizeIterator<Item = JobEvent>) {
+        if events.len() == 0 {
             return;
         }
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
@@ -361,14 +361,14 @@ impl Shared {
                     }
                     self.push_events(
                         plugin,
-                        vec![JobEvent::JobFailed {
+                        std::iter::once(JobEvent::JobFailed {
                             job_id: id.clone(),
                             data: JobFailedData {
                                 exit_code: None,
                                 error,
                                 failed_at: timestamp_now(),
                             },
-                        }],
+                        }),
                     );
                 }
                 (id, Err(denial))

@@ -91,6 +91,9 @@ impl Sampler {
     /// Forgets processes that are gone (keeps the table small over
     /// thousands of jobs).
     pub fn forget(&mut self, pids: &[i32]) {
+        if pids.is_empty() {
+            return;
+        }
         if let Some(system) = self.system.as_mut() {
             let pids: Vec<Pid> = pids.iter().map(|p| Pid::from_u32(*p as u32)).collect();
             system.refresh_processes_specifics(

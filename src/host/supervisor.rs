@@ -36,8 +36,8 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 
 /// Bytes read per pipe before other pipes get a turn.
 const READ_BUDGET: usize = 1 << 20;
-/// Size of the shared read buffer.
-const READ_CHUNK: usize = 64 * 1024;
+/// Size of the shared read buffer: one read empties a full stdout pipe.
+const READ_CHUNK: usize = 256 * 1024;
 /// How long output may keep flowing after the first process exited and the
 /// rest of the tree was killed, before the pipes are closed anyway.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -249,8 +249,9 @@ impl Supervisor {
     }
 
     fn flush(&mut self) {
-        for (plugin, events) in self.batches.drain() {
-            self.shared.push_events(&plugin, events);
+        // The batches keep their buffers between rounds.
+        for (plugin, events) in &mut self.batches {
+            self.shared.push_events(plugin, events.drain(..));
         }
     }
 

@@ -94,7 +94,11 @@ impl JobOutput {
                 });
             }
             OutputMode::Chunks => {
-                let data = if self.sanitize == Sanitize::Raw {
+                let data = if self.sanitize == Sanitize::Raw
+                    || (state.utf8.is_empty()
+                        && sanitize::is_printable_ascii(bytes, true)
+                        && state.sanitizer.is_idle())
+                {
                     bytes.to_vec()
                 } else {
                     let mut text = String::with_capacity(bytes.len());
@@ -167,6 +171,21 @@ fn emit_line(
 ) {
     if bytes.is_empty() && end == LineEnd::Cr {
         // A redraw that starts with `\r` leaves an empty piece: not a line.
+        return;
+    }
+    // The common case: printable ASCII is valid UTF-8 with nothing to
+    // sanitise, so one scan and one copy make the line.
+    if sanitize::is_printable_ascii(bytes, false) && !progress.may_use_bytes(bytes) {
+        // SAFETY: `is_printable_ascii` just checked every byte is ASCII,
+        // and ASCII is valid UTF-8.
+        let line = unsafe { String::from_utf8_unchecked(bytes.to_vec()) };
+        out.push(JobEvent::JobLogLine {
+            job_id: job_id.clone(),
+            data: JobLogLineData {
+                line,
+                stream: stream.name().to_string(),
+            },
+        });
         return;
     }
     let text = String::from_utf8_lossy(bytes);

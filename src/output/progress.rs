@@ -52,6 +52,11 @@ impl ProgressTracker {
         !self.patterns.is_empty() || line.starts_with(':') || line.starts_with('\u{1b}')
     }
 
+    /// [`Self::may_use`] on raw bytes.
+    pub fn may_use_bytes(&self, line: &[u8]) -> bool {
+        !self.patterns.is_empty() || line.first().is_some_and(|b| *b == b':' || *b == 0x1b)
+    }
+
     /// Looks at one output line (escape sequences already removed).
     pub fn observe(&mut self, line: &str) -> LineUse {
         if let Some(rest) = line.strip_prefix(PROTOCOL_PREFIX) {

@@ -99,11 +99,12 @@ impl EventQueue {
 
     /// Takes every queued event, adding a notice for each job that lost output.
     pub fn drain(&mut self) -> Vec<JobEvent> {
-        let events = std::mem::take(&mut self.events);
         self.bytes = 0;
         if self.dropped.is_empty() {
-            return events.into_iter().map(|(e, _)| e).collect();
+            // Drain in place: the deque keeps its buffer for the next round.
+            return self.events.drain(..).map(|(e, _)| e).collect();
         }
+        let events: Vec<(JobEvent, usize)> = self.events.drain(..).collect();
         let mut pending = std::mem::take(&mut self.dropped);
         let mut out = Vec::with_capacity(events.len() + pending.len());
         let (max_events, max_bytes) = (self.max_events, self.max_bytes);

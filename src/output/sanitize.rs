@@ -60,6 +60,11 @@ impl Sanitizer {
         }
     }
 
+    /// True when no escape sequence is in progress.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Ground
+    }
+
     /// Forgets any sequence in progress (used between lines).
     pub fn reset(&mut self) {
         self.state = State::Ground;
@@ -73,7 +78,10 @@ impl Sanitizer {
             out.push_str(input);
             return;
         }
-        if self.state == State::Ground && is_plain(input, self.keep_newlines) {
+        if self.state == State::Ground
+            && (is_printable_ascii(input.as_bytes(), self.keep_newlines)
+                || is_plain(input, self.keep_newlines))
+        {
             out.push_str(input);
             return;
         }
@@ -85,7 +93,10 @@ impl Sanitizer {
 
     /// Sanitises one complete line (state is reset before and after).
     pub fn line(&mut self, input: &str) -> String {
-        if self.mode == Sanitize::Raw || is_plain(input, false) {
+        if self.mode == Sanitize::Raw
+            || is_printable_ascii(input.as_bytes(), false)
+            || is_plain(input, false)
+        {
             return input.to_string();
         }
         self.reset();
@@ -199,6 +210,17 @@ impl Sanitizer {
     }
 }
 
+/// True when every byte is printable ASCII (0x20–0x7E), tab, or — when
+/// `newlines` — a line feed: such bytes are valid UTF-8 and need no
+/// sanitising in any mode. Written so the compiler vectorises it: no early
+/// exit inside a block.
+pub fn is_printable_ascii(bytes: &[u8], newlines: bool) -> bool {
+    let ok = |b: u8| (0x20..0x7f).contains(&b) || b == b'\t' || (newlines && b == b'\n');
+    bytes
+        .chunks(64)
+        .all(|block| block.iter().fold(true, |acc, &b| acc & ok(b)))
+}
+
 /// True when `text` needs no sanitising: no C0 controls but tab (and
 /// newline when kept), no DEL, and no C1 control (whose UTF-8 form starts
 /// with 0xC2 followed by 0x80–0x9F).
@@ -221,6 +243,11 @@ pub struct Utf8Stream {
 }
 
 impl Utf8Stream {
+    /// True when no partial character is waiting for the next chunk.
+    pub fn is_empty(&self) -> bool {
+        self.carry.is_empty()
+    }
+
     /// Appends the decodable part of `carry + bytes` to `out`.
     pub fn push(&mut self, bytes: &[u8], out: &mut String) {
         let joined;

@@ -6,7 +6,6 @@
 //! (`binaries.git.args.deny[1]`), so a denial can name it.
 
 use super::template::{PathTemplate, Template};
-use globset::GlobMatcher;
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,23 +77,31 @@ impl<T> Sourced<T> {
 /// The key recorded for values no policy key set.
 pub const BUILTIN: &str = "built-in default";
 
-/// A glob pattern with its source text and key.
+/// A glob pattern with its source text and key: `*` any run of
+/// characters (including `/`), `?` one character, `[abc]`, `[!abc]`.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     pub text: String,
     pub key: String,
-    matcher: GlobMatcher,
+    matcher: glob::Pattern,
 }
 
 impl Pattern {
-    pub(crate) fn new(text: String, key: String, matcher: GlobMatcher) -> Self {
+    pub(crate) fn new(text: String, key: String, matcher: glob::Pattern) -> Self {
         Self { text, key, matcher }
     }
 
     pub fn matches(&self, candidate: &str) -> bool {
-        self.matcher.is_match(candidate)
+        self.matcher.matches_with(candidate, MATCH_OPTIONS)
     }
 }
+
+/// Case-sensitive, and `*` also matches `/` (arguments are not paths).
+const MATCH_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: false,
+    require_literal_leading_dot: false,
+};
 
 /// A set of settings contributed by one level of the policy: the top level,
 /// one binary, or one plugin. Lists add to the levels below; scalars replace.

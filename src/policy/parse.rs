@@ -866,10 +866,9 @@ impl Reader<'_> {
         }
 
         // Env `set` entries that a deny pattern would always drop.
-        let builtin = builtin_deny_patterns();
         let mut all_deny: Vec<&Pattern> = policy.base.env.deny.iter().collect();
         if policy.builtin_env_deny {
-            all_deny.extend(builtin.iter());
+            all_deny.extend(builtin_deny_patterns().iter());
         }
         let layers = std::iter::once(&policy.base)
             .chain(policy.binaries.values().map(|b| &b.layer))
@@ -1060,21 +1059,18 @@ pub const BUILTIN_ENV_DENY: &[&str] = &[
     "*CREDENTIAL*",
 ];
 
-/// The built-in deny list as patterns, keyed `env.deny_defaults[i]`.
-pub fn builtin_deny_patterns() -> Vec<Pattern> {
-    BUILTIN_ENV_DENY
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let glob = globset::GlobBuilder::new(text)
-                .literal_separator(false)
-                .build()
-                .expect("built-in patterns are valid globs");
-            Pattern::new(
-                text.to_string(),
-                format!("env.deny_defaults[{i}]"),
-                glob.compile_matcher(),
-            )
-        })
-        .collect()
+/// The built-in deny list as patterns, keyed `env.deny_defaults[i]`;
+/// compiled once per process.
+pub fn builtin_deny_patterns() -> &'static [Pattern] {
+    static PATTERNS: std::sync::OnceLock<Vec<Pattern>> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        BUILTIN_ENV_DENY
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let glob = glob::Pattern::new(text).expect("built-in patterns are valid globs");
+                Pattern::new(text.to_string(), format!("env.deny_defaults[{i}]"), glob)
+            })
+            .collect()
+    })
 }

@@ -311,20 +311,28 @@ impl Reader<'_> {
             );
             return None;
         }
-        match globset::GlobBuilder::new(&text)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .build()
-        {
-            Ok(glob) => Some(Pattern::new(text, key, glob.compile_matcher())),
+        // `*` already matches `/` here, so `**` means the same as `*`; the
+        // glob crate would reject it outside a whole path component.
+        let mut compiled = text.clone();
+        while compiled.contains("**") {
+            compiled = compiled.replace("**", "*");
+        }
+        match glob::Pattern::new(&compiled) {
+            Ok(glob) => Some(Pattern::new(text, key, glob)),
             Err(err) => {
+                let why = match (text.rfind('['), text.rfind(']')) {
+                    (Some(open), close) if close.is_none_or(|c| c < open) => {
+                        "a `[` starts a character class that is never closed with `]`".to_string()
+                    }
+                    _ => err.msg.to_string(),
+                };
                 self.error(
                     Code::InvalidGlob,
                     span,
-                    format!("`{key}` is not a valid glob: {}", err.kind()),
+                    format!("`{key}` is not a valid glob: {why}"),
                 )
                 .notes
-                .push("note: globs use `*` (any run of characters), `?` (one character) and `[abc]`; write `\\*` for a literal star".into());
+                .push("note: globs use `*` (any run of characters), `?` (one character), `[abc]` and `[!abc]`; write `[*]` for a literal star".into());
                 None
             }
         }

@@ -1,0 +1,652 @@
+//! jobwarden's benchmarks. Every figure is printed with a baseline measured
+//! in the same run (these machines are noisy; absolute times alone mean
+//! little) and the ratio between them.
+//!
+//! ```sh
+//! cargo bench --bench jobwarden            # the full run (a few minutes)
+//! cargo bench --bench jobwarden -- --quick # CI: small sizes, < 1 minute
+//! ```
+//!
+//! Quick mode checks that every benchmark *runs*; it never fails on a
+//! timing. `benches/peers.sh` adds the hyperfine comparison with bwrap and
+//! firejail.
+
+use jobwarden::contract::{JobEvent, JobSpawnRequest};
+use jobwarden::{JobHost, PluginHandle, Policy, PolicyJobHost};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_jobwarden-probe");
+const JOBWARDEN: &str = env!("CARGO_BIN_EXE_jobwarden");
+
+struct Sizes {
+    spawns: usize,
+    flood_bytes: u64,
+    concurrent: usize,
+    sampled_jobs: usize,
+    sample_window: Duration,
+    cli_runs: usize,
+    spawn_calls: usize,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes = if quick {
+        Sizes {
+            spawns: 20,
+            flood_bytes: 50_000_000,
+            concurrent: 50,
+            sampled_jobs: 20,
+            sample_window: Duration::from_secs(2),
+            cli_runs: 10,
+            spawn_calls: 200,
+        }
+    } else {
+        Sizes {
+            spawns: 300,
+            flood_bytes: 1_000_000_000,
+            concurrent: 500,
+            sampled_jobs: 100,
+            sample_window: Duration::from_secs(10),
+            cli_runs: 100,
+            spawn_calls: 2000,
+        }
+    };
+    // `cargo bench --bench jobwarden -- 1 3` runs only sections 1 and 3.
+    let only: Vec<u32> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let run = |n: u32| only.is_empty() || only.contains(&n);
+    println!(
+        "jobwarden benchmarks ({} mode)",
+        if quick { "quick" } else { "full" }
+    );
+    println!("machine: {}", machine());
+    println!();
+    if run(1) {
+        spawn_to_exit(&sizes);
+    }
+    if run(2) {
+        spawn_call_latency(&sizes);
+    }
+    if run(3) {
+        line_throughput(&sizes);
+    }
+    if run(4) {
+        concurrency(&sizes);
+    }
+    if run(5) {
+        sampling_overhead(&sizes);
+    }
+    if run(6) {
+        cancel_latency();
+    }
+    if run(7) {
+        cli_vs_peers(&sizes);
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(str::to_string))
+        .unwrap_or_default();
+    format!(
+        "{cpus} CPUs, Linux {}, {}",
+        kernel.trim(),
+        mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64().max(1e-12))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temp dir")
+}
+
+/// A policy for benchmarks: the probe and coreutils, no limits in the way.
+fn bench_policy(extra: &str) -> std::sync::Arc<Policy> {
+    let probe_dir = std::path::Path::new(PROBE)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let text = format!(
+        r#"
+version = 1
+search_path = ["/usr/bin", "/bin"]
+[filesystem]
+read = ["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "{probe_dir}"]
+read_write = ["{{repo}}", "{{tmp}}", "/dev/null"]
+[limits]
+timeout_secs = 600
+kill_grace_secs = 2
+[output]
+max_queued_events = 100000
+max_queued_bytes = "256 MiB"
+[binaries.probe]
+path = "{PROBE}"
+[binaries.sleep]
+[binaries.true]
+[plugins.bench]
+binaries = ["probe", "sleep", "true"]
+max_concurrent = 1000
+{extra}
+"#
+    );
+    Policy::from_toml("bench.toml", &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy
+}
+
+/// Waits for the job's end; panics unless it completed, so a refused or
+/// failed job can never pass for a fast one.
+fn wait_end(plugin: &PluginHandle, id: &str) {
+    loop {
+        for e in plugin.wait_events(Duration::from_secs(5)) {
+            if e.is_terminal() && e.job_id() == id {
+                assert!(
+                    matches!(e, JobEvent::JobCompleted { .. }),
+                    "the benchmark job did not complete: {e:?}"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Touches `mib` MiB so the pages are really resident in this process.
+fn hold_memory(mib: usize) -> Vec<u8> {
+    let mut v = vec![0u8; mib << 20];
+    for i in (0..v.len()).step_by(4096) {
+        v[i] = 1;
+    }
+    std::hint::black_box(&v);
+    v
+}
+
+// ---- 1 --------------------------------------------------------------------
+
+fn spawn_to_exit(sizes: &Sizes) {
+    println!(
+        "1. confined spawn → exit of /bin/true (embedded default policy), median of {}",
+        sizes.spawns
+    );
+    let dir = tempdir();
+    let host = PolicyJobHost::builder(Policy::embedded_default(), dir.path())
+        .tmp_dir(dir.path())
+        .build()
+        .unwrap();
+    let plugin = host.plugin("cli");
+    // Each variant in its own loop: a fork() of a large host tears down a
+    // large address space afterwards, which would slow what runs next.
+    let measure = |label: &str| {
+        let plain = (0..sizes.spawns)
+            .map(|_| {
+                let t = Instant::now();
+                Command::new("/bin/true").status().unwrap();
+                t.elapsed()
+            })
+            .collect();
+        let confined = (0..sizes.spawns)
+            .map(|_| {
+                let t = Instant::now();
+                let id = plugin.spawn(JobSpawnRequest::new("true", Vec::<String>::new()));
+                wait_end(&plugin, &id);
+                t.elapsed()
+            })
+            .collect();
+        let forked = (0..sizes.spawns.min(50))
+            .map(|_| {
+                let t = Instant::now();
+                let mut cmd = Command::new("/bin/true");
+                // Any pre_exec makes std fork() instead of posix_spawn().
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut cmd, || Ok(()));
+                }
+                cmd.status().unwrap();
+                t.elapsed()
+            })
+            .collect();
+        let (p, f, c) = (median(plain), median(forked), median(confined));
+        println!(
+            "   {label:<22} plain Command::status {} · jobwarden {} ({} of plain) · for comparison fork()+pre_exec {} ({})",
+            ms(p),
+            ms(c),
+            ratio(c, p),
+            ms(f),
+            ratio(f, p)
+        );
+    };
+    measure("host holding 0 MiB:");
+    let held = hold_memory(512);
+    measure("host holding 512 MiB:");
+    drop(held);
+    println!("   targets: ≤ 1.25× at 0 MiB, ≤ 1.5× at 512 MiB");
+    println!();
+}
+
+// ---- 2 --------------------------------------------------------------------
+
+fn spawn_call_latency(sizes: &Sizes) {
+    println!("2. spawn() call latency as the TUI thread sees it, with 100 jobs running");
+    let dir = tempdir();
+    let host = PolicyJobHost::builder(bench_policy(""), dir.path())
+        .tmp_dir(dir.path())
+        .build()
+        .unwrap();
+    let plugin = host.plugin("bench");
+    for _ in 0..100 {
+        plugin.spawn(JobSpawnRequest::new("sleep", ["30"]));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // The same work without jobwarden: building the request is the baseline.
+    let mut baseline = Vec::new();
+    let mut calls = Vec::new();
+    for i in 0..sizes.spawn_calls {
+        let t = Instant::now();
+        let request = std::hint::black_box(
+            JobSpawnRequest::new("true", Vec::<String>::new()).with_label(format!("bench {i}")),
+        );
+        baseline.push(t.elapsed());
+        let t = Instant::now();
+        plugin.spawn(request);
+        calls.push(t.elapsed());
+        if i % 100 == 99 {
+            // Let the host thread keep up so the 100 running jobs stay ~100.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    println!(
+        "   spawn(): p50 {} · p99 {} · max {} (building the request alone: p50 {})",
+        ms(percentile(calls.clone(), 0.5)),
+        ms(percentile(calls.clone(), 0.99)),
+        ms(*calls.iter().max().unwrap()),
+        ms(percentile(baseline, 0.5))
+    );
+    println!("   target: p99 < 1 ms");
+    drop(host);
+    println!();
+}
+
+// ---- 3 --------------------------------------------------------------------
+
+fn raw_read(bytes: u64) -> (Duration, u64, u64) {
+    let t = Instant::now();
+    let mut child = Command::new(PROBE)
+        .args(["flood", &bytes.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut total, mut lines) = (0u64, 0u64);
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+    }
+    child.wait().unwrap();
+    (t.elapsed(), total, lines)
+}
+
+fn through_jobwarden(bytes: u64, mode: &str) -> (Duration, u64, u64) {
+    let dir = tempdir();
+    let extra = format!("[plugins.bench.output]\nmode = \"{mode}\"\n");
+    let host = PolicyJobHost::builder(bench_policy(&extra), dir.path())
+        .tmp_dir(dir.path())
+        .build()
+        .unwrap();
+    let plugin = host.plugin("bench");
+    let t = Instant::now();
+    let id = plugin.spawn(JobSpawnRequest::new(
+        "probe",
+        ["flood".to_string(), bytes.to_string()],
+    ));
+    let (mut total, mut lines) = (0u64, 0u64);
+    'drain: loop {
+        for e in plugin.wait_events(Duration::from_millis(5)) {
+            match &e {
+                JobEvent::JobLogLine { data, .. } if data.stream == "stdout" => {
+                    lines += 1;
+                    total += data.line.len() as u64 + 1;
+                }
+                JobEvent::JobOutputChunk { data, .. } => total += data.bytes.len() as u64,
+                e if e.is_terminal() && e.job_id() == &id => break 'drain,
+                _ => {}
+            }
+        }
+    }
+    (t.elapsed(), total, lines)
+}
+
+fn line_throughput(sizes: &Sizes) {
+    let mb = sizes.flood_bytes / 1_000_000;
+    let rounds = 3;
+    println!(
+        "3. output throughput: {mb} MB of 100-byte lines, drained continuously; median of {rounds} interleaved rounds"
+    );
+    let (mut raw, mut lines, mut chunks) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_lines, mut delivered_lines, mut delivered_bytes) = (0, 0, 0);
+    for _ in 0..rounds {
+        let (t, _, l) = raw_read(sizes.flood_bytes);
+        raw.push(t);
+        raw_lines = l;
+        let (t, _, l) = through_jobwarden(sizes.flood_bytes, "lines");
+        lines.push(t);
+        delivered_lines = l;
+        let (t, b, _) = through_jobwarden(sizes.flood_bytes, "chunks");
+        chunks.push(t);
+        delivered_bytes = b;
+    }
+    let (raw, lines, chunks) = (median(raw), median(lines), median(chunks));
+    let mbs = |d: Duration| sizes.flood_bytes as f64 / d.as_secs_f64() / 1e6;
+    let mls = |d: Duration| raw_lines as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "   raw pipe read:      {:>8.1} MB/s · {:>5.2} M lines/s",
+        mbs(raw),
+        mls(raw)
+    );
+    println!(
+        "   jobwarden lines:    {:>8.1} MB/s · {:>5.2} M lines/s ({:.0}% of raw; {delivered_lines} of {raw_lines} lines delivered)",
+        mbs(lines),
+        mls(lines),
+        100.0 * raw.as_secs_f64() / lines.as_secs_f64()
+    );
+    println!(
+        "   jobwarden chunks:   {:>8.1} MB/s ({:.0}% of raw; {delivered_bytes} bytes delivered)",
+        mbs(chunks),
+        100.0 * raw.as_secs_f64() / chunks.as_secs_f64()
+    );
+    println!("   targets: ≥ 3 M lines/s; chunks ≥ 70% of raw");
+    println!();
+}
+
+// ---- 4 --------------------------------------------------------------------
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+fn rss_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn concurrency(sizes: &Sizes) {
+    let n = sizes.concurrent;
+    println!("4. concurrency: {n} jobs of `sleep 2` with piped output");
+    let dir = tempdir();
+    let threads_before = threads();
+    let rss_before = rss_kb("VmRSS:");
+    let host = PolicyJobHost::builder(bench_policy(""), dir.path())
+        .tmp_dir(dir.path())
+        .build()
+        .unwrap();
+    let plugin = host.plugin("bench");
+    let t = Instant::now();
+    let ids: Vec<String> = (0..n)
+        .map(|_| plugin.spawn(JobSpawnRequest::new("sleep", ["2"])))
+        .collect();
+    let mut started = 0;
+    let mut peak_rss = rss_kb("VmRSS:");
+    let mut peak_threads = threads();
+    while started < n {
+        for e in plugin.wait_events(Duration::from_millis(50)) {
+            started += matches!(e, JobEvent::JobStarted { .. }) as usize;
+        }
+        peak_rss = peak_rss.max(rss_kb("VmRSS:"));
+        peak_threads = peak_threads.max(threads());
+    }
+    let start_all = t.elapsed();
+    let mut ended = 0;
+    while ended < n {
+        for e in plugin.wait_events(Duration::from_millis(50)) {
+            ended += e.is_terminal() as usize;
+        }
+        peak_rss = peak_rss.max(rss_kb("VmRSS:"));
+        peak_threads = peak_threads.max(threads());
+    }
+    let _ = ids;
+    println!(
+        "   started all {n} in {} ({} per job) · host threads {} (before: {}) · host RSS {} MiB → peak {} MiB (+{} MiB)",
+        ms(start_all),
+        ms(start_all / n as u32),
+        peak_threads,
+        threads_before,
+        rss_before / 1024,
+        peak_rss / 1024,
+        peak_rss.saturating_sub(rss_before) / 1024
+    );
+    println!(
+        "   baseline for threads: two reader threads per job would be {} threads",
+        2 * n + 1
+    );
+    println!("   targets: thread count independent of job count; RSS ≤ 32 MiB");
+    println!();
+}
+
+// ---- 5 --------------------------------------------------------------------
+
+/// CPU time of the host thread (named `jobwarden-host`) so far.
+fn host_thread_cpu() -> Duration {
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "jobwarden-host" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|u| u.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        total += ticks / hz;
+    }
+    Duration::from_secs_f64(total)
+}
+
+fn sampling_overhead(sizes: &Sizes) {
+    let n = sizes.sampled_jobs;
+    println!(
+        "5. sampling overhead: {n} running jobs sampled every 1 s vs sampling off, over {:?}",
+        sizes.sample_window
+    );
+    let run = |sample: bool| {
+        let dir = tempdir();
+        let extra = format!("[plugins.bench.progress]\ninterval_ms = 1000\nsample = {sample}\n");
+        let host = PolicyJobHost::builder(bench_policy(&extra), dir.path())
+            .tmp_dir(dir.path())
+            .build()
+            .unwrap();
+        let plugin = host.plugin("bench");
+        for _ in 0..n {
+            plugin.spawn(JobSpawnRequest::new("sleep", ["600"]));
+        }
+        // Let every job start, then measure the host thread alone.
+        let mut started = 0;
+        while started < n {
+            for e in plugin.wait_events(Duration::from_millis(100)) {
+                started += matches!(e, JobEvent::JobStarted { .. }) as usize;
+            }
+        }
+        let before = host_thread_cpu();
+        let t = Instant::now();
+        let mut progress = 0;
+        while t.elapsed() < sizes.sample_window {
+            for e in plugin.wait_events(Duration::from_millis(100)) {
+                progress += matches!(e, JobEvent::JobProgress { .. }) as usize;
+            }
+        }
+        let cpu = host_thread_cpu() - before;
+        let share = cpu.as_secs_f64() / t.elapsed().as_secs_f64() * 100.0;
+        drop(host);
+        (share, progress)
+    };
+    let (off, _) = run(false);
+    let (on, events) = run(true);
+    println!(
+        "   host thread CPU: sampling off {off:.2}% of one core · sampling on {on:.2}% ({events} progress events) · overhead {:.2}% of one core",
+        on - off
+    );
+    println!("   target: < 1% of one core");
+    println!();
+}
+
+// ---- 6 --------------------------------------------------------------------
+
+fn cancel_latency() {
+    println!(
+        "6. cancel latency: a job with a 100-process tree, until the terminal event and no process left"
+    );
+    for grace in ["2", "0"] {
+        let dir = tempdir();
+        let extra = format!("[plugins.bench.limits]\nkill_grace_secs = {grace}\n");
+        let host = PolicyJobHost::builder(bench_policy(&extra), dir.path())
+            .tmp_dir(dir.path())
+            .build()
+            .unwrap();
+        let plugin = host.plugin("bench");
+        let id = plugin.spawn(JobSpawnRequest::new("probe", ["tree", "99", "60"]));
+        // Wait until the probe says its whole tree exists.
+        let mut leader = 0;
+        let mut ready = false;
+        while !ready {
+            for e in plugin.wait_events(Duration::from_millis(50)) {
+                match e {
+                    JobEvent::JobStarted { data, .. } => leader = data.pid.unwrap_or(0) as i32,
+                    JobEvent::JobLogLine { data, .. }
+                        if data.line.starts_with("probe: tree of") =>
+                    {
+                        ready = true
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let members = count_session(leader);
+        let t = Instant::now();
+        plugin.cancel(&id);
+        loop {
+            let events = plugin.wait_events(Duration::from_secs(5));
+            if events.iter().any(|e| e.is_terminal() && e.job_id() == &id) {
+                break;
+            }
+        }
+        let to_event = t.elapsed();
+        while count_session(leader) > 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let to_empty = t.elapsed();
+        println!(
+            "   grace {grace} s: {members} processes · terminal event after {} · none left after {} (target: < grace + 50 ms)",
+            ms(to_event),
+            ms(to_empty)
+        );
+    }
+    println!();
+}
+
+fn count_session(session: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                let f: Vec<&str> = s
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                f.get(3) == Some(&session.to_string().as_str()) && f.first() != Some(&"Z")
+            })
+        })
+        .count()
+}
+
+// ---- 7 --------------------------------------------------------------------
+
+fn time_command(argv: &[&str], runs: usize) -> Option<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let status = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+        times.push(t.elapsed());
+    }
+    Some(median(times))
+}
+
+fn cli_vs_peers(sizes: &Sizes) {
+    println!(
+        "7. the CLI vs peers: median of {} runs of each command (see benches/peers.sh for hyperfine)",
+        sizes.cli_runs
+    );
+    let runs = sizes.cli_runs;
+    let base = time_command(&["/bin/true"], runs).expect("/bin/true runs");
+    println!("   /bin/true                               {}", ms(base));
+    let rows: [(&str, Vec<&str>); 3] = [
+        (
+            "jobwarden run -- /bin/true",
+            vec![JOBWARDEN, "run", "--repo", "/tmp", "--", "/bin/true"],
+        ),
+        (
+            "bwrap --ro-bind / / /bin/true",
+            vec!["bwrap", "--ro-bind", "/", "/", "/bin/true"],
+        ),
+        (
+            "firejail --quiet --noprofile /bin/true",
+            vec!["firejail", "--quiet", "--noprofile", "/bin/true"],
+        ),
+    ];
+    for (label, argv) in rows {
+        match time_command(&argv, runs) {
+            Some(t) => println!("   {label:<39} {} ({} of /bin/true)", ms(t), ratio(t, base)),
+            None => println!("   {label:<39} skipped: not installed or not runnable here"),
+        }
+    }
+    println!("   target: jobwarden ahead of bwrap");
+}
