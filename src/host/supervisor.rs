@@ -193,8 +193,10 @@ impl Supervisor {
                 break;
             }
         }
-        let leaders = self.live_leaders();
-        self.reaper.scan(&leaders);
+        if self.reaper.ever_needed {
+            let leaders = self.live_leaders();
+            self.reaper.scan(&leaders);
+        }
         self.flush();
     }
 

@@ -243,6 +243,9 @@ pub struct Reaper {
     scan_due: Option<Instant>,
     /// (start, end) clock-tick windows of jobs that ran without a cgroup.
     fallback_windows: Vec<(u64, u64)>,
+    /// Whether any job could have left a zombie (it forked, was killed as a
+    /// tree, or ran without a cgroup); if not, shutdown skips the final scan.
+    pub ever_needed: bool,
 }
 
 impl Reaper {
@@ -254,6 +257,7 @@ impl Reaper {
             retry_at: None,
             scan_due: None,
             fallback_windows: Vec::new(),
+            ever_needed: false,
         }
     }
 
@@ -265,15 +269,18 @@ impl Reaper {
         let now = Instant::now();
         self.candidates.extend(killed.into_iter().map(|p| (p, now)));
         self.retry_at = Some(now);
+        self.ever_needed = true;
     }
 
     /// Asks for a full scan of the host's zombie children soon.
     pub fn scan_soon(&mut self) {
+        self.ever_needed = true;
         self.scan_due.get_or_insert(Instant::now());
     }
 
     /// Records that a job ran without a cgroup between these start times.
     pub fn fallback_job(&mut self, started: u64) {
+        self.ever_needed = true;
         self.fallback_windows.push((started, now_ticks()));
         if self.fallback_windows.len() > 1024 {
             self.fallback_windows.remove(0);

@@ -31,6 +31,9 @@ pub struct CgroupSupport {
     pub v1_memory: Option<PathBuf>,
     /// Why cgroups are not used at all, when they are not.
     pub unavailable: Option<String>,
+    /// Whether a cgroup hierarchy is mounted with `favordynmods`, which
+    /// spares every job start the RCU grace period a cgroup join waits for.
+    pub favordynmods: bool,
 }
 
 impl CgroupSupport {
@@ -53,7 +56,10 @@ impl CgroupSupport {
             };
         };
         let mounts = cgroup_mounts();
-        let mut support = Self::default();
+        let mut support = Self {
+            favordynmods: mounts.iter().any(|m| m.favordynmods),
+            ..Self::default()
+        };
         for line in membership.lines() {
             let mut parts = line.splitn(3, ':');
             let (Some(_id), Some(controllers), Some(path)) =
@@ -140,6 +146,7 @@ struct Mount {
     dir: PathBuf,
     v2: bool,
     controllers: Vec<String>,
+    favordynmods: bool,
 }
 
 fn cgroup_mounts() -> Vec<Mount> {
@@ -168,11 +175,13 @@ fn cgroup_mounts() -> Vec<Mount> {
                 dir,
                 v2: true,
                 controllers: Vec::new(),
+                favordynmods: after[2].split(',').any(|o| o == "favordynmods"),
             }),
             "cgroup" => mounts.push(Mount {
                 dir,
                 v2: false,
                 controllers: after[2].split(',').map(str::to_string).collect(),
+                favordynmods: after[2].split(',').any(|o| o == "favordynmods"),
             }),
             _ => {}
         }
