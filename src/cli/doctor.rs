@@ -135,7 +135,10 @@ fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {
     if cg.unavailable.is_none() && !cg.favordynmods {
         println!(
             "  tip           every job start waits for an RCU grace period to join its cgroups (a few ms);\n                mounting a cgroup hierarchy with favordynmods removes the wait, e.g.\n                `mount -o remount,favordynmods {}` (forks become slightly slower system-wide)",
-            cg.v2.as_deref().or(cg.v1_pids.as_deref()).map_or("/sys/fs/cgroup".into(), |p| p.display().to_string())
+            cg.v2
+                .as_deref()
+                .or(cg.v1_pids.as_deref())
+                .map_or("/sys/fs/cgroup".into(), |p| p.display().to_string())
         );
     }
     match machine.legacy_tiocsti {

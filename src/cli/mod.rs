@@ -255,8 +255,16 @@ fn name_for_path(
         })
         .unwrap_or_default();
     // The binary named like the file is the likely match; try it first.
-    let file_name = real.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-    let given_name = Path::new(given).file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let file_name = real
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let given_name = Path::new(given)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
     let mut ordered = allowed;
     ordered.sort_by_key(|name| !(name == &file_name || name == &given_name));
     ordered

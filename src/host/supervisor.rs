@@ -73,6 +73,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         instance,
         reaper: Reaper::new(host, format!("/jobwarden-{}-{instance}-", host.pid)),
         sampler: Sampler::new(),
+        epoch: Instant::now(),
     };
     supervisor.clean_stale_cgroups();
     supervisor.run();
@@ -133,6 +134,17 @@ pub(super) struct Supervisor {
     instance: u64,
     pub reaper: Reaper,
     pub sampler: Sampler,
+    /// Sampling deadlines fall on a grid counted from here, so all jobs with
+    /// the same interval are sampled in one wake-up.
+    epoch: Instant,
+}
+
+/// The first point after `now` on the grid `epoch + k × interval`.
+fn next_on_grid(epoch: Instant, now: Instant, interval: Duration) -> Instant {
+    let interval = interval.max(Duration::from_millis(1));
+    let elapsed = now.saturating_duration_since(epoch);
+    let k = elapsed.as_nanos() / interval.as_nanos() + 1;
+    epoch + interval * k as u32
 }
 
 fn token(slot: usize, kind: usize) -> Token {
@@ -574,7 +586,7 @@ impl Supervisor {
                 started: now,
                 started_at,
                 deadline,
-                next_sample: now + plan_interval,
+                next_sample: next_on_grid(self.epoch, now, plan_interval),
                 sampled_pids: Vec::new(),
                 termination: None,
                 exit: None,
@@ -831,14 +843,9 @@ impl Supervisor {
             let Some(job) = self.jobs.get_mut(slot) else {
                 continue;
             };
-            job.next_sample = now + job.plan.progress.interval.value;
+            job.next_sample = next_on_grid(self.epoch, now, job.plan.progress.interval.value);
             if job.plan.progress.sample.value {
-                let members: Vec<i32> = job
-                    .tree
-                    .members_in(&snapshot, host, &leaders)
-                    .iter()
-                    .map(|s| s.pid)
-                    .collect();
+                let members = job.tree.member_pids(&snapshot, host, &leaders);
                 job.sampled_pids.clone_from(&members);
                 trees.push((*slot, members));
             }

@@ -110,6 +110,24 @@ impl Tree {
         self.members_in(&snapshot, host, live_leaders)
     }
 
+    /// Pids of live members; from the cgroup alone when there is one (no
+    /// `/proc` reads), else from `snapshot`.
+    pub fn member_pids(
+        &mut self,
+        snapshot: &[Stat],
+        host: HostProcess,
+        live_leaders: &HashSet<i32>,
+    ) -> Vec<i32> {
+        match &self.cgroup {
+            Some(cg) => cg.members(),
+            None => self
+                .members_in(snapshot, host, live_leaders)
+                .iter()
+                .map(|s| s.pid)
+                .collect(),
+        }
+    }
+
     /// Live members, using `snapshot` (all of `/proc`) when there is no
     /// cgroup, so many jobs can share one scan.
     pub fn members_in(

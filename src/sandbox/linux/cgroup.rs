@@ -376,17 +376,20 @@ impl JobCgroup {
         }
     }
 
-    /// Every live process in the job's cgroups.
+    /// Every live process in the job's cgroups. The job joined all of them
+    /// at once and cannot move itself (Landlock keeps it out of cgroupfs),
+    /// so one hierarchy's list is the whole membership.
     pub fn members(&self) -> Vec<i32> {
-        let mut pids: Vec<i32> = Vec::new();
-        for dir in self.dirs() {
-            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-            }
-        }
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        let Some(dir) = self.dirs().next() else {
+            return Vec::new();
+        };
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|text| {
+                text.lines()
+                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Sends `signal` to every member.
