@@ -239,8 +239,73 @@ fn spawn_to_exit(sizes: &Sizes) {
     let held = hold_memory(512);
     measure("host holding 512 MiB:");
     drop(held);
+    phases(sizes, dir.path());
     println!("   targets: ≤ 1.25× at 0 MiB, ≤ 1.5× at 512 MiB");
     println!();
+}
+
+/// Where the time of one confined spawn goes, measured through the public
+/// sandbox API without the host thread: decide, prepare (Landlock ruleset,
+/// cgroups, pipes), spawn (the child's confinement up to exec), run to exit,
+/// clean up.
+fn phases(sizes: &Sizes, repo: &std::path::Path) {
+    use jobwarden::decision::{DecisionContext, decide};
+    use jobwarden::sandbox::os::{HashCache, HostSupport, Spawner, SupportOptions, prepare};
+    let policy = Policy::embedded_default();
+    let support = HostSupport::detect(&SupportOptions::default());
+    let mut spawner = Spawner::new().unwrap();
+    let mut hashes = HashCache::default();
+    let repo = repo.canonicalize().unwrap();
+    let mut times: [Vec<Duration>; 5] = Default::default();
+    for i in 0..sizes.spawns {
+        let tmp = repo.join(format!("phase-{i}"));
+        let t = Instant::now();
+        let ctx = DecisionContext {
+            repo: &repo,
+            home: None,
+            job_tmp: &tmp,
+            host_env: &[],
+        };
+        let plan = decide(
+            &policy,
+            "cli",
+            &JobSpawnRequest::new("true", Vec::<String>::new()),
+            &ctx,
+        )
+        .unwrap();
+        times[0].push(t.elapsed());
+        let t = Instant::now();
+        let prepared = prepare(
+            &plan,
+            &support,
+            &format!("jobwarden-bench-{}-{i}", std::process::id()),
+            &mut hashes,
+        )
+        .unwrap();
+        times[1].push(t.elapsed());
+        let t = Instant::now();
+        let child = spawner.spawn(&prepared.spec).unwrap();
+        times[2].push(t.elapsed());
+        drop(prepared.spec);
+        let t = Instant::now();
+        unsafe { libc::waitpid(child.pid, std::ptr::null_mut(), 0) };
+        times[3].push(t.elapsed());
+        let t = Instant::now();
+        if let Some(cg) = &prepared.cgroup {
+            cg.remove();
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        times[4].push(t.elapsed());
+    }
+    let [d, p, s, r, c] = times.map(median);
+    println!(
+        "   where it goes: decide {} · prepare {} (Landlock ruleset, cgroups, pipes) · spawn {} (confinement in the child, incl. cgroup joins) · exec and run {} · clean up {}",
+        ms(d),
+        ms(p),
+        ms(s),
+        ms(r),
+        ms(c)
+    );
 }
 
 // ---- 2 --------------------------------------------------------------------

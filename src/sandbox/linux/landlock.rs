@@ -306,11 +306,20 @@ pub fn build(
     Ok(Built { fd })
 }
 
-/// Opens `path` for a rule; returns the descriptor and whether it is a directory.
+/// Opens `path` for a rule; returns the descriptor and whether it is a
+/// directory (one path lookup: the type comes from the open descriptor).
 fn open_path(path: &Path) -> Result<(PathFd, bool), String> {
-    let meta = std::fs::metadata(path).map_err(|e| short_io(&e))?;
-    let fd = PathFd::new(path).map_err(|e| e.to_string())?;
-    Ok((fd, meta.is_dir()))
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = PathFd::new(path).map_err(|e| match e {
+        landlock::PathFdError::OpenCall { source, .. } => short_io(&source),
+        other => other.to_string(),
+    })?;
+    // SAFETY: fstat on a descriptor we own, into a zeroed local.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_fd().as_raw_fd(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    Ok((fd, stat.st_mode & libc::S_IFMT == libc::S_IFDIR))
 }
 
 fn short_io(err: &std::io::Error) -> String {
