@@ -291,7 +291,7 @@ fn phases(sizes: &Sizes, repo: &std::path::Path) {
         unsafe { libc::waitpid(child.pid, std::ptr::null_mut(), 0) };
         times[3].push(t.elapsed());
         let t = Instant::now();
-        if let Some(cg) = &prepared.cgroup {
+        if let Some(cg) = &prepared.containment.0 {
             cg.remove();
         }
         let _ = std::fs::remove_dir_all(&tmp);

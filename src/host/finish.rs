@@ -12,7 +12,7 @@ use crate::contract::{
 };
 use crate::decision::Plan;
 use crate::policy::{Limit, units::format_size};
-use crate::sandbox::os::cgroup::JobCgroup;
+use crate::sandbox::os;
 use std::io::ErrorKind;
 use std::time::Duration;
 
@@ -38,26 +38,14 @@ impl Outcome {
 impl Supervisor {
     pub(super) fn finalize(&mut self, mut job: Job) {
         let exit = job.exit.take().expect("finalize only jobs that exited");
-        let cgroup = job.tree.cgroup.as_ref();
-        // Read everything the cgroups know before removing them.
+        let info = exit.info;
+        // Read everything the tree's containment knows before removing it.
         let ever_forked = job.tree.ever_forked();
-        let oom_kills = cgroup.map_or(0, JobCgroup::oom_kills);
-        let peak = cgroup
-            .and_then(JobCgroup::memory_peak)
-            .unwrap_or(exit.rusage.ru_maxrss.max(0) as u64 * 1024);
-        if let Some(cg) = cgroup {
-            if !cg.is_empty() {
-                cg.kill_all();
-            }
-            let left = cg.remove();
-            if !left.is_empty() {
-                let dirs: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
-                self.shared.warn(format!(
-                    "cannot remove the cgroup(s) of {}: {}",
-                    job.id,
-                    dirs.join(", ")
-                ));
-            }
+        let oom_kills = job.tree.oom_kills();
+        let peak = job.tree.memory_peak().unwrap_or(info.max_rss);
+        if let Err(problem) = job.tree.dismantle() {
+            self.shared
+                .warn(format!("cleaning up {}: {problem}", job.id));
         }
         if let Err(e) = std::fs::remove_dir_all(&job.plan.job_tmp)
             && e.kind() != ErrorKind::NotFound
@@ -66,8 +54,7 @@ impl Supervisor {
                 .warn(format!("cannot remove {}: {e}", job.plan.job_tmp.display()));
         }
 
-        let user = timeval(exit.rusage.ru_utime);
-        let sys = timeval(exit.rusage.ru_stime);
+        let (user, sys) = (info.user, info.system);
         job.usage.elapsed = exit.elapsed;
         job.usage.cpu_time = job.usage.cpu_time.max(user + sys);
         job.usage.peak_rss_bytes = job.usage.peak_rss_bytes.max(peak);
@@ -95,31 +82,36 @@ impl Supervisor {
         self.system_line(&plugin, &id, summary);
 
         let now = timestamp_now();
-        let (event, status, end, outcome) = match (&job.termination, exit.status) {
-            (Some(t), status) => {
-                let exited = status.filter(|s| libc::WIFEXITED(*s)).map(|s| libc::WEXITSTATUS(s));
-                let signal = status.filter(|s| libc::WIFSIGNALED(*s)).map(|s| libc::WTERMSIG(s));
-                (
-                    JobEvent::JobCancelled {
-                        job_id: id.clone(),
-                        data: JobCancelledData {
-                            reason: t.reason.clone(),
-                            cancelled_at: now,
-                        },
-                    },
-                    JobStatus::Cancelled {
+        let (event, status, end, outcome) = match (&job.termination, info.code, info.signal) {
+            _ if info.lost && job.termination.is_none() => failed(
+                &id,
+                None,
+                None,
+                "the job's exit status was collected by another part of this program (a waitpid(-1) outside jobwarden)"
+                    .into(),
+                now,
+                JobEnd::StartFailed,
+            ),
+            (Some(t), code, signal) => (
+                JobEvent::JobCancelled {
+                    job_id: id.clone(),
+                    data: JobCancelledData {
                         reason: t.reason.clone(),
+                        cancelled_at: now,
                     },
-                    if t.timed_out { JobEnd::TimedOut } else { JobEnd::Cancelled },
-                    Outcome {
-                        outcome: "cancelled",
-                        exit_code: exited,
-                        signal,
-                        detail: Some(t.reason.clone()),
-                    },
-                )
-            }
-            (None, Some(s)) if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 => (
+                },
+                JobStatus::Cancelled {
+                    reason: t.reason.clone(),
+                },
+                if t.timed_out { JobEnd::TimedOut } else { JobEnd::Cancelled },
+                Outcome {
+                    outcome: "cancelled",
+                    exit_code: code,
+                    signal,
+                    detail: Some(t.reason.clone()),
+                },
+            ),
+            (None, Some(0), _) => (
                 JobEvent::JobCompleted {
                     job_id: id.clone(),
                     data: JobCompletedData {
@@ -137,8 +129,7 @@ impl Supervisor {
                     detail: None,
                 },
             ),
-            (None, Some(s)) if libc::WIFEXITED(s) => {
-                let code = libc::WEXITSTATUS(s);
+            (None, Some(code), _) => {
                 let mut error = format!("exited with status {code}");
                 if oom_kills > 0 {
                     error.push_str(&format!(
@@ -149,17 +140,15 @@ impl Supervisor {
                 }
                 failed(&id, Some(code), None, error, now, JobEnd::Exited { code })
             }
-            (None, Some(s)) => {
-                let signal = libc::WTERMSIG(s);
+            (None, None, Some(signal)) => {
                 let error = describe_signal(signal, &job.plan, oom_kills, user + sys);
                 failed(&id, None, Some(signal), error, now, JobEnd::Signaled { signal })
             }
-            (None, None) => failed(
+            (None, None, None) => failed(
                 &id,
                 None,
                 None,
-                "the job's exit status was collected by another part of this program (a waitpid(-1) outside jobwarden)"
-                    .into(),
+                "the job ended without an exit status".into(),
                 now,
                 JobEnd::StartFailed,
             ),
@@ -257,10 +246,6 @@ fn failed(
     )
 }
 
-fn timeval(tv: libc::timeval) -> Duration {
-    Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
-}
-
 fn limit_text(limit: &Limit, size: bool) -> String {
     match limit {
         Limit::Unlimited => "unlimited".into(),
@@ -272,6 +257,7 @@ fn limit_text(limit: &Limit, size: bool) -> String {
 /// Why a job died by `signal`, naming the limit when one explains it.
 fn describe_signal(signal: i32, plan: &Plan, oom_kills: u64, cpu: Duration) -> String {
     let limits = &plan.limits;
+    let signals = os::SIGNALS;
     let cpu_limit = || {
         format!(
             "killed by the CPU time limit ({} s, `{}`)",
@@ -279,46 +265,26 @@ fn describe_signal(signal: i32, plan: &Plan, oom_kills: u64, cpu: Duration) -> S
             limits.cpu_secs.key
         )
     };
-    match signal {
-        libc::SIGXCPU => cpu_limit(),
-        libc::SIGXFSZ => format!(
+    let is = |s: Option<i32>| s == Some(signal);
+    if is(signals.cpu_limit) {
+        cpu_limit()
+    } else if is(signals.file_size_limit) {
+        format!(
             "killed by the file size limit ({}, `{}`)",
             limit_text(&limits.file_size.value, true),
             limits.file_size.key
-        ),
-        libc::SIGKILL if oom_kills > 0 => format!(
+        )
+    } else if is(signals.kill) && oom_kills > 0 {
+        format!(
             "killed by the memory limit ({}, `{}`)",
             limit_text(&limits.memory.value, true),
             limits.memory.key
-        ),
-        libc::SIGKILL if matches!(limits.cpu_secs.value, Limit::Value(n) if cpu.as_secs() >= n) => {
-            cpu_limit()
-        }
-        _ => format!("killed by signal {signal} ({})", signal_name(signal)),
-    }
-}
-
-/// The conventional name of a signal.
-pub fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => "unknown signal",
+        )
+    } else if is(signals.kill)
+        && matches!(limits.cpu_secs.value, Limit::Value(n) if cpu.as_secs() >= n)
+    {
+        cpu_limit()
+    } else {
+        format!("killed by signal {signal} ({})", os::signal_name(signal))
     }
 }

@@ -18,7 +18,6 @@ mod audit;
 mod finish;
 mod sampler;
 mod supervisor;
-mod tree;
 
 pub use audit::AuditLog;
 

@@ -8,7 +8,6 @@
 //! one long-lived thread that spawns, which the parent-death signal needs.
 
 use super::sampler::Sampler;
-use super::tree::{HostProcess, ProcessId, Reaper, Tree, forget_leader, register_leader};
 use super::{Accepted, Command, JobEnd, Shared, Usage};
 use crate::contract::JobProgressData;
 use crate::contract::{
@@ -19,17 +18,16 @@ use crate::decision::{Plan, format_duration};
 use crate::output::progress::ProgressTracker;
 use crate::output::{JobOutput, Stream};
 use crate::sandbox::EnforcementReport;
-use crate::sandbox::os::procs;
-use crate::sandbox::os::spawn::Stage;
-use crate::sandbox::os::{HashCache, PrepareError, SpawnError, Spawner};
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use crate::sandbox::ExitInfo;
+use crate::sandbox::os::{
+    self, ExitWatch, HashCache, HostProcess, Pipe, PrepareError, ProcessId, Reaper, SpawnError,
+    Spawner, Tree, forget_leader, register_leader,
+};
+use mio::{Events, Poll, Token};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -74,6 +72,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         reaper: Reaper::new(host, format!("/jobwarden-{}-{instance}-", host.pid)),
         sampler: Sampler::new(),
         epoch: Instant::now(),
+        external_ready: Arc::new(Mutex::new(Vec::new())),
     };
     supervisor.clean_stale_cgroups();
     supervisor.run();
@@ -87,9 +86,7 @@ pub(super) struct Termination {
 }
 
 pub(super) struct Exit {
-    /// Raw wait status; `None` when another part of the program reaped it.
-    pub status: Option<i32>,
-    pub rusage: libc::rusage,
+    pub info: ExitInfo,
     pub elapsed: Duration,
 }
 
@@ -98,9 +95,12 @@ pub(super) struct Job {
     pub plugin: Arc<str>,
     pub plan: Plan,
     pub pid: i32,
-    pub pidfd: Option<OwnedFd>,
-    pub stdout: Option<File>,
-    pub stderr: Option<File>,
+    /// Watches the first process's exit; `None` once reaped.
+    pub exit_watch: Option<ExitWatch>,
+    /// When to look for the exit without an event (platforms without pidfd).
+    pub next_exit_poll: Option<Instant>,
+    pub stdout: Option<Pipe>,
+    pub stderr: Option<Pipe>,
     pub output: JobOutput,
     pub tree: Tree,
     pub report: EnforcementReport,
@@ -137,6 +137,9 @@ pub(super) struct Supervisor {
     /// Sampling deadlines fall on a grid counted from here, so all jobs with
     /// the same interval are sampled in one wake-up.
     epoch: Instant,
+    /// Tokens made ready outside the poller (pipes read by helper threads
+    /// on platforms without pollable pipes).
+    external_ready: os::ReadyList,
 }
 
 /// The first point after `now` on the grid `epoch + k × interval`.
@@ -182,6 +185,12 @@ impl Supervisor {
                     self.ready.insert(event.token());
                 }
             }
+            self.ready.extend(
+                self.external_ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain(..),
+            );
             self.service_ready();
             self.handle_commands();
             self.check_timers();
@@ -235,6 +244,9 @@ impl Supervisor {
                 }
                 if !job.tree.exact() {
                     consider(job.tree.next_scan);
+                }
+                if let Some(at) = job.next_exit_poll {
+                    consider(at);
                 }
                 consider(job.next_sample);
             }
@@ -462,9 +474,7 @@ impl Supervisor {
         };
         let spawned = match self.spawner.as_mut() {
             Some(spawner) => spawner.spawn(&prepared.spec),
-            None => Err(SpawnError::Stack(std::io::Error::other(
-                "spawning is unavailable",
-            ))),
+            None => Err(SpawnError::Unavailable),
         };
         // Close our copies of the child's ends (pipes, ruleset, cgroup files)
         // now, or the pipes would never reach end-of-file.
@@ -472,22 +482,14 @@ impl Supervisor {
         let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
-                if let Some(cg) = &prepared.cgroup {
-                    cg.kill_all();
-                    cg.remove();
-                }
+                prepared.containment.abandon();
                 let _ = std::fs::remove_dir_all(&accepted.plan.job_tmp);
-                let error = match &e {
-                    SpawnError::Child {
-                        stage: Stage::Exec,
-                        source,
-                    } => {
-                        format!(
-                            "cannot execute {}: {source}",
-                            accepted.plan.program.display()
-                        )
-                    }
-                    _ => format!("cannot start the job: {e}"),
+                let error = match e.exec_failure() {
+                    Some(source) => format!(
+                        "cannot execute {}: {source}",
+                        accepted.plan.program.display()
+                    ),
+                    None => format!("cannot start the job: {e}"),
                 };
                 self.fail_before_start(
                     &accepted,
@@ -503,12 +505,12 @@ impl Supervisor {
         let slot = self.next_slot;
         self.next_slot += 1;
         let registry = self.poll.registry();
-        let register = |fd: i32, kind: usize| {
-            registry.register(&mut SourceFd(&fd), token(slot, kind), Interest::READABLE)
-        };
-        let registered = register(prepared.stdout.as_raw_fd(), STDOUT)
-            .and_then(|()| register(prepared.stderr.as_raw_fd(), STDERR))
-            .and_then(|()| register(spawned.pidfd.as_raw_fd(), PIDFD));
+        let (mut stdout, mut stderr, mut exit_watch) =
+            (prepared.stdout, prepared.stderr, spawned.exit);
+        let registered = stdout
+            .register(registry, token(slot, STDOUT), &self.external_ready)
+            .and_then(|()| stderr.register(registry, token(slot, STDERR), &self.external_ready))
+            .and_then(|()| exit_watch.register(registry, token(slot, PIDFD)));
         if let Err(e) = registered {
             self.shared
                 .warn(format!("cannot watch job {}: {e}", accepted.id));
@@ -577,11 +579,12 @@ impl Supervisor {
                 plugin,
                 plan,
                 pid: spawned.pid,
-                pidfd: Some(spawned.pidfd),
-                stdout: Some(File::from(prepared.stdout)),
-                stderr: Some(File::from(prepared.stderr)),
+                next_exit_poll: exit_watch.poll_every().map(|every| now + every),
+                exit_watch: Some(exit_watch),
+                stdout: Some(stdout),
+                stderr: Some(stderr),
                 output,
-                tree: Tree::new(spawned.pid, prepared.cgroup),
+                tree: Tree::new(spawned.pid, prepared.containment),
                 report: prepared.report,
                 started: now,
                 started_at,
@@ -673,8 +676,8 @@ impl Supervisor {
             Stream::Stdout => job.stdout.take(),
             Stream::Stderr => job.stderr.take(),
         };
-        if let Some(file) = file {
-            let _ = poll.registry().deregister(&mut SourceFd(&file.as_raw_fd()));
+        if let Some(mut file) = file {
+            file.deregister(poll.registry());
             let batch = batches.entry(job.plugin.clone()).or_default();
             job.output.finish(stream, batch);
         }
@@ -689,27 +692,21 @@ impl Supervisor {
         if job.exit.is_some() {
             return;
         }
-        let mut status = 0;
-        // SAFETY: a zeroed rusage is a valid value for wait4 to overwrite.
-        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 on our own child with WNOHANG; outputs are locals.
-        let ret = unsafe { libc::wait4(job.pid, &mut status, libc::WNOHANG, &mut rusage) };
-        let status = match ret {
-            0 => return, // not exited yet: a spurious wake-up
-            r if r == job.pid => Some(status),
-            _ => None, // ECHILD: someone else in this process reaped it
+        let Some(info) = job.exit_watch.as_mut().and_then(ExitWatch::try_wait) else {
+            // Not exited yet: a spurious wake-up, or a poll that found it running.
+            if let Some(every) = job.exit_watch.as_ref().and_then(ExitWatch::poll_every) {
+                job.next_exit_poll = Some(Instant::now() + every);
+            }
+            return;
         };
         forget_leader(job.pid);
         job.exit = Some(Exit {
-            status,
-            rusage,
+            info,
             elapsed: job.started.elapsed(),
         });
-        if let Some(pidfd) = job.pidfd.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+        job.next_exit_poll = None;
+        if let Some(mut watch) = job.exit_watch.take() {
+            watch.deregister(self.poll.registry());
         }
         // The job is over when its first process is: nothing it started
         // may outlive it.
@@ -782,6 +779,14 @@ impl Supervisor {
                     Some(t) if !t.killed && now >= t.kill_at => self.force_kill(slot),
                     _ => {}
                 }
+                if self
+                    .jobs
+                    .get(&slot)
+                    .and_then(|j| j.next_exit_poll)
+                    .is_some_and(|at| now >= at)
+                {
+                    self.reap_leader(slot);
+                }
             }
             let Some(job) = self.jobs.get(&slot) else {
                 continue;
@@ -827,7 +832,7 @@ impl Supervisor {
             .chain(&sample_due)
             .any(|s| !self.jobs[s].tree.exact());
         let snapshot = if needs_snapshot {
-            procs::all()
+            os::snapshot()
         } else {
             Vec::new()
         };

@@ -5,6 +5,7 @@
 //! calls only those. On Linux: Landlock, rlimits, cgroups, a new session,
 //! no capabilities, and a `CLONE_VM` spawn.
 
+mod common;
 pub mod report;
 
 #[cfg(target_os = "linux")]
@@ -12,4 +13,5 @@ pub mod linux;
 #[cfg(target_os = "linux")]
 pub use linux as os;
 
+pub use common::{ExitInfo, HashCache, PrepareError, Signals, SupportOptions, sha256_of};
 pub use report::{EnforcementReport, Item, Status};

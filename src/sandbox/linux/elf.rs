@@ -6,7 +6,6 @@
 //! "no interpreter" and the exec itself fails later with the kernel's error.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -145,21 +144,6 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
-}
-
-/// sha256 of an open file, streamed.
-pub fn sha256_of(mut file: &File) -> std::io::Result<[u8; 32]> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]

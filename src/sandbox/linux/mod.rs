@@ -10,6 +10,8 @@ pub mod elf;
 pub mod landlock;
 pub mod procs;
 pub mod spawn;
+pub mod tree;
+mod watch;
 
 use self::cgroup::{CgroupSupport, JobCgroup};
 use self::landlock::LandlockSupport;
@@ -17,7 +19,6 @@ use self::spawn::{SpawnSpec, above_stdio};
 use crate::decision::{Denial, Plan, PlanPath};
 use crate::policy::{Enforcement, Limit, units::format_size};
 use crate::sandbox::report::{EnforcementReport, Status};
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -27,30 +28,21 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 pub use spawn::{SpawnError, Spawned, Spawner};
+pub use tree::{HostProcess, ProcessId, Reaper, Tree, forget_leader, register_leader};
+pub use watch::{ExitWatch, Pipe, ReadyList};
+
+/// All of `/proc`, for tracking trees of jobs without a cgroup.
+pub type Snapshot = Vec<procs::Stat>;
+
+/// Reads all of `/proc` (only called when a job lacks a cgroup).
+pub fn snapshot() -> Snapshot {
+    procs::all()
+}
+pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
+use crate::sandbox::common::{Signals, io_err};
 
 /// Capacity asked for a job's stdout pipe (the kernel default is 64 KiB).
 const STDOUT_PIPE_BYTES: libc::c_int = 256 * 1024;
-
-/// Knobs for detection, mostly for tests that simulate older machines.
-#[derive(Debug, Clone, Default)]
-pub struct SupportOptions {
-    /// Pretend the kernel's Landlock ABI is at most this.
-    pub landlock_abi_max: Option<u32>,
-    /// Do not use cgroups.
-    pub no_cgroups: bool,
-}
-
-impl SupportOptions {
-    /// Reads the testing aids `JOBWARDEN_LANDLOCK_ABI_MAX` and `JOBWARDEN_CGROUP=off`.
-    pub fn from_env() -> Self {
-        Self {
-            landlock_abi_max: std::env::var("JOBWARDEN_LANDLOCK_ABI_MAX")
-                .ok()
-                .and_then(|v| v.trim().parse().ok()),
-            no_cgroups: std::env::var("JOBWARDEN_CGROUP").is_ok_and(|v| v.trim() == "off"),
-        }
-    }
-}
 
 /// What this machine lets jobwarden enforce, detected once per host.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -105,71 +97,77 @@ impl HostSupport {
 pub struct Prepared {
     pub spec: SpawnSpec,
     /// Read ends of the job's stdout and stderr (non-blocking, close-on-exec).
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    pub cgroup: Option<JobCgroup>,
+    pub stdout: Pipe,
+    pub stderr: Pipe,
+    /// The job's cgroups, if any.
+    pub containment: Containment,
     pub report: EnforcementReport,
 }
 
-/// Why a job could not be prepared.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PrepareError {
-    /// A policy rule refused it at start time (a binary hash mismatch).
-    #[error("{0}")]
-    Denied(Denial),
-    /// `enforcement = "required"` and something cannot be enforced here.
-    #[error("{reason}")]
-    EnforcementRequired {
-        reason: String,
-        report: Box<EnforcementReport>,
-    },
-    /// A system call failed while preparing.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
+/// What holds a job's processes together before it has a [`Tree`]: its
+/// cgroups, if this machine has them.
+pub struct Containment(pub Option<JobCgroup>);
+
+impl Containment {
+    /// Kills whatever entered the job's cgroups and removes them (a spawn
+    /// that failed half-way).
+    pub fn abandon(&self) {
+        if let Some(cg) = &self.0 {
+            cg.kill_all();
+            cg.remove();
+        }
+    }
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PrepareError {
-    let what = what.into();
-    move |source| PrepareError::Io { what, source }
-}
-
-/// Hashes of binaries, keyed by file identity, so a pinned binary is hashed
-/// once per change rather than once per job.
-#[derive(Debug, Default)]
-pub struct HashCache {
-    entries: HashMap<FileIdentity, [u8; 32]>,
-}
-
-/// Device, inode, size and modification and change times: a file whose
+/// Device, inode, size, and modification and change times: a file whose
 /// identity is unchanged has unchanged contents.
-type FileIdentity = (u64, u64, u64, i64, i64, i64, i64);
+pub type FileIdentity = (u64, u64, u64, i64, i64, i64, i64);
 
-impl HashCache {
-    fn get_or_hash(&mut self, file: &File) -> io::Result<[u8; 32]> {
-        let m = file.metadata()?;
-        let key = (
-            m.dev(),
-            m.ino(),
-            m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        );
-        if let Some(hash) = self.entries.get(&key) {
-            return Ok(*hash);
-        }
-        let hash = elf::sha256_of(file)?;
-        if self.entries.len() > 256 {
-            self.entries.clear();
-        }
-        self.entries.insert(key, hash);
-        Ok(hash)
+/// The identity of a file for the hash cache.
+pub fn file_identity(m: &std::fs::Metadata) -> FileIdentity {
+    (
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
+}
+
+/// The platform's name in reports.
+pub const PLATFORM: &str = "linux";
+
+/// The signals jobwarden explains.
+pub const SIGNALS: Signals = Signals {
+    kill: Some(libc::SIGKILL),
+    cpu_limit: Some(libc::SIGXCPU),
+    file_size_limit: Some(libc::SIGXFSZ),
+};
+
+/// The conventional name of a signal.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => "unknown signal",
     }
 }
 
@@ -375,9 +373,9 @@ fn prepare_with_tmp(
     };
     Ok(Prepared {
         spec,
-        stdout: stdout_r,
-        stderr: stderr_r,
-        cgroup,
+        stdout: Pipe::new(stdout_r),
+        stderr: Pipe::new(stderr_r),
+        containment: Containment(cgroup),
         report,
     })
 }
@@ -652,15 +650,6 @@ fn limit_value(limit: &Limit) -> Option<u64> {
     match limit {
         Limit::Value(n) => Some(*n),
         Limit::Unlimited => None,
-    }
-}
-
-impl From<io::Error> for PrepareError {
-    fn from(source: io::Error) -> Self {
-        PrepareError::Io {
-            what: "preparing the job".into(),
-            source,
-        }
     }
 }
 

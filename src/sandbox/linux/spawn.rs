@@ -74,8 +74,8 @@ pub struct SpawnSpec {
 #[derive(Debug)]
 pub struct Spawned {
     pub pid: i32,
-    /// A pidfd: readable when the process exits; never confused with a reused pid.
-    pub pidfd: OwnedFd,
+    /// Its exit, watched through a pidfd (never confused with a reused pid).
+    pub exit: super::ExitWatch,
 }
 
 /// The step of the child's setup that failed.
@@ -155,6 +155,22 @@ pub enum SpawnError {
     Pidfd(#[source] io::Error),
     #[error("cannot allocate the spawn stack: {0}")]
     Stack(#[source] io::Error),
+    #[error("spawning is unavailable on this host")]
+    Unavailable,
+}
+
+impl SpawnError {
+    /// The error of the exec itself, if that is what failed (the program
+    /// is missing, not executable, or refused by the sandbox).
+    pub fn exec_failure(&self) -> Option<&io::Error> {
+        match self {
+            SpawnError::Child {
+                stage: Stage::Exec,
+                source,
+            } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Shared between parent and child: the child writes, the parent reads
@@ -315,7 +331,10 @@ impl Spawner {
         // SAFETY: fd is a fresh descriptor we own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
         set_cloexec(pidfd.as_raw_fd());
-        Ok(Spawned { pid, pidfd })
+        Ok(Spawned {
+            pid,
+            exit: super::ExitWatch::new(pid, pidfd),
+        })
     }
 }
 

@@ -19,8 +19,8 @@
 //! orphan matching the attribution above. A child the embedding program
 //! started itself is never reaped here.
 
-use crate::sandbox::os::cgroup::JobCgroup;
-use crate::sandbox::os::procs::{self, Stat};
+use super::cgroup::JobCgroup;
+use super::procs::{self, Stat};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -84,12 +84,12 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn new(leader: i32, cgroup: Option<JobCgroup>) -> Self {
+    pub fn new(leader: i32, containment: super::Containment) -> Self {
         let leader_start = procs::stat(leader).map_or(0, |s| s.start_ticks);
         Self {
             leader,
             leader_start,
-            cgroup: cgroup.filter(JobCgroup::tracks_members),
+            cgroup: containment.0.filter(JobCgroup::tracks_members),
             known: vec![(leader, leader_start)],
             next_scan: Instant::now() + FALLBACK_SCAN,
         }
@@ -196,6 +196,33 @@ impl Tree {
             }
         }
         killed
+    }
+
+    /// How often the memory limit's OOM killer struck inside the job.
+    pub fn oom_kills(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, JobCgroup::oom_kills)
+    }
+
+    /// Peak memory of the whole tree, when the cgroup records it.
+    pub fn memory_peak(&self) -> Option<u64> {
+        self.cgroup.as_ref().and_then(JobCgroup::memory_peak)
+    }
+
+    /// Kills what is left and removes the job's cgroups.
+    pub fn dismantle(&self) -> Result<(), String> {
+        let Some(cg) = &self.cgroup else {
+            return Ok(());
+        };
+        if !cg.is_empty() {
+            cg.kill_all();
+        }
+        let left = cg.remove();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            let dirs: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+            Err(format!("cannot remove the cgroup(s) {}", dirs.join(", ")))
+        }
     }
 
     /// Whether the job ever had more than one process (unknown counts as yes).
