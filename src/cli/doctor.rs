@@ -79,44 +79,8 @@ fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {
     let support = &machine.support;
     println!("jobwarden doctor: what this machine can enforce");
     println!("  platform      {}", machine.platform);
-    println!(
-        "  user          {}",
-        if machine.root {
-            "root: RLIMIT_NPROC is ignored for root, only a pids cgroup limits processes"
-        } else {
-            "not root"
-        }
-    );
-    match (&support.landlock.unavailable, support.landlock.kernel_abi) {
-        (None, Some(k)) if k != support.landlock.abi => {
-            println!(
-                "  landlock      ABI {} (kernel {k}, capped by JOBWARDEN_LANDLOCK_ABI_MAX)",
-                support.landlock.abi
-            )
-        }
-        (None, _) => println!("  landlock      ABI {}", support.landlock.abi),
-        (Some(why), _) => println!("  landlock      unavailable: {why}"),
-    }
-    let cg = &support.cgroups;
-    let mut groups = Vec::new();
-    if let Some(v2) = &cg.v2 {
-        let kill = if cg.v2_kill { ", cgroup.kill" } else { "" };
-        let controllers = if cg.v2_controllers.is_empty() {
-            " (no controllers delegated)".to_string()
-        } else {
-            format!(" (controllers: {})", cg.v2_controllers.join(" "))
-        };
-        groups.push(format!("v2 {}{kill}{controllers}", v2.display()));
-    }
-    if let Some(p) = &cg.v1_pids {
-        groups.push(format!("v1 pids {}", p.display()));
-    }
-    if let Some(m) = &cg.v1_memory {
-        groups.push(format!("v1 memory {}", m.display()));
-    }
-    match &cg.unavailable {
-        Some(why) => println!("  cgroups       none usable: {why}"),
-        None => println!("  cgroups       {}", groups.join("; ")),
+    for (label, text) in support.describe() {
+        println!("  {label:<13} {text}");
     }
     if !probed {
         println!(
@@ -132,14 +96,8 @@ fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {
         };
         println!("  {:<13} {verdict}: {}", check.name, check.detail);
     }
-    if cg.unavailable.is_none() && !cg.favordynmods {
-        println!(
-            "  tip           every job start waits for an RCU grace period to join its cgroups (a few ms);\n                mounting a cgroup hierarchy with favordynmods removes the wait, e.g.\n                `mount -o remount,favordynmods {}` (forks become slightly slower system-wide)",
-            cg.v2
-                .as_deref()
-                .or(cg.v1_pids.as_deref())
-                .map_or("/sys/fs/cgroup".into(), |p| p.display().to_string())
-        );
+    for tip in support.tips() {
+        println!("  tip           {tip}");
     }
     match machine.legacy_tiocsti {
         Some(true) => println!(

@@ -193,11 +193,5 @@ impl StatusLine {
 }
 
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ into a local winsize on stderr.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    if unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut size) } == 0 && size.ws_col > 0 {
-        size.ws_col as usize
-    } else {
-        80
-    }
+    jobwarden::sandbox::os::terminal_columns().unwrap_or(80)
 }

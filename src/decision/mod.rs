@@ -96,7 +96,14 @@ pub fn decide(
     // program, so a denial names the policy's rule wherever it runs.
     check_args(binary_rule, &request.args)?;
     let mut notes = Vec::new();
-    let (env, env_dropped) = build_env(policy, &layers, request, ctx, &values)?;
+    let (env, env_dropped) = build_env(
+        policy,
+        &layers,
+        request,
+        ctx,
+        &values,
+        crate::sandbox::os::ENV_IGNORE_CASE,
+    )?;
     let cwd = resolve_cwd(ctx.repo, request.cwd.as_deref())?;
     let limits = fold_limits(&layers);
     let timeout = decide_timeout(&layers, request.timeout_secs, &mut notes)?;
@@ -215,20 +222,7 @@ fn resolve_program(
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                meta.permissions().mode() & 0o111 != 0
-            }
-            #[cfg(not(unix))]
-            {
-                true
-            }
-        }
-        _ => false,
-    }
+    crate::sandbox::os::is_executable_file(path)
 }
 
 /// The argument rules of the binary.
@@ -348,12 +342,15 @@ fn builtin_deny() -> &'static [Pattern] {
 
 /// The job's environment: inherited host variables, then the policy's fixed
 /// values, then what the request injects; deny patterns win over all three.
+/// With `ignore_case` (Windows), names are compared without case and the
+/// job sees them in upper case, so no spelling slips past a rule.
 fn build_env(
     policy: &Policy,
     layers: &[&Layer],
     request: &JobSpawnRequest,
     ctx: &DecisionContext<'_>,
     values: &Placeholders<'_>,
+    ignore_case: bool,
 ) -> Result<(BTreeMap<String, String>, Vec<EnvDrop>), Denial> {
     let mut deny: Vec<&Pattern> = Vec::new();
     if policy.builtin_env_deny {
@@ -362,7 +359,15 @@ fn build_env(
     for layer in layers {
         deny.extend(layer.env.deny.iter());
     }
-    let denied = |name: &str| deny.iter().copied().find(|p| p.matches(name));
+    let matches = |p: &Pattern, name: &str| p.matches_env_name(name, ignore_case);
+    let denied = |name: &str| deny.iter().copied().find(|p| matches(p, name));
+    let fold = |name: &str| {
+        if ignore_case {
+            name.to_ascii_uppercase()
+        } else {
+            name.to_string()
+        }
+    };
     let inherit: Vec<&Pattern> = layers.iter().flat_map(|l| l.env.inherit.iter()).collect();
     let allow: Vec<&Pattern> = layers.iter().flat_map(|l| l.env.allow.iter()).collect();
     let on_disallowed = layers
@@ -375,7 +380,7 @@ fn build_env(
     let mut dropped = Vec::new();
 
     for (name, value) in ctx.host_env {
-        if !inherit.iter().any(|p| p.matches(name)) {
+        if !inherit.iter().any(|p| matches(p, name)) {
             continue;
         }
         match denied(name) {
@@ -385,15 +390,15 @@ fn build_env(
                 rule: rule.key.clone(),
             }),
             None => {
-                env.insert(name.clone(), value.clone());
+                env.insert(fold(name), value.clone());
             }
         }
     }
 
-    let mut fixed: BTreeMap<&str, &Sourced<crate::policy::Template>> = BTreeMap::new();
+    let mut fixed: BTreeMap<String, &Sourced<crate::policy::Template>> = BTreeMap::new();
     for layer in layers {
         for (name, template) in &layer.env.set {
-            fixed.insert(name, template);
+            fixed.insert(fold(name), template);
         }
     }
     for (name, template) in &fixed {
@@ -403,7 +408,7 @@ fn build_env(
                 origin: "set",
                 rule: rule.key.clone(),
             });
-            env.remove(*name);
+            env.remove(name);
             continue;
         }
         let value = template.value.render(values).map_err(|e| {
@@ -413,7 +418,7 @@ fn build_env(
                 "set HOME for the host, or do not use {home} here",
             )
         })?;
-        env.insert(name.to_string(), value);
+        env.insert(name.clone(), value);
     }
 
     let mut injected: Vec<(&String, &String)> = request.env.iter().collect();
@@ -428,13 +433,13 @@ fn build_env(
                 ),
                 "do not inject it: deny patterns win over every allow",
             ))
-        } else if let Some(template) = fixed.get(name.as_str()) {
+        } else if let Some(template) = fixed.get(&fold(name)) {
             Some(Denial::new(
                 template.key.clone(),
                 format!("the request injects {name}, which the policy fixes"),
                 format!("do not inject {name}, or remove it from `{}`", template.key),
             ))
-        } else if !allow.iter().any(|p| p.matches(name)) {
+        } else if !allow.iter().any(|p| matches(p, name)) {
             Some(Denial::new(
                 "env.allow",
                 format!("the request injects {name}, which no `env.allow` rule allows"),
@@ -447,7 +452,7 @@ fn build_env(
         };
         match (refusal, on_disallowed) {
             (None, _) => {
-                env.insert(name.clone(), value.clone());
+                env.insert(fold(name), value.clone());
             }
             (Some(denial), OnDisallowed::Reject) => return Err(denial),
             (Some(denial), OnDisallowed::Drop) => dropped.push(EnvDrop {
@@ -713,4 +718,74 @@ pub fn program_for(
         tmp: ctx.job_tmp,
     };
     resolve_program(policy, rule, &values).map(|(program, _, _)| program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Windows rules, exercised wherever the tests run: a name in any
+    /// case meets the same deny, allow and fixed-value rules.
+    #[test]
+    fn env_names_compared_without_case_meet_the_same_rules() {
+        let policy = Policy::from_toml(
+            "<test>",
+            r#"
+version = 1
+[env]
+inherit = ["LANG"]
+allow = ["MY_*"]
+set = { PATH = "/bin" }
+[binaries.t]
+path = "/bin/true"
+[plugins.p]
+binaries = ["t"]
+"#,
+        )
+        .unwrap()
+        .policy;
+        let layers = [&policy.base];
+        let repo = Path::new("/");
+        let values = Placeholders {
+            repo,
+            home: None,
+            tmp: repo,
+        };
+        let host_env = vec![
+            ("lang".to_string(), "C".to_string()),
+            ("github_token".to_string(), "secret".to_string()),
+        ];
+        let ctx = DecisionContext {
+            repo,
+            home: None,
+            job_tmp: repo,
+            host_env: &host_env,
+        };
+        let env_of = |request: &JobSpawnRequest, ignore_case| {
+            build_env(&policy, &layers, request, &ctx, &values, ignore_case)
+        };
+        let plain = JobSpawnRequest::new("t", Vec::<String>::new());
+
+        // Case-insensitive: `lang` is inherited as LANG.
+        let (env, _) = env_of(&plain, true).unwrap();
+        assert_eq!(env.get("LANG").map(String::as_str), Some("C"));
+        assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
+        // Case-sensitive: `lang` is not `LANG`.
+        let (env, _) = env_of(&plain, false).unwrap();
+        assert!(!env.contains_key("LANG") && !env.contains_key("lang"));
+
+        // A lower-case spelling of a denied name is denied.
+        let token = plain.clone().with_env("github_token", "x");
+        let denial = env_of(&token, true).unwrap_err();
+        assert!(denial.reason.contains("denied pattern"), "{denial}");
+        // A lower-case spelling of a fixed name cannot override it.
+        let path = plain.clone().with_env("path", "/evil");
+        let denial = env_of(&path, true).unwrap_err();
+        assert!(denial.reason.contains("fixes"), "{denial}");
+        // Allowed in any case, and passed upper-cased.
+        let flag = plain.clone().with_env("my_flag", "1");
+        let (env, _) = env_of(&flag, true).unwrap();
+        assert_eq!(env.get("MY_FLAG").map(String::as_str), Some("1"));
+        assert!(env_of(&flag, false).is_err());
+    }
 }

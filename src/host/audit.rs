@@ -7,9 +7,8 @@
 use crate::contract::{JobSpawnRequest, timestamp_now};
 use crate::decision::{Denial, Plan};
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{LineWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -63,11 +62,7 @@ pub struct EndRecord<'a> {
 impl AuditLog {
     /// Opens (creating, mode 0600) `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = crate::sandbox::os::open_private_append(path)?;
         Ok(Self {
             file: Mutex::new(LineWriter::new(file)),
         })

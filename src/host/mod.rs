@@ -178,7 +178,7 @@ struct Shared {
     /// Signalled whenever events are queued, for `wait_events`.
     queued: Condvar,
     commands: Mutex<Vec<Command>>,
-    waker: mio::Waker,
+    waker: Arc<mio::Waker>,
     shutting_down: AtomicBool,
     audit: Option<AuditLog>,
     warnings: Option<WarningSink>,
@@ -503,7 +503,7 @@ impl HostBuilder {
             queues: Mutex::new(HashMap::new()),
             queued: Condvar::new(),
             commands: Mutex::new(Vec::new()),
-            waker,
+            waker: Arc::new(waker),
             shutting_down: AtomicBool::new(false),
             audit,
             warnings: self.warnings,
@@ -557,13 +557,12 @@ fn watch(shared: &Arc<Shared>, path: &Path) -> Result<notify::RecommendedWatcher
 }
 
 fn make_tmp_root(base: &Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let dir = base.join(format!("jobwarden-{}-{nonce:08x}", std::process::id()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    crate::sandbox::os::create_private_dir(&dir)?;
     Ok(dir)
 }
 

@@ -26,8 +26,8 @@ use crate::sandbox::os::{
 use mio::{Events, Poll, Token};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{ErrorKind, Read};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -53,6 +53,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
     };
     let host = HostProcess::current();
     let instance = INSTANCES.fetch_add(1, Ordering::Relaxed) + 1;
+    let external_ready = os::ReadyList::new(shared.waker.clone());
     let mut supervisor = Supervisor {
         shared,
         poll,
@@ -72,9 +73,9 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         reaper: Reaper::new(host, format!("/jobwarden-{}-{instance}-", host.pid)),
         sampler: Sampler::new(),
         epoch: Instant::now(),
-        external_ready: Arc::new(Mutex::new(Vec::new())),
+        external_ready,
     };
-    supervisor.clean_stale_cgroups();
+    os::clean_stale(&supervisor.shared.support, host);
     supervisor.run();
 }
 
@@ -185,12 +186,7 @@ impl Supervisor {
                     self.ready.insert(event.token());
                 }
             }
-            self.ready.extend(
-                self.external_ready
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .drain(..),
-            );
+            self.external_ready.drain_into(&mut self.ready);
             self.service_ready();
             self.handle_commands();
             self.check_timers();
@@ -510,7 +506,7 @@ impl Supervisor {
         let registered = stdout
             .register(registry, token(slot, STDOUT), &self.external_ready)
             .and_then(|()| stderr.register(registry, token(slot, STDERR), &self.external_ready))
-            .and_then(|()| exit_watch.register(registry, token(slot, PIDFD)));
+            .and_then(|()| exit_watch.register(registry, token(slot, PIDFD), &self.external_ready));
         if let Err(e) = registered {
             self.shared
                 .warn(format!("cannot watch job {}: {e}", accepted.id));
@@ -743,10 +739,9 @@ impl Supervisor {
             kill_at: Instant::now() + grace,
             killed: false,
         });
-        if grace.is_zero() {
+        // Without a polite stop on this platform, the grace period is moot.
+        if grace.is_zero() || !job.tree.terminate(host, &leaders) {
             self.force_kill(slot);
-        } else {
-            job.tree.signal(libc::SIGTERM, host, &leaders);
         }
     }
 
@@ -834,7 +829,7 @@ impl Supervisor {
         let snapshot = if needs_snapshot {
             os::snapshot()
         } else {
-            Vec::new()
+            os::Snapshot::default()
         };
         let leaders = self.live_leaders();
         let host = self.host;
@@ -924,39 +919,6 @@ impl Supervisor {
         for slot in done {
             if let Some(job) = self.jobs.remove(&slot) {
                 self.finalize(job);
-            }
-        }
-    }
-
-    /// Removes job cgroups left by hosts that died without cleaning up.
-    fn clean_stale_cgroups(&self) {
-        let support = &self.shared.support.cgroups;
-        for dir in [&support.v2, &support.v1_pids, &support.v1_memory]
-            .into_iter()
-            .flatten()
-        {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("jobwarden-")) else {
-                    continue;
-                };
-                let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-                    continue;
-                };
-                if pid == self.host.pid || std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    continue;
-                }
-                let path = entry.path();
-                if let Ok(procs) = std::fs::read_to_string(path.join("cgroup.procs")) {
-                    for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                        // SAFETY: kill(2) of a process left in a stale job cgroup of ours.
-                        unsafe { libc::kill(p, libc::SIGKILL) };
-                    }
-                }
-                let _ = std::fs::remove_dir(&path);
             }
         }
     }

@@ -94,6 +94,17 @@ impl Pattern {
     pub fn matches(&self, candidate: &str) -> bool {
         self.matcher.matches_with(candidate, MATCH_OPTIONS)
     }
+
+    /// Matches an environment variable name, ignoring case where the
+    /// platform's names are case-insensitive (Windows): there `github_token`
+    /// is the same variable as `GITHUB_TOKEN` and must meet the same rules.
+    pub fn matches_env_name(&self, name: &str, ignore_case: bool) -> bool {
+        let options = glob::MatchOptions {
+            case_sensitive: !ignore_case,
+            ..MATCH_OPTIONS
+        };
+        self.matcher.matches_with(name, options)
+    }
 }
 
 /// Case-sensitive, and `*` also matches `/` (arguments are not paths).

@@ -198,10 +198,11 @@ impl PathTemplate {
                 return Err(TemplateError::PlaceholderNotFirst { offset });
             }
         };
-        if base.is_none() && !rest.starts_with('/') {
+        // Absolute: `/…` everywhere, and on Windows also `C:\…` and `\\server\…`.
+        if base.is_none() && !rest.starts_with('/') && !Path::new(&rest).is_absolute() {
             return Err(TemplateError::Relative);
         }
-        if base.is_some() && !rest.is_empty() && !rest.starts_with('/') {
+        if base.is_some() && !rest.is_empty() && !rest.starts_with(std::path::is_separator) {
             // `{repo}target` would silently name a sibling of the repo.
             return Err(TemplateError::Relative);
         }

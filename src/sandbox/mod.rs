@@ -7,6 +7,8 @@
 
 mod common;
 pub mod report;
+#[cfg(unix)]
+mod unix;
 
 #[cfg(target_os = "linux")]
 pub mod linux;

@@ -212,7 +212,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         if kind.is_dir() {
             copy_tree(&entry.path(), &target)?;
         } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+            crate::sandbox::os::copy_symlink(&entry.path(), &target)?;
         } else {
             std::fs::copy(entry.path(), &target)?;
         }

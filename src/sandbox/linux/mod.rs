@@ -11,7 +11,6 @@ pub mod landlock;
 pub mod procs;
 pub mod spawn;
 pub mod tree;
-mod watch;
 
 use self::cgroup::{CgroupSupport, JobCgroup};
 use self::landlock::LandlockSupport;
@@ -24,12 +23,19 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
+pub use crate::sandbox::unix::{
+    ENV_IGNORE_CASE, ExitWatch, FileIdentity, HostProcess, Pipe, ReadyList, SIGNALS, copy_symlink,
+    create_private_dir, file_identity, is_executable_file, open_private_append,
+    platform_description, signal_name, terminal_columns,
+};
+use crate::sandbox::unix::{
+    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, limit_value, pipe,
+    push_rlimit, set_nonblocking, unlimited,
+};
 pub use spawn::{SpawnError, Spawned, Spawner};
-pub use tree::{HostProcess, ProcessId, Reaper, Tree, forget_leader, register_leader};
-pub use watch::{ExitWatch, Pipe, ReadyList};
+pub use tree::{ProcessId, Reaper, Tree, forget_leader, register_leader};
 
 /// All of `/proc`, for tracking trees of jobs without a cgroup.
 pub type Snapshot = Vec<procs::Stat>;
@@ -38,8 +44,8 @@ pub type Snapshot = Vec<procs::Stat>;
 pub fn snapshot() -> Snapshot {
     procs::all()
 }
+use crate::sandbox::common::io_err;
 pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
-use crate::sandbox::common::{Signals, io_err};
 
 /// Capacity asked for a job's stdout pipe (the kernel default is 64 KiB).
 const STDOUT_PIPE_BYTES: libc::c_int = 256 * 1024;
@@ -93,6 +99,74 @@ impl HostSupport {
     }
 }
 
+impl HostSupport {
+    /// What was detected, as labelled lines for `jobwarden doctor`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let mut lines = vec![(
+            "user",
+            if self.is_root {
+                "root: RLIMIT_NPROC is ignored for root, only a pids cgroup limits processes"
+            } else {
+                "not root"
+            }
+            .to_string(),
+        )];
+        let ll = &self.landlock;
+        lines.push((
+            "landlock",
+            match (&ll.unavailable, ll.kernel_abi) {
+                (None, Some(k)) if k != ll.abi => format!(
+                    "ABI {} (kernel {k}, capped by JOBWARDEN_LANDLOCK_ABI_MAX)",
+                    ll.abi
+                ),
+                (None, _) => format!("ABI {}", ll.abi),
+                (Some(why), _) => format!("unavailable: {why}"),
+            },
+        ));
+        let cg = &self.cgroups;
+        let mut groups = Vec::new();
+        if let Some(v2) = &cg.v2 {
+            let kill = if cg.v2_kill { ", cgroup.kill" } else { "" };
+            let controllers = if cg.v2_controllers.is_empty() {
+                " (no controllers delegated)".to_string()
+            } else {
+                format!(" (controllers: {})", cg.v2_controllers.join(" "))
+            };
+            groups.push(format!("v2 {}{kill}{controllers}", v2.display()));
+        }
+        if let Some(p) = &cg.v1_pids {
+            groups.push(format!("v1 pids {}", p.display()));
+        }
+        if let Some(m) = &cg.v1_memory {
+            groups.push(format!("v1 memory {}", m.display()));
+        }
+        lines.push((
+            "cgroups",
+            match &cg.unavailable {
+                Some(why) => format!("none usable: {why}"),
+                None => groups.join("; "),
+            },
+        ));
+        lines
+    }
+
+    /// Suggestions an admin can act on.
+    pub fn tips(&self) -> Vec<String> {
+        let cg = &self.cgroups;
+        let mut tips = Vec::new();
+        if cg.unavailable.is_none() && !cg.favordynmods {
+            tips.push(format!(
+                "every job start waits for an RCU grace period to join its cgroups (a few ms);\n                mounting a cgroup hierarchy with favordynmods removes the wait, e.g.\n                `mount -o remount,favordynmods {}` (forks become slightly slower system-wide)",
+                cg.v2
+                    .as_deref()
+                    .or(cg.v1_pids.as_deref())
+                    .map_or("/sys/fs/cgroup".into(), |p| p.display().to_string())
+            ));
+        }
+        tips
+    }
+}
+
 /// A job ready to start.
 pub struct Prepared {
     pub spec: SpawnSpec,
@@ -119,55 +193,37 @@ impl Containment {
     }
 }
 
-/// Device, inode, size, and modification and change times: a file whose
-/// identity is unchanged has unchanged contents.
-pub type FileIdentity = (u64, u64, u64, i64, i64, i64, i64);
-
-/// The identity of a file for the hash cache.
-pub fn file_identity(m: &std::fs::Metadata) -> FileIdentity {
-    (
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
-}
-
 /// The platform's name in reports.
 pub const PLATFORM: &str = "linux";
 
-/// The signals jobwarden explains.
-pub const SIGNALS: Signals = Signals {
-    kill: Some(libc::SIGKILL),
-    cpu_limit: Some(libc::SIGXCPU),
-    file_size_limit: Some(libc::SIGXFSZ),
-};
-
-/// The conventional name of a signal.
-pub fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => "unknown signal",
+/// Removes job cgroups left by hosts that died without cleaning up,
+/// killing whatever is still in them.
+pub fn clean_stale(support: &HostSupport, host: HostProcess) {
+    let cg = &support.cgroups;
+    for dir in [&cg.v2, &cg.v1_pids, &cg.v1_memory].into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("jobwarden-")) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == host.pid || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let path = entry.path();
+            if let Ok(procs) = std::fs::read_to_string(path.join("cgroup.procs")) {
+                for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) of a process left in a stale job cgroup of ours.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+            let _ = std::fs::remove_dir(&path);
+        }
     }
 }
 
@@ -249,13 +305,10 @@ pub fn prepare(
     };
 
     // The job's private directory must exist before the rules name it.
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&plan.job_tmp)
-        .map_err(io_err(format!(
-            "cannot create the job directory {}",
-            plan.job_tmp.display()
-        )))?;
+    create_private_dir(&plan.job_tmp).map_err(io_err(format!(
+        "cannot create the job directory {}",
+        plan.job_tmp.display()
+    )))?;
     let result = prepare_with_tmp(plan, support, job_name, report, extra_exec, exec_fd);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&plan.job_tmp);
@@ -425,37 +478,14 @@ pub fn assess(plan: &Plan, support: &HostSupport) -> EnforcementReport {
 
 /// The rlimits the child sets: those of the plan that no cgroup covers,
 /// never above the host's own hard limits.
-fn rlimits_for(
-    plan: &Plan,
-    support: &HostSupport,
-    cg: &CgroupOutcome,
-) -> Vec<(rlimit::Resource, u64, u64)> {
-    let mut rlimits = Vec::new();
-    let mut push = |resource: rlimit::Resource, soft: u64, hard: u64| {
-        let current_hard = rlimit::getrlimit(resource)
-            .map(|(_, h)| h)
-            .unwrap_or(u64::MAX);
-        rlimits.push((resource, soft.min(current_hard), hard.min(current_hard)));
-    };
+fn rlimits_for(plan: &Plan, support: &HostSupport, cg: &CgroupOutcome) -> Vec<Rlimit> {
+    let mut rlimits = common_rlimits(plan);
     let l = &plan.limits;
-    if let Limit::Value(secs) = l.cpu_secs.value {
-        // SIGXCPU at the limit, SIGKILL two seconds of CPU later.
-        push(rlimit::Resource::CPU, secs, secs.saturating_add(2));
-    }
     if let (Limit::Value(n), None) = (l.memory.value, cg.memory) {
-        push(rlimit::Resource::AS, n, n);
+        push_rlimit(&mut rlimits, rlimit::Resource::AS, n, n);
     }
     if let (Limit::Value(n), None, false) = (l.processes.value, cg.pids, support.is_root) {
-        push(rlimit::Resource::NPROC, n, n);
-    }
-    if let Limit::Value(n) = l.open_files.value {
-        push(rlimit::Resource::NOFILE, n, n);
-    }
-    if let Limit::Value(n) = l.file_size.value {
-        push(rlimit::Resource::FSIZE, n, n);
-    }
-    if !l.core_dumps.value {
-        push(rlimit::Resource::CORE, 0, 0);
+        push_rlimit(&mut rlimits, rlimit::Resource::NPROC, n, n);
     }
     rlimits
 }
@@ -468,25 +498,7 @@ fn describe(
     report: &mut EnforcementReport,
 ) {
     let l = &plan.limits;
-    let unlimited = |report: &mut EnforcementReport, name: &'static str, key: &str| {
-        report.add(
-            name,
-            Status::NotRequested,
-            format!("{name} unlimited"),
-            format!("unlimited ({key})"),
-            false,
-        )
-    };
-    match l.cpu_secs.value {
-        Limit::Value(secs) => report.add(
-            "cpu",
-            Status::Enforced,
-            format!("cpu {secs} s"),
-            format!("{secs} s per process (RLIMIT_CPU)"),
-            true,
-        ),
-        Limit::Unlimited => unlimited(report, "cpu", &l.cpu_secs.key),
-    }
+    describe_cpu(plan, report);
     match (l.memory.value, cg.memory) {
         (Limit::Value(n), Some(how)) => report.add(
             "memory",
@@ -515,61 +527,12 @@ fn describe(
             format!("{n} in the whole tree ({how})"),
             true,
         ),
-        (Limit::Value(n), None) if support.is_root => report.add(
-            "processes",
-            Status::NotEnforced,
-            "processes",
-            format!("{n}: no pids cgroup here, and RLIMIT_NPROC is ignored for root"),
-            true,
-        ),
-        (Limit::Value(n), None) => report.add(
-            "processes",
-            Status::Partial,
-            format!("processes {n} (per user)"),
-            format!(
-                "{n} via RLIMIT_NPROC, which counts every process of the user: no pids cgroup here"
-            ),
-            false,
-        ),
+        (Limit::Value(n), None) => {
+            describe_nproc(n, support.is_root, "no pids cgroup here", report)
+        }
         (Limit::Unlimited, _) => unlimited(report, "processes", &l.processes.key),
     }
-    match l.open_files.value {
-        Limit::Value(n) => report.add(
-            "open_files",
-            Status::Enforced,
-            format!("open files {n}"),
-            format!("{n} per process (RLIMIT_NOFILE)"),
-            true,
-        ),
-        Limit::Unlimited => unlimited(report, "open_files", &l.open_files.key),
-    }
-    match l.file_size.value {
-        Limit::Value(n) => report.add(
-            "file_size",
-            Status::Enforced,
-            format!("file size {}", format_size(n)),
-            format!("{} per file (RLIMIT_FSIZE)", format_size(n)),
-            true,
-        ),
-        Limit::Unlimited => unlimited(report, "file_size", &l.file_size.key),
-    }
-    if l.core_dumps.value {
-        report.add(
-            "core_dumps",
-            Status::NotRequested,
-            "core dumps allowed",
-            "allowed by the policy",
-            false,
-        );
-    } else {
-        report.add(
-            "core_dumps",
-            Status::Enforced,
-            "no core dumps",
-            "off (RLIMIT_CORE 0)",
-            true,
-        );
-    }
+    describe_files(plan, report);
     report.add(
         "session",
         Status::Enforced,
@@ -644,34 +607,6 @@ fn describe(
             false,
         );
     }
-}
-
-fn limit_value(limit: &Limit) -> Option<u64> {
-    match limit {
-        Limit::Value(n) => Some(*n),
-        Limit::Unlimited => None,
-    }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), PrepareError> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the local array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io_err("pipe2")(io::Error::last_os_error()));
-    }
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> Result<(), PrepareError> {
-    // SAFETY: fcntl on a descriptor we own.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(io_err("fcntl(O_NONBLOCK)")(io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 #[repr(C)]

@@ -333,7 +333,7 @@ impl Spawner {
         set_cloexec(pidfd.as_raw_fd());
         Ok(Spawned {
             pid,
-            exit: super::ExitWatch::new(pid, pidfd),
+            exit: super::ExitWatch::new(pid, Some(pidfd)),
         })
     }
 }

@@ -21,6 +21,7 @@
 
 use super::cgroup::JobCgroup;
 use super::procs::{self, Stat};
+use crate::sandbox::unix::HostProcess;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -54,23 +55,6 @@ pub const FALLBACK_SCAN: Duration = Duration::from_millis(100);
 
 /// A process identified by pid and start time (immune to pid reuse).
 pub type ProcessId = (i32, u64);
-
-/// The facts about the host that attribution needs.
-#[derive(Debug, Clone, Copy)]
-pub struct HostProcess {
-    pub pid: i32,
-    pub session: i32,
-}
-
-impl HostProcess {
-    pub fn current() -> Self {
-        Self {
-            pid: std::process::id() as i32,
-            // SAFETY: getsid(0) has no preconditions.
-            session: unsafe { libc::getsid(0) },
-        }
-    }
-}
 
 /// One job's process tree.
 pub struct Tree {
@@ -166,14 +150,16 @@ impl Tree {
         self.next_scan = Instant::now() + FALLBACK_SCAN;
     }
 
-    /// Sends `signal` to the whole tree.
-    pub fn signal(&mut self, signal: i32, host: HostProcess, live_leaders: &HashSet<i32>) {
+    /// Asks the whole tree to stop (SIGTERM); true, as Unix has a polite
+    /// stop. The caller kills it after the grace period.
+    pub fn terminate(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) -> bool {
         // SAFETY: kill(2) of the job's own process group.
-        unsafe { libc::kill(-self.leader, signal) };
+        unsafe { libc::kill(-self.leader, libc::SIGTERM) };
         for s in self.members(host, live_leaders) {
             // SAFETY: kill(2) of a member of this job's tree.
-            unsafe { libc::kill(s.pid, signal) };
+            unsafe { libc::kill(s.pid, libc::SIGTERM) };
         }
+        true
     }
 
     /// SIGKILLs the whole tree; returns what was killed, for reaping.

@@ -1,17 +1,33 @@
 //! A job's output pipes and exit notification, as the host's poller sees
-//! them: readable pipes and a readable pidfd, all in one epoll set.
+//! them: readable pipes and, where the kernel has pidfds, a readable pidfd,
+//! all in one poll set. Without a pidfd (macOS) the exit is polled.
 
 use crate::sandbox::common::ExitInfo;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-/// Tokens of sources that became ready outside the poller (unused on Linux:
-/// every source here is pollable).
-pub type ReadyList = std::sync::Arc<std::sync::Mutex<Vec<Token>>>;
+/// How often a job's exit is looked for when there is no pidfd to watch.
+const EXIT_POLL: Duration = Duration::from_millis(10);
+
+/// Sources that became ready outside the poller. Every source here is
+/// pollable, so it is always empty; the type exists so the host is the same
+/// on every platform.
+#[derive(Debug, Default)]
+pub struct ReadyList;
+
+impl ReadyList {
+    pub fn new(_waker: std::sync::Arc<mio::Waker>) -> Self {
+        Self
+    }
+
+    /// Moves the tokens made ready since the last call into `ready`.
+    pub fn drain_into(&self, _ready: &mut HashSet<Token>) {}
+}
 
 /// The read end of a job's stdout or stderr (non-blocking).
 #[derive(Debug)]
@@ -52,35 +68,45 @@ impl Read for Pipe {
     }
 }
 
-/// Notices the exit of a job's first process: its pidfd becomes readable.
+/// Notices the exit of a job's first process: its pidfd becomes readable,
+/// or, without one, a periodic non-blocking wait finds it.
 #[derive(Debug)]
 pub struct ExitWatch {
     pid: i32,
-    pidfd: OwnedFd,
+    pidfd: Option<OwnedFd>,
 }
 
 impl ExitWatch {
-    pub(crate) fn new(pid: i32, pidfd: OwnedFd) -> Self {
+    pub(crate) fn new(pid: i32, pidfd: Option<OwnedFd>) -> Self {
         Self { pid, pidfd }
     }
 
     /// Watches for the exit under `token`.
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            &mut SourceFd(&self.pidfd.as_raw_fd()),
-            token,
-            Interest::READABLE,
-        )
+    pub fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        _ready: &ReadyList,
+    ) -> io::Result<()> {
+        match &self.pidfd {
+            Some(fd) => {
+                registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Stops watching.
     pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut SourceFd(&self.pidfd.as_raw_fd()));
+        if let Some(fd) = &self.pidfd {
+            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
     }
 
-    /// How often to call [`ExitWatch::try_wait`] without an event: never here.
+    /// How often to call [`ExitWatch::try_wait`] without an event: never
+    /// with a pidfd.
     pub fn poll_every(&self) -> Option<Duration> {
-        None
+        self.pidfd.is_none().then_some(EXIT_POLL)
     }
 
     /// Reaps the process if it has exited; never blocks.
@@ -101,7 +127,7 @@ impl ExitWatch {
                 signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
                 user: timeval(rusage.ru_utime),
                 system: timeval(rusage.ru_stime),
-                max_rss: rusage.ru_maxrss.max(0) as u64 * 1024,
+                max_rss: super::max_rss_bytes(rusage.ru_maxrss),
                 lost: false,
             }),
             // ECHILD: another part of this program reaped it.

@@ -1,0 +1,210 @@
+//! `jobwarden doctor`: what this machine can really enforce.
+//!
+//! Facts are probed, not guessed from versions: each check runs
+//! `jobwarden-probe` as a real job under a purpose-made policy and looks at
+//! what the kernel answered (a refused read, connect or signal; a fork
+//! stopped at a pids limit; an allocation killed by a memory limit; an
+//! escaped process killed with its job). Without the probe binary the
+//! detected support is shown, marked unverified.
+
+use crate::contract::{JobEvent, JobSpawnRequest};
+use crate::decision::{DecisionContext, decide};
+use crate::host::{JobEnd, PluginHandle, PolicyJobHost};
+use crate::policy::{Enforcement, Policy};
+use crate::sandbox::os::{self, HostSupport, SupportOptions, assess};
+use crate::sandbox::{Item, Status};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+// The checks that depend on what the platform offers.
+#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "portable.rs")]
+mod checks;
+use std::time::{Duration, Instant};
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The kernel refused as it should.
+    Works,
+    /// The job was able to do what it should not.
+    Fails,
+    /// Detected, not probed (no probe binary).
+    Unverified,
+    /// This machine does not offer it.
+    Unavailable,
+}
+
+/// One checked capability.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// What this machine can enforce.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineReport {
+    pub platform: String,
+    pub root: bool,
+    pub support: HostSupport,
+    /// `dev.tty.legacy_tiocsti`, when the kernel has it.
+    pub legacy_tiocsti: Option<bool>,
+    pub checks: Vec<Check>,
+}
+
+/// What one plugin × binary of a policy would get here.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyCheck {
+    pub plugin: String,
+    pub binary: String,
+    /// `None` when the binary is not installed here (the reason in `note`).
+    pub items: Option<Vec<Item>>,
+    pub note: Option<String>,
+}
+
+/// A policy's needs against this machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    pub policy: String,
+    pub enforcement: Enforcement,
+    pub checks: Vec<PolicyCheck>,
+    /// True when `enforcement = "required"` and some job would be refused here.
+    pub would_refuse: bool,
+}
+
+/// Probes the machine. `probe` is the `jobwarden-probe` binary, if found.
+pub fn probe_machine(probe: Option<&Path>, options: &SupportOptions) -> MachineReport {
+    let support = HostSupport::detect(options);
+    MachineReport {
+        platform: os::platform_description(),
+        root: support.is_root,
+        legacy_tiocsti: checks::legacy_tiocsti(),
+        checks: checks::machine_checks(probe, options, &support),
+        support,
+    }
+}
+
+fn doctor_policy(probe: &Path, extra: &str) -> String {
+    let probe_dir = probe.parent().unwrap_or(Path::new("/")).display();
+    format!(
+        r#"
+version = 1
+enforcement = "best_effort"
+[filesystem]
+read = ["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "{probe_dir}"]
+read_write = ["{{tmp}}"]
+[limits]
+timeout_secs = 30
+kill_grace_secs = 0.2
+[binaries.probe]
+path = "{}"
+[plugins.doctor]
+binaries = ["probe"]
+{extra}
+"#,
+        probe.display()
+    )
+}
+
+/// Runs one probe job under a policy with `extra` appended; returns the
+/// end, the probe's stdout and the enforcement report items.
+pub(crate) fn probe_job(
+    probe: &Path,
+    options: &SupportOptions,
+    extra: &str,
+    args: &[String],
+    timeout: u64,
+) -> Option<(JobEnd, String, Vec<Item>)> {
+    let policy = Policy::from_toml("<doctor>", &doctor_policy(probe, extra))
+        .ok()?
+        .policy;
+    let dir = tempfile::tempdir().ok()?;
+    let mut builder = PolicyJobHost::builder(policy, dir.path()).tmp_dir(dir.path());
+    if let Some(abi) = options.landlock_abi_max {
+        builder = builder.landlock_abi_max(abi);
+    }
+    if options.no_cgroups {
+        builder = builder.without_cgroups();
+    }
+    let host = builder.build().ok()?;
+    let plugin = host.plugin("doctor");
+    let request = JobSpawnRequest::new("probe", args.iter().cloned()).with_timeout_secs(timeout);
+    let (id, end, output) = run(&plugin, request)?;
+    let items = host.enforcement(&id).map(|r| r.items).unwrap_or_default();
+    Some((end, output, items))
+}
+
+/// Runs one job to its end; returns its id, how it ended and its stdout.
+fn run(plugin: &PluginHandle, request: JobSpawnRequest) -> Option<(String, JobEnd, String)> {
+    use crate::JobHost;
+    let id = plugin.spawn(request);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut output = String::new();
+    loop {
+        for event in plugin.wait_events(Duration::from_millis(100)) {
+            match event {
+                JobEvent::JobLogLine { data, .. } if data.stream == "stdout" => {
+                    output.push_str(&data.line);
+                    output.push('\n');
+                }
+                e if e.is_terminal() => return Some((id.clone(), plugin.end(&id)?, output)),
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+    }
+}
+
+/// For each plugin and each binary it may run: what the job would get here.
+pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> PolicyReport {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let env: Vec<(String, String)> = Vec::new();
+    let tmp = std::env::temp_dir().join("jobwarden-doctor-job");
+    let ctx = DecisionContext {
+        repo,
+        home: home.as_deref(),
+        job_tmp: &tmp,
+        host_env: &env,
+    };
+    let mut checks = Vec::new();
+    let mut would_refuse = false;
+    for plugin in policy.plugins.values().chain(policy.catch_all.iter()) {
+        for binary in &plugin.binaries {
+            let request = JobSpawnRequest::new(binary.value.clone(), Vec::<String>::new());
+            let (items, note) = match decide(policy, &plugin.name, &request, &ctx) {
+                Ok(plan) => {
+                    let report = assess(&plan, support);
+                    if policy.enforcement == Enforcement::Required
+                        && !report.missing_required().is_empty()
+                    {
+                        would_refuse = true;
+                    }
+                    (Some(report.items), None)
+                }
+                Err(denial) => (None, Some(denial.reason)),
+            };
+            checks.push(PolicyCheck {
+                plugin: plugin.name.clone(),
+                binary: binary.value.clone(),
+                items,
+                note,
+            });
+        }
+    }
+    PolicyReport {
+        policy: policy.origin.name.clone(),
+        enforcement: policy.enforcement,
+        checks,
+        would_refuse,
+    }
+}
+
+/// True when an item is weaker than asked.
+pub fn weaker(item: &Item) -> bool {
+    matches!(item.status, Status::Partial | Status::NotEnforced)
+}
