@@ -15,14 +15,11 @@
 
 pub mod contract;
 pub mod decision;
-#[cfg(target_os = "linux")]
 pub mod doctor;
-#[cfg(target_os = "linux")]
 pub mod host;
 pub mod output;
 pub mod policy;
 pub mod sandbox;
-#[cfg(target_os = "linux")]
 pub mod testing;
 
 pub use contract::{
@@ -30,6 +27,5 @@ pub use contract::{
     JobOutputChunkData, JobProgressData, JobSpawnRequest, JobStartedData, JobStatus,
 };
 pub use decision::{DecisionContext, Denial, Plan, decide};
-#[cfg(target_os = "linux")]
 pub use host::{HostBuilder, HostWarning, JobEnd, PluginHandle, PolicyJobHost, Usage};
 pub use policy::{LoadError, LoadedPolicy, Policy};

@@ -1,6 +1,9 @@
 //! `jobwarden doctor`: probes with real jobs and reports what this machine
 //! enforces, matching what the host really uses.
 
+// Linux only: probes Landlock and cgroups.
+#![cfg(target_os = "linux")]
+
 use std::process::Command;
 
 fn doctor(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {

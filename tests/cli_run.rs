@@ -1,6 +1,9 @@
 //! `jobwarden run`: output routing, `--json`, and the exit codes scripts
 //! rely on (job's own, 124 timeout, 125 own error, 126 denied, 128+N, 130).
 
+// Linux only: runs jobs under Linux policies.
+#![cfg(target_os = "linux")]
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,9 @@
 //!
 //! Its own test binary, so no other test's allocations disturb the reading.
 
+// Linux only: reads /proc for the host's memory.
+#![cfg(target_os = "linux")]
+
 use jobwarden::contract::JobEvent;
 use jobwarden::{JobHost, JobSpawnRequest, Policy, PolicyJobHost};
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! `jobwarden test`: the runner reports failures usefully, skips honestly,
 //! and rejects malformed test files with file:line:col diagnostics.
 
+// Linux only: runs the shipped Linux policies' live cases.
+#![cfg(target_os = "linux")]
+
 use std::process::{Command, Output};
 
 fn jobwarden_test(files: &[&str]) -> Output {

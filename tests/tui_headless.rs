@@ -1,6 +1,9 @@
 //! The example TUI, driven headless through tmux as a user would drive it:
 //! start a job, watch its coloured output, start and cancel another, quit.
 
+// Linux only: drives tmux.
+#![cfg(target_os = "linux")]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

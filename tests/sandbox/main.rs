@@ -4,6 +4,9 @@
 //! These run as root on Landlock ABI 7 in CI; nothing here is mocked. A test
 //! that needs a kernel feature this machine lacks says so and skips.
 
+// Linux only: the Linux sandbox.
+#![cfg(target_os = "linux")]
+
 mod harness;
 
 mod audit;

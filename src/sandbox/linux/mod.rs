@@ -31,8 +31,8 @@ pub use crate::sandbox::unix::{
     platform_description, signal_name, terminal_columns,
 };
 use crate::sandbox::unix::{
-    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, limit_value, pipe,
-    push_rlimit, set_nonblocking, unlimited,
+    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, pipe, push_rlimit,
+    set_nonblocking, unlimited,
 };
 pub use spawn::{SpawnError, Spawned, Spawner};
 pub use tree::{ProcessId, Reaper, Tree, forget_leader, register_leader};
@@ -675,4 +675,12 @@ fn open_beneath(repo: &Path, dir: &Path) -> Result<OwnedFd, PrepareError> {
     }
     // SAFETY: fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `Some(n)` for a limit, `None` for unlimited.
+fn limit_value(limit: &Limit) -> Option<u64> {
+    match limit {
+        Limit::Value(n) => Some(*n),
+        Limit::Unlimited => None,
+    }
 }

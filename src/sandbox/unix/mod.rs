@@ -187,14 +187,6 @@ pub(crate) fn set_nonblocking(fd: &OwnedFd) -> Result<(), PrepareError> {
     Ok(())
 }
 
-/// `Some(n)` for a limit, `None` for unlimited.
-pub(crate) fn limit_value(limit: &Limit) -> Option<u64> {
-    match limit {
-        Limit::Value(n) => Some(*n),
-        Limit::Unlimited => None,
-    }
-}
-
 /// A resource limit to set in the child: (resource, soft, hard).
 pub type Rlimit = (rlimit::Resource, u64, u64);
 

@@ -1,15 +1,4 @@
-//! jobwarden's benchmarks. Every figure is printed with a baseline measured
-//! in the same run (these machines are noisy; absolute times alone mean
-//! little) and the ratio between them.
-//!
-//! ```sh
-//! cargo bench --bench jobwarden            # the full run (a few minutes)
-//! cargo bench --bench jobwarden -- --quick # CI: small sizes, < 1 minute
-//! ```
-//!
-//! Quick mode checks that every benchmark *runs*; it never fails on a
-//! timing. `benches/peers.sh` adds the hyperfine comparison with bwrap and
-//! firejail.
+//! The benchmarks themselves (they measure the Linux host).
 
 use jobwarden::contract::{JobEvent, JobSpawnRequest};
 use jobwarden::{JobHost, PluginHandle, Policy, PolicyJobHost};
@@ -30,7 +19,7 @@ struct Sizes {
     spawn_calls: usize,
 }
 
-fn main() {
+pub fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes = if quick {
         Sizes {

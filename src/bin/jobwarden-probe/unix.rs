@@ -1,101 +1,42 @@
-//! `jobwarden-probe ACTION [ARGS]`: attempts one thing and reports what the
-//! kernel answered.
-//!
-//! Run as a job under a policy, it shows what that policy really lets a job
-//! do: `jobwarden run -- probe read /etc/shadow` prints
-//! `probe: read /etc/shadow: denied: EACCES (Permission denied)`.
-//! It exits 0 when the action succeeded and with the errno otherwise, so
-//! tests and `jobwarden test` live cases can assert the exact refusal.
+//! Actions that use Unix (and Linux) system calls directly.
 
 use std::ffi::CString;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((action, rest)) = args.split_first() else {
-        eprintln!("usage: jobwarden-probe ACTION [ARGS]; see the source for actions");
-        return ExitCode::from(2);
-    };
+/// The null device, for `open-files`.
+pub const NULL_DEVICE: &str = "/dev/null";
+
+/// Runs a platform action, or `None` if there is no such action.
+pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
     let arg = |i: usize| rest.get(i).map(String::as_str).unwrap_or("");
     let num = |i: usize, default: u64| arg(i).parse::<u64>().unwrap_or(default);
-    let target = rest.join(" ");
-    let result: io::Result<String> = match action.as_str() {
-        "read" => read(arg(0)),
-        "write" => std::fs::write(arg(0), b"probe\n").map(|()| String::new()),
-        "write-size" => write_size(arg(0), num(1, 0)),
+    Some(match name {
         "mknod" => mknod(arg(0)),
         "chown" => chown(arg(0)),
         "exec" => exec(rest),
-        "connect" => TcpStream::connect(arg(0)).map(|_| String::new()),
-        "bind" => TcpListener::bind(("127.0.0.1", num(0, 0) as u16)).map(|_| String::new()),
         "kill" => kill(num(0, 0) as i32, num(1, 0) as i32),
-        "env" => {
-            let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
-            vars.sort();
-            for v in vars {
-                println!("{v}");
-            }
-            Ok(String::new())
-        }
-        "cwd" => std::env::current_dir().map(|d| d.display().to_string()),
+        "alive" => alive(num(0, 0) as i32),
         "caps" => caps(),
         "tty" => tty(),
-        "spin" => spin(num(0, 1)),
         "spin-tree" => spin_tree(num(0, 2), num(1, 1)),
-        "say" => say(num(0, 100), &rest[1.min(rest.len())..]),
-        "alloc" => alloc(num(0, 64)),
         "fork" => fork(num(0, 1)),
         "tree" => tree(num(0, 10), arg(1).parse().unwrap_or(30.0)),
-        "open-files" => open_files(num(0, 1)),
-        "lines" => lines(num(0, 10), num(1, 20) as usize),
-        "flood" => flood(num(0, 1 << 20)),
-        "sleep" => {
-            std::thread::sleep(Duration::from_secs_f64(arg(0).parse().unwrap_or(1.0)));
-            Ok(String::new())
-        }
         "ignore-term" => ignore_term(arg(0).parse().unwrap_or(60.0)),
         "escape" => escape(arg(0).parse().unwrap_or(60.0)),
-        "print" => {
-            println!("{target}");
-            Ok(String::new())
-        }
-        "stderr" => {
-            eprintln!("{target}");
-            Ok(String::new())
-        }
-        "exit" => return ExitCode::from(num(0, 0) as u8),
-        _ => {
-            eprintln!("probe: unknown action `{action}`");
-            return ExitCode::from(2);
-        }
-    };
-    let mut out = io::stdout().lock();
-    match result {
-        Ok(detail) => {
-            let _ = if detail.is_empty() {
-                writeln!(out, "probe: {action} {target}: ok")
-            } else {
-                writeln!(out, "probe: {action} {target}: ok: {detail}")
-            };
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let errno = e.raw_os_error().unwrap_or(1);
-            let _ = writeln!(
-                out,
-                "probe: {action} {target}: denied: {} ({e})",
-                errno_name(errno)
-            );
-            ExitCode::from(errno.clamp(1, 125) as u8)
-        }
-    }
+        _ => return None,
+    })
 }
 
-fn errno_name(errno: i32) -> &'static str {
+/// Whether process `pid` exists (and is not a zombie we could see).
+fn alive(pid: i32) -> io::Result<String> {
+    // SAFETY: kill(2) with signal 0 only checks for existence.
+    let ret = unsafe { libc::kill(pid, 0) };
+    last_error(ret, "alive".to_string())
+}
+
+pub fn error_name(errno: i32) -> &'static str {
     match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
@@ -138,25 +79,6 @@ fn cstr(path: &str) -> CString {
     CString::new(std::path::Path::new(path).as_os_str().as_bytes()).unwrap_or_default()
 }
 
-fn read(path: &str) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = [0u8; 64];
-    let n = file.read(&mut buf)?;
-    Ok(format!("{n} bytes"))
-}
-
-fn write_size(path: &str, bytes: u64) -> io::Result<String> {
-    let mut file = std::fs::File::create(path)?;
-    let chunk = vec![b'x'; 64 * 1024];
-    let mut written = 0u64;
-    while written < bytes {
-        let n = chunk.len().min((bytes - written) as usize);
-        file.write_all(&chunk[..n])?;
-        written += n as u64;
-    }
-    Ok(format!("{written} bytes"))
-}
-
 fn mknod(path: &str) -> io::Result<String> {
     // /dev/null's device numbers: a character device the job could open.
     // SAFETY: mknod with a NUL-terminated path.
@@ -192,6 +114,12 @@ fn kill(pid: i32, signal: i32) -> io::Result<String> {
     last_error(ret, String::new())
 }
 
+#[cfg(not(target_os = "linux"))]
+fn caps() -> io::Result<String> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(target_os = "linux")]
 fn caps() -> io::Result<String> {
     #[repr(C)]
     struct Header {
@@ -244,35 +172,24 @@ fn tty() -> io::Result<String> {
         };
         report.push(format!(
             "fd{fd}_tiocsti={}",
-            if ret == 0 { "ok" } else { errno_name(errno) }
+            if ret == 0 { "ok" } else { error_name(errno) }
         ));
     }
     match std::fs::File::open("/dev/tty") {
         Ok(_) => report.push("dev_tty=opened".into()),
         Err(e) => report.push(format!(
             "dev_tty={}",
-            errno_name(e.raw_os_error().unwrap_or(0))
+            error_name(e.raw_os_error().unwrap_or(0))
         )),
     }
     Ok(report.join(" "))
 }
 
-fn cpu_time() -> Duration {
+pub fn cpu_time() -> Duration {
     // SAFETY: clock_gettime into a local.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn spin(secs: u64) -> io::Result<String> {
-    let mut x: u64 = 1;
-    while cpu_time() < Duration::from_secs(secs) {
-        for i in 0..100_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-    }
-    Ok(format!("{secs} cpu seconds"))
 }
 
 /// Runs `processes` busy processes (this one included) for `secs` of CPU each.
@@ -282,42 +199,19 @@ fn spin_tree(processes: u64, secs: u64) -> io::Result<String> {
         // SAFETY: single-threaded; the child only spins and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let _ = spin(secs);
+            let _ = crate::spin(secs);
             // SAFETY: leave the child without running destructors.
             unsafe { libc::_exit(0) };
         }
         last_error(pid, ())?;
         children.push(pid);
     }
-    spin(secs)?;
+    crate::spin(secs)?;
     for pid in children {
         // SAFETY: reap our own children.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
     Ok(format!("{processes} processes"))
-}
-
-/// Prints each line, pausing `delay_ms` after each: for progress tests.
-fn say(delay_ms: u64, lines: &[String]) -> io::Result<String> {
-    let mut out = io::stdout().lock();
-    for line in lines {
-        writeln!(out, "{line}")?;
-        out.flush()?;
-        std::thread::sleep(Duration::from_millis(delay_ms));
-    }
-    Ok(String::new())
-}
-
-fn alloc(mib: u64) -> io::Result<String> {
-    let mut blocks: Vec<Vec<u8>> = Vec::new();
-    for i in 0..mib {
-        let mut block = vec![0u8; 1 << 20];
-        for j in (0..block.len()).step_by(4096) {
-            block[j] = (i + 1) as u8;
-        }
-        blocks.push(block);
-    }
-    Ok(format!("{} MiB touched", blocks.len()))
 }
 
 fn fork(n: u64) -> io::Result<String> {
@@ -374,44 +268,6 @@ fn tree(n: u64, secs: f64) -> io::Result<String> {
         unsafe { libc::waitpid(*pid, std::ptr::null_mut(), 0) };
     }
     Ok(format!("{n} children"))
-}
-
-fn open_files(n: u64) -> io::Result<String> {
-    let mut files = Vec::new();
-    for _ in 0..n {
-        files.push(std::fs::File::open("/dev/null")?);
-    }
-    Ok(format!("{} open", files.len()))
-}
-
-fn lines(n: u64, len: usize) -> io::Result<String> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    for i in 0..n {
-        let text = format!("line {i} ");
-        let pad = len.saturating_sub(text.len());
-        writeln!(out, "{text}{}", "x".repeat(pad))?;
-    }
-    out.flush()?;
-    Ok(String::new())
-}
-
-fn flood(bytes: u64) -> io::Result<String> {
-    let mut line = vec![b'y'; 99];
-    line.push(b'\n');
-    let block: Vec<u8> = line.iter().copied().cycle().take(100 * 655).collect();
-    let mut out = io::stdout().lock();
-    let mut written = 0;
-    let start = Instant::now();
-    while written < bytes {
-        let n = block.len().min((bytes - written) as usize);
-        out.write_all(&block[..n])?;
-        written += n as u64;
-    }
-    out.flush()?;
-    Ok(format!(
-        "{written} bytes in {:.2} s",
-        start.elapsed().as_secs_f64()
-    ))
 }
 
 fn ignore_term(secs: f64) -> io::Result<String> {
