@@ -2,6 +2,9 @@
 //! denied, including symlink escapes of the working directory and deny
 //! beating allow for the environment.
 
+// Unix only: the cases name Unix paths and make symlinks.
+#![cfg(unix)]
+
 use jobwarden::contract::JobSpawnRequest;
 use jobwarden::decision::{DecisionContext, Plan, decide};
 use jobwarden::policy::{Limit, Policy};

@@ -247,7 +247,8 @@ fn fork(n: u64) -> io::Result<String> {
     }
 }
 
-/// Starts `n` children that sleep `secs`, says so, and waits for them.
+/// Starts `n` children that sleep `secs`, prints their pids, says so, and
+/// waits for them.
 fn tree(n: u64, secs: f64) -> io::Result<String> {
     let mut children = Vec::new();
     for _ in 0..n {
@@ -259,6 +260,7 @@ fn tree(n: u64, secs: f64) -> io::Result<String> {
             unsafe { libc::_exit(0) };
         }
         last_error(pid, ())?;
+        println!("probe: child pid {pid}");
         children.push(pid);
     }
     println!("probe: tree of {} processes", children.len() + 1);

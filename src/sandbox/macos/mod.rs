@@ -13,12 +13,12 @@
 
 use crate::decision::{Denial, Plan};
 use crate::policy::{Enforcement, Limit, units::format_size};
-pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
 use crate::sandbox::common::io_err;
+pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
 use crate::sandbox::report::{EnforcementReport, Status};
 pub use crate::sandbox::unix::{
-    ENV_IGNORE_CASE, ExitWatch, FileIdentity, HostProcess, Pipe, ReadyList, SIGNALS,
-    copy_symlink, create_private_dir, file_identity, is_executable_file, open_private_append,
+    ENV_IGNORE_CASE, ExitWatch, FileIdentity, HostProcess, Pipe, ReadyList, SIGNALS, copy_symlink,
+    create_private_dir, file_identity, is_executable_file, open_private_append,
     platform_description, signal_name, terminal_columns,
 };
 use crate::sandbox::unix::{
@@ -223,7 +223,12 @@ fn open_cwd(repo: &Path, dir: &Path) -> Result<OwnedFd, PrepareError> {
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| io_err("cwd")(io::Error::other("contains NUL")))?;
     // SAFETY: open of a NUL-terminated path; checked.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io_err(format!(
             "cannot open the working directory {}",
