@@ -36,6 +36,7 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
                 );
             } else {
                 print!("{plan}");
+                print_here(&plan);
                 println!(
                     "  note: {{tmp}} is a fresh directory per job; {} stands for it here",
                     job_tmp.display()
@@ -62,5 +63,27 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// What this machine would enforce for the plan: the decision is the
+/// policy's; whether the job can run *here* also depends on the kernel.
+fn print_here(plan: &jobwarden::Plan) {
+    use jobwarden::policy::Enforcement;
+    use jobwarden::sandbox::os::{HostSupport, SupportOptions, assess};
+    let report = assess(plan, &HostSupport::detect(&SupportOptions::from_env()));
+    let weaker = report.weaker_than_asked();
+    if weaker.is_empty() {
+        println!("  here      everything the plan asks is enforced on this machine");
+        return;
+    }
+    println!("  here      on this machine ({}):", report.platform);
+    for item in &weaker {
+        println!("    {:<13} {:?}: {}", item.name, item.status, item.detail);
+    }
+    if plan.enforcement == Enforcement::Required && report.refusal().is_some() {
+        println!(
+            "    => `enforcement = \"required\"`: this job would be refused here before it runs"
+        );
     }
 }

@@ -181,16 +181,7 @@ fn no_zombie_children_are_left() {
 fn without_cgroups_a_timeout_still_kills_a_setsid_escapee() {
     // The subreaper fallback: the escapee is re-parented to the host, in a
     // foreign session, started after the job — attributed and killed.
-    let fx = Fixture::with("", |b| b.without_cgroups());
-    let best_effort = policy_text("").replace(
-        "enforcement = \"required\"",
-        "enforcement = \"best_effort\"",
-    );
-    fx.host.set_policy(
-        jobwarden::Policy::from_toml("be.toml", &best_effort)
-            .unwrap()
-            .policy,
-    );
+    let fx = Fixture::best_effort("", |b| b.without_cgroups());
     let plugin = fx.plugin();
     let id = plugin.spawn(JobSpawnRequest::new("probe", ["escape", "60"]).with_timeout_secs(1));
     let (mut events, grandchild) = wait_for_escapee(&plugin, &id);

@@ -89,6 +89,24 @@ impl Fixture {
         Self { dir, repo, host }
     }
 
+    /// The same fixture under `enforcement = "best_effort"`.
+    pub fn best_effort(
+        extra_policy: &str,
+        configure: impl FnOnce(jobwarden::HostBuilder) -> jobwarden::HostBuilder,
+    ) -> Self {
+        let fx = Self::with(extra_policy, configure);
+        let text = policy_text(extra_policy).replace(
+            "enforcement = \"required\"",
+            "enforcement = \"best_effort\"",
+        );
+        fx.host.set_policy(
+            Policy::from_toml("best-effort.toml", &text)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .policy,
+        );
+        fx
+    }
+
     pub fn plugin(&self) -> PluginHandle {
         self.host.plugin("tests")
     }

@@ -11,6 +11,7 @@ mod harness;
 
 mod audit;
 mod cleanup;
+mod degraded;
 mod environment;
 mod events;
 mod exec_allowlist;

@@ -99,16 +99,7 @@ fn required_enforcement_refuses_what_this_kernel_cannot_give() {
 
 #[test]
 fn best_effort_runs_and_reports_what_was_missing() {
-    let fx = Fixture::with("", |b| b.landlock_abi_max(3));
-    let best_effort = policy_text("").replace(
-        "enforcement = \"required\"",
-        "enforcement = \"best_effort\"",
-    );
-    fx.host.set_policy(
-        jobwarden::Policy::from_toml("be.toml", &best_effort)
-            .unwrap()
-            .policy,
-    );
+    let fx = Fixture::best_effort("", |b| b.landlock_abi_max(3));
     let out = fx.probe(&["read", "/etc/hostname"]);
     // Filesystem rules still hold at ABI 3.
     out.assert_denied("EACCES");

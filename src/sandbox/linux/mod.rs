@@ -515,7 +515,7 @@ fn describe(
                 "{} of address space per process (RLIMIT_AS): no memory cgroup here",
                 format_size(n)
             ),
-            false,
+            true,
         ),
         (Limit::Unlimited, _) => unlimited(report, "memory", &l.memory.key),
     }
@@ -595,7 +595,7 @@ fn describe(
             } else {
                 "process group only: no job cgroup and no subreaper"
             },
-            false,
+            true,
         ),
     }
     if !cg.problems.is_empty() {

@@ -358,7 +358,7 @@ fn describe(plan: &Plan, support: &HostSupport, report: &mut EnforcementReport) 
         Status::Partial,
         "tree cleanup (process group)",
         "process group only: a process that leaves it (setsid, setpgid) outlives the job",
-        false,
+        true,
     );
     if plan.sha256.is_some() {
         report.add(

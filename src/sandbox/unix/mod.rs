@@ -299,7 +299,8 @@ pub(crate) fn describe_files(plan: &Plan, report: &mut EnforcementReport) {
 }
 
 /// Reports the per-user process limit (RLIMIT_NPROC) used when no better
-/// mechanism exists: partial for a normal user, nothing for root.
+/// mechanism exists: partial for a normal user, nothing for root. Either
+/// way it is less than the whole-tree limit asked, so `required` refuses.
 pub(crate) fn describe_nproc(n: u64, is_root: bool, why: &str, report: &mut EnforcementReport) {
     if is_root {
         report.add(
@@ -315,7 +316,7 @@ pub(crate) fn describe_nproc(n: u64, is_root: bool, why: &str, report: &mut Enfo
             Status::Partial,
             format!("processes {n} (per user)"),
             format!("{n} via RLIMIT_NPROC, which counts every process of the user: {why}"),
-            false,
+            true,
         );
     }
 }
