@@ -140,6 +140,9 @@ pub fn decide(
         timeout,
         output,
         progress,
+        seccomp: last(&layers, |l| &l.seccomp.deny_dangerous)
+            .cloned()
+            .unwrap_or_else(|| Sourced::builtin(false)),
         enforcement: policy.enforcement,
         policy_sha256: policy.origin.sha256.clone(),
         notes,

@@ -54,6 +54,8 @@ pub struct Plan {
     pub output: OutputPlan,
     /// Progress sampling and patterns.
     pub progress: ProgressPlan,
+    /// Whether the seccomp filter of dangerous system calls applies.
+    pub seccomp: Sourced<bool>,
     /// Whether missing confinement refuses the job.
     pub enforcement: Enforcement,
     /// sha256 of the policy the plan came from.
@@ -324,6 +326,13 @@ impl fmt::Display for Plan {
             format_size(o.max_line_bytes.value),
             format_size(o.tail_bytes.value)
         )?;
+        if self.seccomp.value {
+            writeln!(
+                f,
+                "  seccomp   dangerous system calls denied  ({})",
+                self.seccomp.key
+            )?;
+        }
         writeln!(f, "  enforcement {:?}", self.enforcement)?;
         for note in &self.notes {
             writeln!(f, "  note: {note}")?;

@@ -124,6 +124,14 @@ pub struct Layer {
     pub limits: LimitsLayer,
     pub output: OutputLayer,
     pub progress: ProgressLayer,
+    pub seccomp: SeccompLayer,
+}
+
+/// The opt-in system call filter of one level.
+#[derive(Debug, Clone, Default)]
+pub struct SeccompLayer {
+    /// Deny the system calls a job has no business making (Linux).
+    pub deny_dangerous: Option<Sourced<bool>>,
 }
 
 /// Environment rules of one level.

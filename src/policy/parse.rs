@@ -439,7 +439,23 @@ impl Reader<'_> {
         if let Some((_, v)) = table.take("progress") {
             layer.progress = self.progress(join_key(prefix, "progress"), v);
         }
+        if let Some((_, v)) = table.take("seccomp") {
+            layer.seccomp = self.seccomp(join_key(prefix, "seccomp"), v);
+        }
         layer
+    }
+
+    fn seccomp(&mut self, path: String, value: Value<'_>) -> SeccompLayer {
+        let mut seccomp = SeccompLayer::default();
+        let Some(mut table) = self.table(path, value, schema::SECCOMP) else {
+            return seccomp;
+        };
+        if let Some((_, v)) = table.take("deny_dangerous") {
+            let key = table.child("deny_dangerous");
+            seccomp.deny_dangerous = self.boolean(&key, v).map(|b| Sourced::new(b, key));
+        }
+        self.finish(table);
+        seccomp
     }
 
     fn env(

@@ -221,6 +221,12 @@ pub const PROGRESS: &[KeySpec] = &[
     ),
 ];
 
+pub const SECCOMP: &[KeySpec] = &[key(
+    "deny_dangerous",
+    Kind::Bool,
+    "Linux: a seccomp filter makes ptrace, process_vm_readv/writev, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace-creating clone flags and the TIOCSTI and TIOCLINUX ioctls fail with EPERM.",
+)];
+
 pub const ARGS: &[KeySpec] = &[
     key(
         "deny",
@@ -292,6 +298,11 @@ pub const BINARY: &[KeySpec] = &[
         Kind::Table(PROGRESS),
         "Progress overrides for this binary.",
     ),
+    key(
+        "seccomp",
+        Kind::Table(SECCOMP),
+        "System call filter override for this binary.",
+    ),
 ];
 
 pub const PLUGIN: &[KeySpec] = &[
@@ -334,6 +345,11 @@ pub const PLUGIN: &[KeySpec] = &[
         "progress",
         Kind::Table(PROGRESS),
         "Progress overrides for this plugin's jobs.",
+    ),
+    key(
+        "seccomp",
+        Kind::Table(SECCOMP),
+        "System call filter override for this plugin's jobs.",
     ),
 ];
 
@@ -388,6 +404,11 @@ pub const TOP: &[KeySpec] = &[
         "plugins",
         Kind::NamedTables(PLUGIN),
         "Plugins and what they may run; \"*\" is the catch-all.",
+    ),
+    key(
+        "seccomp",
+        Kind::Table(SECCOMP),
+        "The opt-in system call filter (Linux).",
     ),
 ];
 

@@ -22,4 +22,5 @@ mod privileges;
 mod progress;
 mod refusals;
 mod reload;
+mod seccomp;
 mod signals;

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod elf;
 pub mod landlock;
 pub mod procs;
+pub mod seccomp;
 pub mod spawn;
 pub mod tree;
 
@@ -422,7 +423,12 @@ fn prepare_with_tmp(
         landlock,
         drop_capabilities: support.has_capabilities,
         cap_last: support.cap_last,
-        seccomp: None,
+        seccomp: plan
+            .seccomp
+            .value
+            .then(seccomp::program)
+            .and_then(Result::ok)
+            .map(<[libc::sock_filter]>::to_vec),
     };
     Ok(Prepared {
         spec,
@@ -598,6 +604,7 @@ fn describe(
             true,
         ),
     }
+    describe_seccomp(plan, report);
     if !cg.problems.is_empty() {
         report.add(
             "cgroup",
@@ -678,6 +685,33 @@ fn open_beneath(repo: &Path, dir: &Path) -> Result<OwnedFd, PrepareError> {
 }
 
 /// `Some(n)` for a limit, `None` for unlimited.
+/// Reports the opt-in system call filter.
+fn describe_seccomp(plan: &Plan, report: &mut EnforcementReport) {
+    if !plan.seccomp.value {
+        report.add(
+            "seccomp",
+            Status::NotRequested,
+            "no seccomp",
+            "no system call filter (`seccomp.deny_dangerous` is off)",
+            false,
+        );
+        return;
+    }
+    match seccomp::program() {
+        Ok(_) => report.add(
+            "seccomp",
+            Status::Enforced,
+            "seccomp",
+            format!(
+                "EPERM for {}; clone3 ENOSYS; x32 and foreign-architecture calls refused",
+                seccomp::DENIED
+            ),
+            true,
+        ),
+        Err(why) => report.add("seccomp", Status::NotEnforced, "seccomp", why, true),
+    }
+}
+
 fn limit_value(limit: &Limit) -> Option<u64> {
     match limit {
         Limit::Value(n) => Some(*n),

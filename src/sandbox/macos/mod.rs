@@ -360,6 +360,15 @@ fn describe(plan: &Plan, support: &HostSupport, report: &mut EnforcementReport) 
         "process group only: a process that leaves it (setsid, setpgid) outlives the job",
         true,
     );
+    if plan.seccomp.value {
+        report.add(
+            "seccomp",
+            Status::NotEnforced,
+            "seccomp",
+            "not enforced on macOS: seccomp is Linux's",
+            true,
+        );
+    }
     if plan.sha256.is_some() {
         report.add(
             "binary_pin",

@@ -516,6 +516,9 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
         "the whole job object is terminated; its processes cannot break away",
         true,
     );
+    if plan.seccomp.value {
+        not_on_windows(report, "seccomp", "seccomp is Linux's");
+    }
     if plan.sha256.is_some() {
         report.add(
             "binary_pin",
