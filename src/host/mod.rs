@@ -126,7 +126,9 @@ pub enum JobEnd {
 struct JobRecord {
     plugin: Arc<str>,
     status: JobStatus,
-    enforcement: Option<EnforcementReport>,
+    /// Shared between jobs with equal reports (see `Supervisor::share`):
+    /// thousands of finished records then cost little.
+    enforcement: Option<Arc<EnforcementReport>>,
     usage: Option<Usage>,
     end: Option<JobEnd>,
 }
@@ -606,7 +608,7 @@ impl PolicyJobHost {
     /// What was enforced for a job (any plugin's), once it has started.
     pub fn enforcement(&self, job_id: &str) -> Option<EnforcementReport> {
         let jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.records.get(job_id)?.enforcement.clone()
+        jobs.records.get(job_id)?.enforcement.as_deref().cloned()
     }
 
     /// What this machine lets the host enforce.
@@ -691,7 +693,11 @@ impl PluginHandle {
 
     /// What was enforced for one of this plugin's jobs.
     pub fn enforcement(&self, job_id: &str) -> Option<EnforcementReport> {
-        self.shared.owned_record(&self.plugin, job_id)?.enforcement
+        self.shared
+            .owned_record(&self.plugin, job_id)?
+            .enforcement
+            .as_deref()
+            .cloned()
     }
 
     /// How one of this plugin's jobs ended, once it has.

@@ -74,6 +74,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         sampler: Sampler::new(),
         epoch: Instant::now(),
         external_ready,
+        reports: VecDeque::new(),
     };
     os::clean_stale(&supervisor.shared.support, host);
     supervisor.run();
@@ -141,6 +142,28 @@ pub(super) struct Supervisor {
     /// Tokens made ready outside the poller (pipes read by helper threads
     /// on platforms without pollable pipes).
     external_ready: os::ReadyList,
+    /// See [`share`].
+    reports: VecDeque<Arc<EnforcementReport>>,
+}
+
+/// Recent distinct reports: jobs of one binary get equal reports, so the
+/// job table keeps one copy per kind of job instead of one per job.
+const SHARED_REPORTS: usize = 16;
+
+/// The shared copy of `report`, adding it to `cache` if new.
+fn share(
+    cache: &mut VecDeque<Arc<EnforcementReport>>,
+    report: EnforcementReport,
+) -> Arc<EnforcementReport> {
+    if let Some(shared) = cache.iter().find(|r| ***r == report) {
+        return shared.clone();
+    }
+    let shared = Arc::new(report);
+    if cache.len() >= SHARED_REPORTS {
+        cache.pop_front();
+    }
+    cache.push_back(shared.clone());
+    shared
 }
 
 /// The first point after `now` on the grid `epoch + k × interval`.
@@ -401,7 +424,7 @@ impl Supervisor {
         {
             let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(record) = jobs.records.get_mut(&accepted.id) {
-                record.enforcement = report;
+                record.enforcement = report.map(|r| share(&mut self.reports, r));
                 record.end = Some(end);
             }
             jobs.finish(
@@ -532,7 +555,7 @@ impl Supervisor {
                     started_at: started_at.clone(),
                     percent: None,
                 };
-                record.enforcement = Some(prepared.report.clone());
+                record.enforcement = Some(share(&mut self.reports, prepared.report.clone()));
             }
         }
         self.emit(
