@@ -275,3 +275,28 @@ fn the_memory_limit_holds() {
     assert!(!out.stdout().contains("512 MiB touched"), "{out:#?}");
     assert_ne!(out.end, Some(JobEnd::Exited { code: 0 }), "{out:#?}");
 }
+
+/// Windows runs `<path>.exe` for a program path without that suffix, so a
+/// policy naming anything else is refused rather than run a different file.
+#[cfg(windows)]
+#[test]
+fn on_windows_only_an_exe_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tool.bat");
+    std::fs::write(&script, "@echo off\r\necho ran\r\n").unwrap();
+    let text = format!(
+        "version = 1\nenforcement = \"best_effort\"\n[binaries.tool]\npath = '{}'\n[plugins.tests]\nbinaries = [\"tool\"]\n",
+        script.display()
+    );
+    let policy = Policy::from_toml("exe.toml", &text).unwrap().policy;
+    let fixture = Fixture::new(policy);
+    let out = fixture.run(JobSpawnRequest::new("tool", Vec::<String>::new()));
+    assert_eq!(
+        out.end,
+        Some(JobEnd::Denied {
+            rule: "binaries.tool.path".into()
+        }),
+        "{out:#?}"
+    );
+    assert!(!out.stdout().contains("ran"), "{out:#?}");
+}

@@ -383,7 +383,9 @@ fn build_env(
     let mut dropped = Vec::new();
 
     for (name, value) in ctx.host_env {
-        if !inherit.iter().any(|p| matches(p, name)) {
+        // Windows folds case beyond ASCII by its own table: a name outside
+        // ASCII could alias a denied one, so none is passed there.
+        if !inherit.iter().any(|p| matches(p, name)) || (ignore_case && !name.is_ascii()) {
             continue;
         }
         match denied(name) {
@@ -427,7 +429,13 @@ fn build_env(
     let mut injected: Vec<(&String, &String)> = request.env.iter().collect();
     injected.sort();
     for (name, value) in injected {
-        let refusal = if let Some(rule) = denied(name) {
+        let refusal = if ignore_case && !name.is_ascii() {
+            Some(Denial::new(
+                "env",
+                format!("the request injects {name:?}, a name outside ASCII"),
+                "use ASCII variable names: on Windows other names could alias a denied one",
+            ))
+        } else if let Some(rule) = denied(name) {
             Some(Denial::new(
                 rule.key.clone(),
                 format!(
@@ -786,6 +794,10 @@ binaries = ["t"]
         let denial = env_of(&path, true).unwrap_err();
         assert!(denial.reason.contains("fixes"), "{denial}");
         // Allowed in any case, and passed upper-cased.
+        // A name outside ASCII could alias a denied one under Windows's
+        // own case folding: refused there.
+        let odd = plain.clone().with_env("PROBE_\u{17f}", "1");
+        assert!(env_of(&odd, true).is_err());
         let flag = plain.clone().with_env("my_flag", "1");
         let (env, _) = env_of(&flag, true).unwrap();
         assert_eq!(env.get("MY_FLAG").map(String::as_str), Some("1"));

@@ -224,7 +224,7 @@ pub const PROGRESS: &[KeySpec] = &[
 pub const SECCOMP: &[KeySpec] = &[key(
     "deny_dangerous",
     Kind::Bool,
-    "Linux: a seccomp filter makes ptrace, process_vm_readv/writev, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace-creating clone flags and the TIOCSTI and TIOCLINUX ioctls fail with EPERM.",
+    "Linux: a seccomp filter makes ptrace, process_vm_readv/writev, process_madvise, pidfd_getfd, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace-creating clone flags and the TIOCSTI and TIOCLINUX ioctls fail with EPERM.",
 )];
 
 pub const ARGS: &[KeySpec] = &[

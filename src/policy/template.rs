@@ -219,6 +219,12 @@ impl PathTemplate {
                     && (base.is_none() || matches!(c, Component::Normal(_)))
             })
             .collect();
+        // After a placeholder only plain names may follow: on Windows
+        // `{repo}/C:/x` would otherwise become the drive-relative `C:x`
+        // and replace the repository in the joined path.
+        if base.is_some() && !rest.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(TemplateError::Relative);
+        }
         Ok(Self {
             source: text.to_string(),
             base,

@@ -76,7 +76,9 @@ pub struct HashCache {
 impl HashCache {
     /// The sha256 of `file`, from the cache while its identity is unchanged.
     pub fn get_or_hash(&mut self, file: &File) -> io::Result<[u8; 32]> {
-        let key = super::os::file_identity(&file.metadata()?);
+        let Some(key) = super::os::file_identity(&file.metadata()?) else {
+            return sha256_of(file);
+        };
         if let Some(hash) = self.entries.get(&key) {
             return Ok(*hash);
         }

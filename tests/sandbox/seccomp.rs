@@ -13,6 +13,7 @@ const ON: &str = "\n[seccomp]\ndeny_dangerous = true\n";
 const CALLS: &[(&[&str], Option<&str>)] = &[
     (&["ptrace-me"], Some("ok")),
     (&["vm-read"], Some("ok")),
+    (&["pidfd-getfd"], Some("ok")),
     (&["perf"], None),
     (&["bpf"], None),
     (&["userfaultfd"], None),

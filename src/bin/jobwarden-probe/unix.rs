@@ -340,6 +340,15 @@ mod linux {
         Some(match name {
             "ptrace-me" => ret(unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) }),
             "vm-read" => vm_read(),
+            "pidfd-getfd" => {
+                // A copy of our own stdin through a pidfd of ourselves.
+                let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+                if pidfd < 0 {
+                    ret(pidfd)
+                } else {
+                    ret(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) })
+                }
+            }
             "perf" => perf(),
             "bpf" => bpf(),
             // UFFD_USER_MODE_ONLY: allowed for unprivileged users.

@@ -25,13 +25,15 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// What the filter denies, for reports and docs.
-pub const DENIED: &str = "ptrace, process_vm_readv/writev, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace flags of clone, TIOCSTI and TIOCLINUX";
+pub const DENIED: &str = "ptrace, process_vm_readv/writev, process_madvise, pidfd_getfd, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace flags of clone, TIOCSTI and TIOCLINUX";
 
 /// System calls denied whatever their arguments.
 const ALWAYS: &[libc::c_long] = &[
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
+    libc::SYS_process_madvise,
+    libc::SYS_pidfd_getfd,
     libc::SYS_perf_event_open,
     libc::SYS_bpf,
     libc::SYS_userfaultfd,
@@ -120,6 +122,14 @@ pub fn program() -> Result<&'static [libc::sock_filter], String> {
 }
 
 fn compile() -> Result<Vec<libc::sock_filter>, String> {
+    // The prelude below knows these two; elsewhere its clone3 and x32
+    // checks would silently not apply, so there is no filter at all.
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return Err(format!(
+            "no seccomp filter for {} (jobwarden's filter covers x86_64 and aarch64)",
+            std::env::consts::ARCH
+        ));
+    }
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|_| format!("no seccomp filter for {}", std::env::consts::ARCH))?;

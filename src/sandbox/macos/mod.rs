@@ -162,10 +162,13 @@ fn build(
     set_nonblocking(&stderr_r)?;
     let cwd = open_cwd(&plan.repo, &plan.cwd)?;
     let rlimits = rlimits_for(plan, support);
-    // Descriptors at or above this are marked close-on-exec in the child.
+    // Filled in the child with its open descriptors (allocated here: the
+    // child may not allocate).
+    let mut fds: Vec<ProcFdInfo> = vec![ProcFdInfo::default(); FD_LIST_ROOM];
+    // Used when the list does not fit: every number up to the limit.
     let max_fd = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map_or(4096, |(soft, _)| soft)
-        .min(1 << 16) as RawFd;
+        .min(1 << 20) as RawFd;
 
     let mut command = Command::new(&plan.program);
     command
@@ -181,7 +184,7 @@ fn build(
     // async-signal-safe system calls on data prepared here; it allocates
     // nothing and takes no locks.
     unsafe {
-        command.pre_exec(move || child_setup(cwd_fd, &rlimits, max_fd));
+        command.pre_exec(move || child_setup(cwd_fd, &rlimits, &mut fds, max_fd));
     }
     Ok(Prepared {
         spec: SpawnSpec {
@@ -195,9 +198,27 @@ fn build(
     })
 }
 
+/// `struct proc_fdinfo` of `<sys/proc_info.h>`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct ProcFdInfo {
+    fd: i32,
+    kind: u32,
+}
+
+const PROC_PIDLISTFDS: libc::c_int = 1;
+/// Descriptors listed at most; beyond that, every number is swept.
+const FD_LIST_ROOM: usize = 4096;
+
 /// In the child: own session, rlimits, working directory, and every
-/// descriptor above stdio marked close-on-exec.
-fn child_setup(cwd: RawFd, rlimits: &[Rlimit], max_fd: RawFd) -> io::Result<()> {
+/// descriptor above stdio marked close-on-exec — the ones the kernel lists
+/// as open, or, if they do not fit the list, every number up to the limit.
+fn child_setup(
+    cwd: RawFd,
+    rlimits: &[Rlimit],
+    fds: &mut [ProcFdInfo],
+    max_fd: RawFd,
+) -> io::Result<()> {
     // SAFETY: async-signal-safe calls with plain integers and locals.
     unsafe {
         if libc::setsid() < 0 {
@@ -209,8 +230,25 @@ fn child_setup(cwd: RawFd, rlimits: &[Rlimit], max_fd: RawFd) -> io::Result<()> 
         if libc::fchdir(cwd) != 0 {
             return Err(io::Error::last_os_error());
         }
-        for fd in 3..max_fd {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        let room = std::mem::size_of_val(fds) as libc::c_int;
+        let bytes = libc::proc_pidinfo(
+            libc::getpid(),
+            PROC_PIDLISTFDS,
+            0,
+            fds.as_mut_ptr().cast(),
+            room,
+        );
+        if bytes > 0 && bytes < room {
+            let n = bytes as usize / std::mem::size_of::<ProcFdInfo>();
+            for info in &fds[..n] {
+                if info.fd > 2 {
+                    libc::fcntl(info.fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+        } else {
+            for fd in 3..max_fd {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
         }
     }
     Ok(())

@@ -56,8 +56,8 @@ pub fn signal_name(signal: i32) -> &'static str {
 pub type FileIdentity = (u64, u64, u64, i64, i64, i64, i64);
 
 /// The identity of a file for the hash cache.
-pub fn file_identity(m: &std::fs::Metadata) -> FileIdentity {
-    (
+pub fn file_identity(m: &std::fs::Metadata) -> Option<FileIdentity> {
+    Some((
         m.dev(),
         m.ino(),
         m.size(),
@@ -65,7 +65,7 @@ pub fn file_identity(m: &std::fs::Metadata) -> FileIdentity {
         m.mtime_nsec(),
         m.ctime(),
         m.ctime_nsec(),
-    )
+    ))
 }
 
 /// `ru_maxrss` in bytes: Linux counts KiB, macOS bytes.

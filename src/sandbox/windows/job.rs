@@ -8,7 +8,9 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::sync::Arc;
 use std::time::Instant;
-use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::Foundation::{
+    DuplicateHandle, ERROR_MORE_DATA, HANDLE, INVALID_HANDLE_VALUE,
+};
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
 };
@@ -21,20 +23,22 @@ use windows_sys::Win32::System::JobObjects::{
     JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject,
     TerminateJobObject,
 };
-use windows_sys::Win32::System::Threading::{OpenThread, ResumeThread, THREAD_SUSPEND_RESUME};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, OpenThread, ResumeThread, THREAD_SUSPEND_RESUME,
+};
+
+/// The rights the host keeps on a job object once its limits are set:
+/// assign, query, terminate — not `JOB_OBJECT_SET_ATTRIBUTES`, so a job
+/// that duplicates the handle out of the host (same user: it may) still
+/// cannot lift its limits, kill-on-close or breakaway rules.
+const JOB_OBJECT_ASSIGN_PROCESS: u32 = 0x0001;
+const JOB_OBJECT_QUERY: u32 = 0x0004;
+const JOB_OBJECT_TERMINATE: u32 = 0x0008;
 
 /// A job object (shared by the spawn and the tree; the kernel kills its
 /// processes when the last handle closes).
 #[derive(Clone)]
 pub struct JobObject(Arc<OwnedHandle>);
-
-/// Room for the pids of one job's processes.
-#[repr(C)]
-struct PidList {
-    assigned: u32,
-    listed: u32,
-    ids: [usize; 1024],
-}
 
 impl JobObject {
     pub fn new() -> io::Result<Self> {
@@ -46,6 +50,31 @@ impl JobObject {
         // SAFETY: a fresh handle we own.
         Ok(Self(Arc::new(unsafe {
             OwnedHandle::from_raw_handle(handle)
+        })))
+    }
+
+    /// The same job object through a handle without the right to change
+    /// it; the full handle is closed.
+    pub fn restrict(self) -> io::Result<Self> {
+        let mut restricted: HANDLE = std::ptr::null_mut();
+        // SAFETY: duplicates our own valid handle within this process.
+        let ok = unsafe {
+            DuplicateHandle(
+                GetCurrentProcess(),
+                self.raw(),
+                GetCurrentProcess(),
+                &mut restricted,
+                JOB_OBJECT_ASSIGN_PROCESS | JOB_OBJECT_QUERY | JOB_OBJECT_TERMINATE,
+                0,
+                0,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh handle we own; the full one closes when `self` drops.
+        Ok(Self(Arc::new(unsafe {
+            OwnedHandle::from_raw_handle(restricted)
         })))
     }
 
@@ -145,26 +174,38 @@ impl JobObject {
 
     /// Pids of the processes in the job object now.
     pub fn members(&self) -> Vec<i32> {
-        let mut list = Box::new(PidList {
-            assigned: 0,
-            listed: 0,
-            ids: [0; 1024],
-        });
-        // SAFETY: a process id list structure of the size given.
-        let ok = unsafe {
-            QueryInformationJobObject(
-                self.raw(),
-                JobObjectBasicProcessIdList,
-                &mut *list as *mut PidList as *mut _,
-                std::mem::size_of::<PidList>() as u32,
-                std::ptr::null_mut(),
-            )
-        };
-        if ok == 0 {
-            return Vec::new();
+        // JOBOBJECT_BASIC_PROCESS_ID_LIST: two u32 counts, then the ids as
+        // usize; grown until every id fits.
+        let header = 8 / std::mem::size_of::<usize>();
+        let mut room = 256;
+        loop {
+            let mut list = vec![0usize; header + room];
+            // SAFETY: a buffer of the size given, aligned for usize.
+            let ok = unsafe {
+                QueryInformationJobObject(
+                    self.raw(),
+                    JobObjectBasicProcessIdList,
+                    list.as_mut_ptr().cast(),
+                    (list.len() * std::mem::size_of::<usize>()) as u32,
+                    std::ptr::null_mut(),
+                )
+            };
+            // SAFETY: the first eight bytes are the two counts.
+            let (assigned, listed) = unsafe {
+                let counts = list.as_ptr() as *const u32;
+                (*counts as usize, *counts.add(1) as usize)
+            };
+            let more = io::Error::last_os_error().raw_os_error() == Some(ERROR_MORE_DATA as i32);
+            if ok == 0 && more && room < 1 << 20 {
+                room = assigned.max(room * 2) + 16;
+                continue;
+            }
+            if ok == 0 {
+                return Vec::new();
+            }
+            let n = listed.min(room);
+            return list[header..header + n].iter().map(|p| *p as i32).collect();
         }
-        let n = (list.listed as usize).min(list.ids.len());
-        list.ids[..n].iter().map(|p| *p as i32).collect()
     }
 
     /// How many processes ever ran in the job object.

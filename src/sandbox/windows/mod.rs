@@ -38,7 +38,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
+use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,13 +63,13 @@ pub fn signal_name(_signal: i32) -> &'static str {
     "unknown signal"
 }
 
-/// Size and last-write and creation times: a file whose identity is
-/// unchanged has unchanged contents.
-pub type FileIdentity = (u64, u64, u64);
+/// Windows offers no file identity a user cannot forge (times can be set
+/// back with `SetFileTime`), so pinned binaries are hashed every time.
+pub type FileIdentity = ();
 
-/// The identity of a file for the hash cache.
-pub fn file_identity(m: &std::fs::Metadata) -> FileIdentity {
-    (m.file_size(), m.last_write_time(), m.creation_time())
+/// None: nothing is cached (see [`FileIdentity`]).
+pub fn file_identity(_: &std::fs::Metadata) -> Option<FileIdentity> {
+    None
 }
 
 /// The facts about the host that jobs need.
@@ -272,8 +272,27 @@ pub fn prepare(
         }
         None => None,
     };
+    // std runs `<path>.exe` for a path without that suffix, so anything
+    // else would run a file other than the one the policy names.
+    let is_exe = plan
+        .program
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("exe"));
+    if !is_exe {
+        return Err(PrepareError::Denied(Denial::new(
+            plan.program_key.clone(),
+            format!(
+                "{} is not an .exe: on Windows only .exe programs are run (a script runs through its interpreter's .exe)",
+                plan.program.display()
+            ),
+            format!("point `{}` at the .exe", plan.program_key),
+        )));
+    }
     let job = JobObject::new().map_err(io_err("cannot create a job object"))?;
     let limits = job.set_limits(plan, support);
+    let job = job
+        .restrict()
+        .map_err(io_err("cannot restrict the job object handle"))?;
     describe(plan, &limits, &mut report);
     if plan.enforcement == Enforcement::Required
         && let Some(reason) = report.refusal()
@@ -511,9 +530,9 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
     not_on_windows(report, "no_new_privs", "the job runs with the host's token");
     report.add(
         "tree_cleanup",
-        Status::Enforced,
+        Status::Partial,
         "tree cleanup (job object)",
-        "the whole job object is terminated; its processes cannot break away",
+        "the whole job object is terminated and its processes cannot break away, but a job running as the host's user can still have a system service (WMI, Task Scheduler) start a process outside it",
         true,
     );
     if plan.seccomp.value {

@@ -17,6 +17,7 @@ use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use windows_sys::Win32::Foundation::{FILETIME, HANDLE};
+use windows_sys::Win32::System::IO::CancelSynchronousIo;
 use windows_sys::Win32::System::Threading::GetProcessTimes;
 
 /// Bytes a reader thread buffers before it waits for the host.
@@ -77,6 +78,7 @@ struct Shared {
 pub struct Pipe {
     reader: Option<PipeReader>,
     shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -90,6 +92,7 @@ impl Pipe {
         Self {
             reader: Some(reader),
             shared: Arc::default(),
+            thread: None,
         }
     }
 
@@ -100,10 +103,11 @@ impl Pipe {
         };
         let shared = self.shared.clone();
         let ready = ready.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("jobwarden-pipe".into())
-            .spawn(move || read_until_closed(reader, &shared, &ready, token))
-            .map(drop)
+            .spawn(move || read_until_closed(reader, &shared, &ready, token))?;
+        self.thread = Some(thread);
+        Ok(())
     }
 
     /// The reader thread stops on its own at the end of the pipe.
@@ -128,7 +132,9 @@ fn read_until_closed(mut reader: PipeReader, shared: &Shared, ready: &ReadyList,
             buffer = shared.room.wait(buffer).unwrap_or_else(|e| e.into_inner());
         }
         if buffer.abandoned {
-            continue;
+            // The host dropped the pipe: stop reading (the job's writes then
+            // fail instead of filling a buffer nobody reads).
+            return;
         }
         let was_empty = buffer.data.is_empty();
         buffer.data.extend(&chunk[..n]);
@@ -160,12 +166,27 @@ impl Read for Pipe {
 }
 
 impl Drop for Pipe {
+    /// Stops the reader thread even if a write end outlives the job (held
+    /// by a process outside it): its blocking read is cancelled until it
+    /// sees `abandoned` and returns. Waits at most about 50 ms.
     fn drop(&mut self) {
         let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
         buffer.abandoned = true;
         buffer.data = VecDeque::new();
         drop(buffer);
         self.shared.room.notify_one();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        for _ in 0..50 {
+            if thread.is_finished() {
+                let _ = thread.join();
+                return;
+            }
+            // SAFETY: the thread's handle is valid while we hold `thread`.
+            unsafe { CancelSynchronousIo(thread.as_raw_handle() as HANDLE) };
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
