@@ -1,7 +1,8 @@
 //! What every platform's `os` module shares: detection knobs, the errors of
 //! preparing a job, the binary hash cache, and how a process ended.
 
-use crate::decision::Denial;
+use crate::decision::{Denial, Plan};
+use crate::policy::Sourced;
 use crate::sandbox::report::EnforcementReport;
 use std::collections::HashMap;
 use std::fs::File;
@@ -89,6 +90,32 @@ impl HashCache {
         self.entries.insert(key, hash);
         Ok(hash)
     }
+}
+
+/// Refuses the job when `file` (the program, open) does not hash to the
+/// policy's pin.
+pub fn check_pin(
+    plan: &Plan,
+    pin: &Sourced<[u8; 32]>,
+    file: &File,
+    hashes: &mut HashCache,
+) -> Result<(), PrepareError> {
+    let actual = hashes
+        .get_or_hash(file)
+        .map_err(io_err(format!("cannot hash {}", plan.program.display())))?;
+    if actual == pin.value {
+        return Ok(());
+    }
+    Err(PrepareError::Denied(Denial::new(
+        pin.key.clone(),
+        format!(
+            "{} has sha256 {}, but the policy pins {}",
+            plan.program.display(),
+            crate::policy::hex(&actual),
+            crate::policy::hex(&pin.value)
+        ),
+        format!("check the new file, then update `{}`", pin.key),
+    )))
 }
 
 /// sha256 of an open file, streamed.

@@ -12,6 +12,8 @@ mod common;
 pub mod report;
 #[cfg(unix)]
 mod unix;
+#[cfg(any(target_os = "macos", windows))]
+mod unreaped;
 
 #[cfg(target_os = "linux")]
 pub mod linux;

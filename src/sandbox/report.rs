@@ -89,6 +89,28 @@ impl EnforcementReport {
     }
 
     /// The item called `name`, if recorded.
+    /// Records a limit the policy left unlimited.
+    pub fn unlimited(&mut self, name: &'static str, key: &str) {
+        self.add(
+            name,
+            Status::NotRequested,
+            format!("{name} unlimited"),
+            format!("unlimited ({key})"),
+            false,
+        )
+    }
+
+    /// Records that the policy asked for no network restriction.
+    pub fn network_unrestricted(&mut self) {
+        self.add(
+            "network",
+            Status::NotRequested,
+            "network unrestricted",
+            "unrestricted by the policy",
+            false,
+        )
+    }
+
     pub fn item(&self, name: &str) -> Option<&Item> {
         self.items.iter().find(|i| i.name == name)
     }

@@ -136,13 +136,7 @@ pub fn describe(support: &LandlockSupport, plan: &Plan, report: &mut Enforcement
         if wants_network {
             report.add("network", Status::NotEnforced, "network", why.clone(), true);
         } else {
-            report.add(
-                "network",
-                Status::NotRequested,
-                "network unrestricted",
-                "unrestricted by the policy",
-                false,
-            );
+            report.network_unrestricted();
         }
         report.add("scopes", Status::NotEnforced, "scopes", why.clone(), true);
         return;
@@ -174,13 +168,7 @@ pub fn describe(support: &LandlockSupport, plan: &Plan, report: &mut Enforcement
         );
     }
     if !wants_network {
-        report.add(
-            "network",
-            Status::NotRequested,
-            "network unrestricted",
-            "unrestricted by the policy",
-            false,
-        );
+        report.network_unrestricted();
     } else if tcp {
         let list = |ports: &[crate::policy::Sourced<u16>]| {
             if ports.is_empty() {

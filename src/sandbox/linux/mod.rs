@@ -16,7 +16,7 @@ pub mod tree;
 use self::cgroup::{CgroupSupport, JobCgroup};
 use self::landlock::LandlockSupport;
 use self::spawn::{SpawnSpec, above_stdio};
-use crate::decision::{Denial, Plan, PlanPath};
+use crate::decision::{Plan, PlanPath};
 use crate::policy::{Enforcement, Limit, units::format_size};
 use crate::sandbox::report::{EnforcementReport, Status};
 use std::ffi::CString;
@@ -32,8 +32,8 @@ pub use crate::sandbox::unix::{
     platform_description, signal_name, terminal_columns,
 };
 use crate::sandbox::unix::{
-    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, pipe, push_rlimit,
-    set_nonblocking, unlimited,
+    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, describe_session, pipe,
+    push_rlimit, set_nonblocking,
 };
 pub use spawn::{SpawnError, Spawned, Spawner};
 pub use tree::{ProcessId, Reaper, Tree, forget_leader, register_leader};
@@ -45,8 +45,8 @@ pub type Snapshot = Vec<procs::Stat>;
 pub fn snapshot() -> Snapshot {
     procs::all()
 }
-use crate::sandbox::common::io_err;
 pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
+use crate::sandbox::common::{check_pin, io_err};
 
 /// Capacity asked for a job's stdout pipe (the kernel default is 64 KiB).
 const STDOUT_PIPE_BYTES: libc::c_int = 256 * 1024;
@@ -279,21 +279,7 @@ pub fn prepare(
     }
     let exec_fd = match &plan.sha256 {
         Some(pin) => {
-            let actual = hashes
-                .get_or_hash(&program)
-                .map_err(io_err(format!("cannot hash {}", plan.program.display())))?;
-            if actual != pin.value {
-                return Err(PrepareError::Denied(Denial::new(
-                    pin.key.clone(),
-                    format!(
-                        "{} has sha256 {}, but the policy pins {}",
-                        plan.program.display(),
-                        crate::policy::hex(&actual),
-                        crate::policy::hex(&pin.value)
-                    ),
-                    format!("check the new file, then update `{}`", pin.key),
-                )));
-            }
+            check_pin(plan, pin, &program, hashes)?;
             // Execute the very file that was hashed. A script cannot be run
             // from a close-on-exec descriptor, so it is run by path.
             if is_script {
@@ -523,7 +509,7 @@ fn describe(
             ),
             true,
         ),
-        (Limit::Unlimited, _) => unlimited(report, "memory", &l.memory.key),
+        (Limit::Unlimited, _) => report.unlimited("memory", &l.memory.key),
     }
     match (l.processes.value, cg.pids) {
         (Limit::Value(n), Some(how)) => report.add(
@@ -536,23 +522,10 @@ fn describe(
         (Limit::Value(n), None) => {
             describe_nproc(n, support.is_root, "no pids cgroup here", report)
         }
-        (Limit::Unlimited, _) => unlimited(report, "processes", &l.processes.key),
+        (Limit::Unlimited, _) => report.unlimited("processes", &l.processes.key),
     }
     describe_files(plan, report);
-    report.add(
-        "session",
-        Status::Enforced,
-        "own session",
-        "own session and process group, no controlling terminal, stdin /dev/null",
-        true,
-    );
-    report.add(
-        "descriptors",
-        Status::Enforced,
-        "stdio only",
-        "only stdin, stdout and stderr are inherited",
-        true,
-    );
+    describe_session(report);
     report.add(
         "parent_death",
         Status::Enforced,

@@ -11,10 +11,10 @@
 //! forks: its cost grows with the host's memory, unlike Linux's `CLONE_VM`
 //! spawner. Exits are found by polling `wait4` every 10 ms (no pidfd).
 
-use crate::decision::{Denial, Plan};
+use crate::decision::Plan;
 use crate::policy::{Enforcement, Limit, units::format_size};
-use crate::sandbox::common::io_err;
 pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
+use crate::sandbox::common::{check_pin, io_err};
 use crate::sandbox::report::{EnforcementReport, Status};
 pub use crate::sandbox::unix::{
     ENV_IGNORE_CASE, ExitWatch, FileIdentity, HostProcess, Pipe, ReadyList, SIGNALS, copy_symlink,
@@ -22,8 +22,11 @@ pub use crate::sandbox::unix::{
     platform_description, signal_name, terminal_columns,
 };
 use crate::sandbox::unix::{
-    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, pipe, push_rlimit,
-    set_nonblocking, unlimited,
+    Rlimit, common_rlimits, describe_cpu, describe_files, describe_nproc, describe_session, pipe,
+    push_rlimit, set_nonblocking,
+};
+pub use crate::sandbox::unreaped::{
+    ProcessId, Reaper, Snapshot, forget_leader, register_leader, snapshot,
 };
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -114,21 +117,7 @@ pub fn prepare(
     if let Some(pin) = &plan.sha256 {
         let program = File::open(&plan.program)
             .map_err(io_err(format!("cannot open {}", plan.program.display())))?;
-        let actual = hashes
-            .get_or_hash(&program)
-            .map_err(io_err(format!("cannot hash {}", plan.program.display())))?;
-        if actual != pin.value {
-            return Err(PrepareError::Denied(Denial::new(
-                pin.key.clone(),
-                format!(
-                    "{} has sha256 {}, but the policy pins {}",
-                    plan.program.display(),
-                    crate::policy::hex(&actual),
-                    crate::policy::hex(&pin.value)
-                ),
-                format!("check the new file, then update `{}`", pin.key),
-            )));
-        }
+        check_pin(plan, pin, &program, hashes)?;
     }
     describe(plan, support, &mut report);
     if plan.enforcement == Enforcement::Required
@@ -321,13 +310,7 @@ fn describe(plan: &Plan, support: &HostSupport, report: &mut EnforcementReport) 
         true,
     );
     if plan.network.unrestricted {
-        report.add(
-            "network",
-            Status::NotRequested,
-            "network unrestricted",
-            "unrestricted by the policy",
-            false,
-        );
+        report.network_unrestricted();
     } else {
         report.add(
             "network",
@@ -356,27 +339,14 @@ fn describe(plan: &Plan, support: &HostSupport, report: &mut EnforcementReport) 
             ),
             true,
         ),
-        Limit::Unlimited => unlimited(report, "memory", &l.memory.key),
+        Limit::Unlimited => report.unlimited("memory", &l.memory.key),
     }
     match l.processes.value {
         Limit::Value(n) => describe_nproc(n, support.is_root, "no cgroups on macOS", report),
-        Limit::Unlimited => unlimited(report, "processes", &l.processes.key),
+        Limit::Unlimited => report.unlimited("processes", &l.processes.key),
     }
     describe_files(plan, report);
-    report.add(
-        "session",
-        Status::Enforced,
-        "own session",
-        "own session and process group, no controlling terminal, stdin /dev/null",
-        true,
-    );
-    report.add(
-        "descriptors",
-        Status::Enforced,
-        "stdio only",
-        "only stdin, stdout and stderr are inherited",
-        true,
-    );
+    describe_session(report);
     report.add(
         "parent_death",
         Status::NotEnforced,
@@ -468,24 +438,6 @@ impl Spawner {
     }
 }
 
-/// A process identified by pid and start time (start unknown here: 0).
-pub type ProcessId = (i32, u64);
-
-/// Nothing to share between jobs' membership scans here.
-#[derive(Debug, Default)]
-pub struct Snapshot(());
-
-/// No scan is needed: membership is the process group.
-pub fn snapshot() -> Snapshot {
-    Snapshot::default()
-}
-
-/// Job leaders need no registry here: nothing scans for zombies.
-pub fn register_leader(_pid: i32) {}
-
-/// See [`register_leader`].
-pub fn forget_leader(_pid: i32) {}
-
 const PGRP_PIDS_MAX: usize = 4096;
 
 /// One job's process tree: its process group.
@@ -561,23 +513,4 @@ impl Tree {
     pub fn ever_forked(&self) -> bool {
         true
     }
-}
-
-/// Orphans of jobs go to launchd, which reaps them: nothing to do here.
-pub struct Reaper {
-    pub ever_needed: bool,
-}
-
-impl Reaper {
-    pub fn new(_host: HostProcess, _marker: String) -> Self {
-        Self { ever_needed: false }
-    }
-    pub fn watch(&mut self, _killed: Vec<ProcessId>) {}
-    pub fn scan_soon(&mut self) {}
-    pub fn fallback_job(&mut self, _started: u64) {}
-    pub fn next_due(&self) -> Option<Instant> {
-        None
-    }
-    pub fn run(&mut self, _live_leaders: &HashSet<i32>) {}
-    pub fn scan(&mut self, _live_leaders: &HashSet<i32>) {}
 }

@@ -230,17 +230,6 @@ pub(crate) fn common_rlimits(plan: &Plan) -> Vec<Rlimit> {
     rlimits
 }
 
-/// Records a limit the policy left unlimited.
-pub(crate) fn unlimited(report: &mut EnforcementReport, name: &'static str, key: &str) {
-    report.add(
-        name,
-        Status::NotRequested,
-        format!("{name} unlimited"),
-        format!("unlimited ({key})"),
-        false,
-    )
-}
-
 /// Reports the CPU limit (RLIMIT_CPU).
 pub(crate) fn describe_cpu(plan: &Plan, report: &mut EnforcementReport) {
     let l = &plan.limits;
@@ -252,7 +241,7 @@ pub(crate) fn describe_cpu(plan: &Plan, report: &mut EnforcementReport) {
             format!("{secs} s per process (RLIMIT_CPU)"),
             true,
         ),
-        Limit::Unlimited => unlimited(report, "cpu", &l.cpu_secs.key),
+        Limit::Unlimited => report.unlimited("cpu", &l.cpu_secs.key),
     }
 }
 
@@ -267,7 +256,7 @@ pub(crate) fn describe_files(plan: &Plan, report: &mut EnforcementReport) {
             format!("{n} per process (RLIMIT_NOFILE)"),
             true,
         ),
-        Limit::Unlimited => unlimited(report, "open_files", &l.open_files.key),
+        Limit::Unlimited => report.unlimited("open_files", &l.open_files.key),
     }
     match l.file_size.value {
         Limit::Value(n) => report.add(
@@ -277,7 +266,7 @@ pub(crate) fn describe_files(plan: &Plan, report: &mut EnforcementReport) {
             format!("{} per file (RLIMIT_FSIZE)", format_size(n)),
             true,
         ),
-        Limit::Unlimited => unlimited(report, "file_size", &l.file_size.key),
+        Limit::Unlimited => report.unlimited("file_size", &l.file_size.key),
     }
     if l.core_dumps.value {
         report.add(
@@ -296,6 +285,24 @@ pub(crate) fn describe_files(plan: &Plan, report: &mut EnforcementReport) {
             true,
         );
     }
+}
+
+/// Reports the new session and the descriptors the job inherits.
+pub(crate) fn describe_session(report: &mut EnforcementReport) {
+    report.add(
+        "session",
+        Status::Enforced,
+        "own session",
+        "own session and process group, no controlling terminal, stdin /dev/null",
+        true,
+    );
+    report.add(
+        "descriptors",
+        Status::Enforced,
+        "stdio only",
+        "only stdin, stdout and stderr are inherited",
+        true,
+    );
 }
 
 /// Reports the per-user process limit (RLIMIT_NPROC) used when no better

@@ -27,7 +27,10 @@ mod job;
 mod pipe;
 
 pub use crate::sandbox::common::{HashCache, PrepareError, SupportOptions};
-use crate::sandbox::common::{Signals, io_err};
+use crate::sandbox::common::{Signals, check_pin, io_err};
+pub use crate::sandbox::unreaped::{
+    ProcessId, Reaper, Snapshot, forget_leader, register_leader, snapshot,
+};
 pub use job::{JobObject, Tree};
 pub use pipe::{ExitWatch, Pipe, ReadyList};
 
@@ -35,14 +38,12 @@ use crate::decision::{Denial, Plan};
 use crate::policy::{Enforcement, Limit, units::format_size};
 use crate::sandbox::report::{EnforcementReport, Status};
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 use windows_sys::Win32::System::Threading::{CREATE_NO_WINDOW, CREATE_SUSPENDED};
 
 /// The platform's name in reports.
@@ -253,21 +254,7 @@ pub fn prepare(
                     "cannot open {} without write sharing",
                     plan.program.display()
                 )))?;
-            let actual = hashes
-                .get_or_hash(&file)
-                .map_err(io_err(format!("cannot hash {}", plan.program.display())))?;
-            if actual != pin.value {
-                return Err(PrepareError::Denied(Denial::new(
-                    pin.key.clone(),
-                    format!(
-                        "{} has sha256 {}, but the policy pins {}",
-                        plan.program.display(),
-                        crate::policy::hex(&actual),
-                        crate::policy::hex(&pin.value)
-                    ),
-                    format!("check the new file, then update `{}`", pin.key),
-                )));
-            }
+            check_pin(plan, pin, &file, hashes)?;
             Some(file)
         }
         None => None,
@@ -392,16 +379,6 @@ fn not_on_windows(report: &mut EnforcementReport, name: &'static str, detail: &s
     );
 }
 
-fn unlimited(report: &mut EnforcementReport, name: &'static str, key: &str) {
-    report.add(
-        name,
-        Status::NotRequested,
-        format!("{name} unlimited"),
-        format!("unlimited ({key})"),
-        false,
-    )
-}
-
 fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
     let l = &plan.limits;
     not_on_windows(
@@ -410,13 +387,7 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
         "jobwarden has no filesystem sandbox there",
     );
     if plan.network.unrestricted {
-        report.add(
-            "network",
-            Status::NotRequested,
-            "network unrestricted",
-            "unrestricted by the policy",
-            false,
-        );
+        report.network_unrestricted();
     } else {
         not_on_windows(report, "network", "jobwarden has no network sandbox there");
     }
@@ -436,7 +407,7 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
         (Limit::Value(secs), Err(why)) => {
             not_on_windows(report, "cpu", &format!("{secs} s: {why}"))
         }
-        (Limit::Unlimited, _) => unlimited(report, "cpu", &l.cpu_secs.key),
+        (Limit::Unlimited, _) => report.unlimited("cpu", &l.cpu_secs.key),
     }
     match (l.memory.value, limits.enforced) {
         (Limit::Value(n), Ok(())) => report.add(
@@ -452,7 +423,7 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
         (Limit::Value(n), Err(why)) => {
             not_on_windows(report, "memory", &format!("{}: {why}", format_size(n)))
         }
-        (Limit::Unlimited, _) => unlimited(report, "memory", &l.memory.key),
+        (Limit::Unlimited, _) => report.unlimited("memory", &l.memory.key),
     }
     match (l.processes.value, limits.enforced) {
         (Limit::Value(n), Ok(())) => report.add(
@@ -463,7 +434,7 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
             true,
         ),
         (Limit::Value(n), Err(why)) => not_on_windows(report, "processes", &format!("{n}: {why}")),
-        (Limit::Unlimited, _) => unlimited(report, "processes", &l.processes.key),
+        (Limit::Unlimited, _) => report.unlimited("processes", &l.processes.key),
     }
     match l.open_files.value {
         Limit::Value(n) => not_on_windows(
@@ -471,7 +442,7 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
             "open_files",
             &format!("{n}: Windows has no per-process handle limit"),
         ),
-        Limit::Unlimited => unlimited(report, "open_files", &l.open_files.key),
+        Limit::Unlimited => report.unlimited("open_files", &l.open_files.key),
     }
     match l.file_size.value {
         Limit::Value(n) => not_on_windows(
@@ -479,7 +450,7 @@ fn describe(plan: &Plan, limits: &Limits, report: &mut EnforcementReport) {
             "file_size",
             &format!("{}: Windows has no file size limit", format_size(n)),
         ),
-        Limit::Unlimited => unlimited(report, "file_size", &l.file_size.key),
+        Limit::Unlimited => report.unlimited("file_size", &l.file_size.key),
     }
     if l.core_dumps.value {
         report.add(
@@ -619,41 +590,4 @@ impl Spawner {
             exit: ExitWatch::new(child),
         })
     }
-}
-
-/// A process identified by pid and start time (start unused here: 0).
-pub type ProcessId = (i32, u64);
-
-/// Nothing to share between membership reads here.
-#[derive(Debug, Default)]
-pub struct Snapshot(());
-
-/// No scan is needed: the job object lists its members.
-pub fn snapshot() -> Snapshot {
-    Snapshot::default()
-}
-
-/// Job leaders need no registry here: nothing scans for zombies.
-pub fn register_leader(_pid: i32) {}
-
-/// See [`register_leader`].
-pub fn forget_leader(_pid: i32) {}
-
-/// Windows has no zombies to reap: closing a process handle is enough.
-pub struct Reaper {
-    pub ever_needed: bool,
-}
-
-impl Reaper {
-    pub fn new(_host: HostProcess, _marker: String) -> Self {
-        Self { ever_needed: false }
-    }
-    pub fn watch(&mut self, _killed: Vec<ProcessId>) {}
-    pub fn scan_soon(&mut self) {}
-    pub fn fallback_job(&mut self, _started: u64) {}
-    pub fn next_due(&self) -> Option<Instant> {
-        None
-    }
-    pub fn run(&mut self, _live_leaders: &HashSet<i32>) {}
-    pub fn scan(&mut self, _live_leaders: &HashSet<i32>) {}
 }

@@ -1,0 +1,43 @@
+//! What macOS and Windows share for process trees: nothing to scan and
+//! nothing to reap (launchd reaps orphans on macOS; Windows has no
+//! zombies), so these are the host's interface with nothing behind it.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// A process identified by pid and start time (start unused here: 0).
+pub type ProcessId = (i32, u64);
+
+/// Nothing to share between jobs' membership reads.
+#[derive(Debug, Default)]
+pub struct Snapshot(());
+
+/// No scan is needed: the process group or job object lists the members.
+pub fn snapshot() -> Snapshot {
+    Snapshot::default()
+}
+
+/// Job leaders need no registry: nothing scans for zombies.
+pub fn register_leader(_pid: i32) {}
+
+/// See [`register_leader`].
+pub fn forget_leader(_pid: i32) {}
+
+/// Nothing to reap.
+pub struct Reaper {
+    pub ever_needed: bool,
+}
+
+impl Reaper {
+    pub fn new<H>(_host: H, _marker: String) -> Self {
+        Self { ever_needed: false }
+    }
+    pub fn watch(&mut self, _killed: Vec<ProcessId>) {}
+    pub fn scan_soon(&mut self) {}
+    pub fn fallback_job(&mut self, _started: u64) {}
+    pub fn next_due(&self) -> Option<Instant> {
+        None
+    }
+    pub fn run(&mut self, _live_leaders: &HashSet<i32>) {}
+    pub fn scan(&mut self, _live_leaders: &HashSet<i32>) {}
+}
