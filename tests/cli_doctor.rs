@@ -75,11 +75,19 @@ fn doctor_probes_landlock_and_cgroups_for_real() {
 #[test]
 fn doctor_refuses_a_required_policy_the_machine_cannot_honour() {
     let (code, out) = doctor(
-        &["--policy", "policy/strict-ci.toml"],
-        &[("JOBWARDEN_LANDLOCK_ABI_MAX", "3")],
+        &[
+            "--policy",
+            "policy/strict-ci.toml",
+            "--simulate-landlock-abi",
+            "3",
+        ],
+        &[],
     );
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("network NotEnforced: Landlock ABI 3"), "{out}");
+    assert!(
+        out.contains("network NOT enforced: Landlock ABI 3"),
+        "{out}"
+    );
     assert!(out.contains("such jobs would be refused"), "{out}");
 }
 

@@ -6,8 +6,9 @@
 
 use jobwarden::contract::{JobEvent, JobSpawnRequest, STREAM_STDOUT};
 use jobwarden::host::{JobEnd, PluginHandle, PolicyJobHost};
+use jobwarden::platform::ENV_IGNORE_CASE;
 use jobwarden::policy::Policy;
-use jobwarden::sandbox::os::{ENV_IGNORE_CASE, PLATFORM};
+use jobwarden::sandbox::PLATFORM;
 use jobwarden::sandbox::{EnforcementReport, Status};
 use jobwarden::{JobHost, JobId};
 use std::path::Path;

@@ -239,7 +239,7 @@ fn spawn_to_exit(sizes: &Sizes) {
 /// clean up.
 fn phases(sizes: &Sizes, repo: &std::path::Path) {
     use jobwarden::decision::{DecisionContext, decide};
-    use jobwarden::sandbox::os::{HashCache, HostSupport, Spawner, SupportOptions, prepare};
+    use jobwarden::sandbox::{HashCache, HostSupport, Spawner, SupportOptions, prepare};
     let policy = Policy::embedded_default();
     let support = HostSupport::detect(&SupportOptions::default());
     let mut spawner = Spawner::new().unwrap();
@@ -273,17 +273,14 @@ fn phases(sizes: &Sizes, repo: &std::path::Path) {
         .unwrap();
         times[1].push(t.elapsed());
         let t = Instant::now();
-        let child = spawner.spawn(&prepared.spec).unwrap();
+        let mut child = spawner.spawn(prepared).unwrap();
         times[2].push(t.elapsed());
-        drop(prepared.spec);
         let t = Instant::now();
-        unsafe { libc::waitpid(child.pid, std::ptr::null_mut(), 0) };
+        child.wait();
         times[3].push(t.elapsed());
         let t = Instant::now();
-        if let Some(cg) = &prepared.containment.0 {
-            cg.remove();
-        }
-        let _ = std::fs::remove_dir_all(&tmp);
+        // Kills what is left of the tree, removes its cgroups and `{tmp}`.
+        drop(child);
         times[4].push(t.elapsed());
     }
     let [d, p, s, r, c] = times.map(median);

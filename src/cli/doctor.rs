@@ -3,24 +3,25 @@
 //! policy's jobs would get. Exit 1 when the policy says `required` and some
 //! job would be refused here, or when a probe shows confinement failing.
 
-use super::{load_policy, repo_root};
+use super::{Failure, load_policy, repo_root};
 use jobwarden::doctor::{Verdict, assess_policy, probe_machine, weaker};
-use jobwarden::sandbox::os::SupportOptions;
+use jobwarden::sandbox::SupportOptions;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(policy: Option<&Path>, json: bool) -> ExitCode {
+pub fn run(
+    policy: Option<&Path>,
+    json: bool,
+    options: &SupportOptions,
+) -> Result<ExitCode, Failure> {
     let probe = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join("jobwarden-probe")))
         .filter(|p| p.is_file());
-    let options = SupportOptions::from_env();
-    let machine = probe_machine(probe.as_deref(), &options);
+    let machine = probe_machine(probe.as_deref(), options);
     let policy_report = match policy {
         Some(path) => {
-            let Ok(loaded) = load_policy(Some(path)) else {
-                return ExitCode::from(2);
-            };
+            let loaded = load_policy(Some(path)).map_err(|e| e.exit(2))?;
             let repo = repo_root(None).unwrap_or_else(|_| std::env::temp_dir());
             Some(assess_policy(&loaded.policy, &machine.support, &repo))
         }
@@ -39,8 +40,9 @@ pub fn run(policy: Option<&Path>, json: bool) -> ExitCode {
         if let Some(report) = &policy_report {
             println!();
             println!(
-                "policy {} (enforcement {:?}):",
-                report.policy, report.enforcement
+                "policy {} (enforcement {}):",
+                report.policy,
+                report.enforcement.word()
             );
             for check in &report.checks {
                 let who = format!("{} → {}", check.plugin, check.binary);
@@ -49,7 +51,7 @@ pub fn run(policy: Option<&Path>, json: bool) -> ExitCode {
                         let weak: Vec<String> = items
                             .iter()
                             .filter(|i| weaker(i))
-                            .map(|i| format!("{} {:?}: {}", i.name, i.status, i.detail))
+                            .map(|i| format!("{} {}: {}", i.kind, i.status, i.detail))
                             .collect();
                         if weak.is_empty() {
                             println!("  {who:<28} everything it asks is enforced here");
@@ -68,11 +70,11 @@ pub fn run(policy: Option<&Path>, json: bool) -> ExitCode {
             }
         }
     }
-    if failing || refuses {
+    Ok(if failing || refuses {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {

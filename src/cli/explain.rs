@@ -1,33 +1,20 @@
 //! `jobwarden explain [flags] -- BINARY [ARGS...]`: the plan, or the rule
 //! that refuses. Exit 0 allowed, 1 denied, 2 usage or policy error.
 
-use super::{HostFacts, JobArgs, build_request, example_job_tmp, load_policy, repo_root};
+use super::{Failure, HostFacts, JobArgs, build_request, example_job_tmp, load_policy, repo_root};
 use jobwarden::decide;
+use jobwarden::sandbox::{HostSupport, SupportOptions, assess};
 use std::process::ExitCode;
 
-pub fn run(args: &JobArgs, json: bool) -> ExitCode {
-    let Ok(loaded) = load_policy(args.policy.as_deref()) else {
-        return ExitCode::from(2);
-    };
+pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitCode, Failure> {
+    let loaded = load_policy(args.policy.as_deref()).map_err(|e| e.exit(2))?;
     let policy = &loaded.policy;
-    let repo = match repo_root(args.repo.as_deref()) {
-        Ok(repo) => repo,
-        Err(why) => {
-            eprintln!("jobwarden: {why}");
-            return ExitCode::from(2);
-        }
-    };
+    let repo = repo_root(args.repo.as_deref()).map_err(|e| e.exit(2))?;
     let facts = HostFacts::capture(repo);
     let job_tmp = example_job_tmp();
     let ctx = facts.context(&job_tmp);
-    let request = match build_request(args, policy, &ctx) {
-        Ok(request) => request,
-        Err(why) => {
-            eprintln!("jobwarden: {why}");
-            return ExitCode::from(1);
-        }
-    };
-    match decide(policy, &args.plugin, &request, &ctx) {
+    let request = build_request(args, policy, &ctx).map_err(|e| e.exit(1))?;
+    Ok(match decide(policy, &args.plugin, &request, &ctx) {
         Ok(plan) => {
             if json {
                 println!(
@@ -36,7 +23,7 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
                 );
             } else {
                 print!("{plan}");
-                print_here(&plan);
+                print_here(&plan, support);
                 println!(
                     "  note: {{tmp}} is a fresh directory per job; {} stands for it here",
                     job_tmp.display()
@@ -63,15 +50,13 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
             }
             ExitCode::from(1)
         }
-    }
+    })
 }
 
 /// What this machine would enforce for the plan: the decision is the
 /// policy's; whether the job can run *here* also depends on the kernel.
-fn print_here(plan: &jobwarden::Plan) {
-    use jobwarden::policy::Enforcement;
-    use jobwarden::sandbox::os::{HostSupport, SupportOptions, assess};
-    let report = assess(plan, &HostSupport::detect(&SupportOptions::from_env()));
+fn print_here(plan: &jobwarden::Plan, support: &SupportOptions) {
+    let report = assess(plan, &HostSupport::detect(support));
     let weaker = report.weaker_than_asked();
     if weaker.is_empty() {
         println!("  here      everything the plan asks is enforced on this machine");
@@ -79,9 +64,9 @@ fn print_here(plan: &jobwarden::Plan) {
     }
     println!("  here      on this machine ({}):", report.platform);
     for item in &weaker {
-        println!("    {:<13} {:?}: {}", item.name, item.status, item.detail);
+        println!("    {:<13} {}: {}", item.kind, item.status, item.detail);
     }
-    if plan.enforcement == Enforcement::Required && report.refusal().is_some() {
+    if report.refusal(plan.enforcement).is_some() {
         println!(
             "    => `enforcement = \"required\"`: this job would be refused here before it runs"
         );

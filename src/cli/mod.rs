@@ -3,12 +3,16 @@
 
 mod check;
 mod doctor;
+mod error;
 mod explain;
 mod run;
 mod test;
 
+pub(crate) use error::{CliError, Failure};
+
 use clap::{Args, Parser, Subcommand};
-use jobwarden::policy::{EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, LoadError, LoadedPolicy, Policy};
+use jobwarden::policy::{EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME, LoadedPolicy, Policy};
+use jobwarden::sandbox::SupportOptions;
 use jobwarden::{JobSpawnRequest, decision::DecisionContext};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,30 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    simulate: Simulate,
+}
+
+/// Testing aids that make this machine look weaker than it is, to prove
+/// that reports and refusals match the kernel's answers. Hidden from
+/// `--help`; never read from the environment.
+#[derive(Args, Clone, Default)]
+struct Simulate {
+    /// Pretend the kernel's Landlock ABI is at most N (0: no Landlock).
+    #[arg(long, global = true, hide = true, value_name = "N")]
+    simulate_landlock_abi: Option<u32>,
+    /// Pretend this machine has no usable cgroups.
+    #[arg(long, global = true, hide = true)]
+    simulate_no_cgroups: bool,
+}
+
+impl Simulate {
+    fn options(&self) -> SupportOptions {
+        SupportOptions {
+            landlock_abi_max: self.simulate_landlock_abi,
+            no_cgroups: self.simulate_no_cgroups,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -113,66 +141,56 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Check { policies } => check::run(&policies),
-        Command::Explain { job, json } => explain::run(&job, json),
-        Command::Run { job, json } => run::run(&job, json),
-        Command::Test { files } => test::run(&files),
-        Command::Doctor { policy, json } => doctor::run(policy.as_deref(), json),
+    let support = cli.simulate.options();
+    let result = match cli.command {
+        Command::Check { policies } => Ok(check::run(&policies)),
+        Command::Explain { job, json } => explain::run(&job, json, &support),
+        Command::Run { job, json } => run::run(&job, json, &support),
+        Command::Test { files } => Ok(test::run(&files, &support)),
+        Command::Doctor { policy, json } => doctor::run(policy.as_deref(), json, &support),
         Command::Schema => {
             let schema = jobwarden::policy::schema::json_schema();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("a schema serialises")
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-    }
+    };
+    result.unwrap_or_else(Failure::report)
 }
 
-/// Loads `--policy` or the embedded default; on failure prints the report.
-pub(crate) fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, ()> {
+/// Loads `--policy` or the embedded default, printing its warnings.
+pub(crate) fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, CliError> {
     let loaded = match path {
         Some(path) => Policy::load(path),
         None => Policy::from_toml(EMBEDDED_DEFAULT_NAME, EMBEDDED_DEFAULT),
-    };
-    match loaded {
-        Ok(loaded) => {
-            if !loaded.warnings.diagnostics.is_empty() {
-                eprint!("{}", loaded.warnings.render());
-            }
-            Ok(loaded)
-        }
-        Err(LoadError::Invalid(report)) => {
-            eprint!("{}", report.render());
-            eprintln!(
-                "jobwarden: {} has {} error(s); fix them and try again (`jobwarden check {}`)",
-                report.source.name,
-                report.error_count(),
-                report.source.name
-            );
-            Err(())
-        }
-        Err(err) => {
-            eprintln!("jobwarden: {err}");
-            Err(())
-        }
+    }?;
+    if !loaded.warnings.diagnostics.is_empty() {
+        eprint!("{}", loaded.warnings.render());
     }
+    Ok(loaded)
 }
 
 /// The repository root: `--repo`, else the git top-level of the current
 /// directory, else the current directory; always canonical.
-pub(crate) fn repo_root(flag: Option<&Path>) -> Result<PathBuf, String> {
+pub(crate) fn repo_root(flag: Option<&Path>) -> Result<PathBuf, CliError> {
     let start = match flag {
         Some(dir) => dir.to_path_buf(),
         None => std::env::current_dir()
-            .map_err(|e| format!("cannot read the current directory: {e}"))?,
+            .map_err(|e| CliError::Repo(format!("cannot read the current directory: {e}")))?,
     };
-    let canonical = start
-        .canonicalize()
-        .map_err(|e| format!("cannot use {} as the repository: {e}", start.display()))?;
+    let canonical = start.canonicalize().map_err(|e| {
+        CliError::Repo(format!(
+            "cannot use {} as the repository: {e}",
+            start.display()
+        ))
+    })?;
     if !canonical.is_dir() {
-        return Err(format!("{} is not a directory", canonical.display()));
+        return Err(CliError::Repo(format!(
+            "{} is not a directory",
+            canonical.display()
+        )));
     }
     if flag.is_some() {
         return Ok(canonical);
@@ -218,11 +236,11 @@ pub(crate) fn build_request(
     args: &JobArgs,
     policy: &Policy,
     ctx: &DecisionContext<'_>,
-) -> Result<JobSpawnRequest, String> {
+) -> Result<JobSpawnRequest, CliError> {
     let mut command = args.command.iter();
     let given = command.next().expect("clap requires a binary").clone();
     let binary = if given.contains('/') {
-        name_for_path(policy, &args.plugin, &given, ctx)?
+        name_for_path(policy, &args.plugin, &given, ctx).map_err(CliError::Request)?
     } else {
         given
     };

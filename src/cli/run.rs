@@ -6,8 +6,9 @@
 //! 128+N killed by signal N; 130 after Ctrl-C (143 after SIGTERM), which
 //! cancel the job gracefully.
 
-use super::{HostFacts, JobArgs, build_request, load_policy, repo_root};
+use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
+use jobwarden::sandbox::SupportOptions;
 use jobwarden::{JobEnd, JobHost, PolicyJobHost};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -19,26 +20,13 @@ const EXIT_TIMEOUT: u8 = 124;
 const EXIT_OWN_ERROR: u8 = 125;
 const EXIT_DENIED: u8 = 126;
 
-pub fn run(args: &JobArgs, json: bool) -> ExitCode {
-    let Ok(loaded) = load_policy(args.policy.as_deref()) else {
-        return ExitCode::from(EXIT_OWN_ERROR);
-    };
-    let repo = match repo_root(args.repo.as_deref()) {
-        Ok(repo) => repo,
-        Err(why) => {
-            eprintln!("jobwarden: {why}");
-            return ExitCode::from(EXIT_OWN_ERROR);
-        }
-    };
+pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitCode, Failure> {
+    let loaded = load_policy(args.policy.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
+    let repo = repo_root(args.repo.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
     let facts = HostFacts::capture(repo.clone());
     let example_tmp = super::example_job_tmp();
-    let request = match build_request(args, &loaded.policy, &facts.context(&example_tmp)) {
-        Ok(request) => request,
-        Err(why) => {
-            eprintln!("jobwarden: {why}");
-            return ExitCode::from(EXIT_DENIED);
-        }
-    };
+    let request = build_request(args, &loaded.policy, &facts.context(&example_tmp))
+        .map_err(|e| e.exit(EXIT_DENIED))?;
 
     // Ctrl-C and SIGTERM cancel the job; a second one is left to the default.
     let signal = Arc::new(AtomicUsize::new(0));
@@ -48,13 +36,10 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
         }
     }
 
-    let host = match PolicyJobHost::new(loaded.policy.clone(), &repo) {
-        Ok(host) => host,
-        Err(e) => {
-            eprintln!("jobwarden: {e}");
-            return ExitCode::from(EXIT_OWN_ERROR);
-        }
-    };
+    let host = PolicyJobHost::builder(loaded.policy.clone(), &repo)
+        .support_options(support.clone())
+        .build()
+        .map_err(|e| CliError::from(e).exit(EXIT_OWN_ERROR))?;
     let plugin = host.plugin(&args.plugin);
     let id = match plugin.try_spawn(request) {
         Ok(id) => id,
@@ -65,7 +50,7 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
             }
             eprintln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
             eprintln!("jobwarden: hint: {}", denial.hint);
-            return ExitCode::from(EXIT_DENIED);
+            return Ok(ExitCode::from(EXIT_DENIED));
         }
     };
 
@@ -142,7 +127,7 @@ pub fn run(args: &JobArgs, json: bool) -> ExitCode {
         _ => EXIT_OWN_ERROR,
     };
     drop(host);
-    ExitCode::from(code)
+    Ok(ExitCode::from(code))
 }
 
 /// The live status line on a terminal's stderr: elapsed time, then the
@@ -192,6 +177,8 @@ impl StatusLine {
     }
 }
 
+/// Columns of the terminal on stderr (the status line's), 80 if unknown.
 fn terminal_width() -> usize {
-    jobwarden::sandbox::os::terminal_columns().unwrap_or(80)
+    terminal_size::terminal_size_of(std::io::stderr())
+        .map_or(80, |(terminal_size::Width(w), _)| usize::from(w))
 }

@@ -2,16 +2,20 @@
 //! `N passed, N failed`. Exit 0 only when every case passed (skips allowed),
 //! 1 when a case failed, 2 when a test file or its policy is unusable.
 
+use jobwarden::sandbox::SupportOptions;
 use jobwarden::testing::{RunOptions, TestFile, TestFileError, Verdict, run_file};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(files: &[PathBuf]) -> ExitCode {
+pub fn run(files: &[PathBuf], support: &SupportOptions) -> ExitCode {
     let probe = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join("jobwarden-probe")))
         .filter(|p| p.is_file());
-    let options = RunOptions { probe };
+    let options = RunOptions {
+        probe,
+        support: support.clone(),
+    };
     let (mut passed, mut failed, mut skipped, mut unusable) = (0, 0, 0, 0);
     for path in files {
         let file = match TestFile::load(path) {

@@ -102,7 +102,7 @@ pub fn decide(
         request,
         ctx,
         &values,
-        crate::sandbox::os::ENV_IGNORE_CASE,
+        crate::platform::ENV_IGNORE_CASE,
     )?;
     let cwd = resolve_cwd(ctx.repo, request.cwd.as_deref())?;
     let limits = fold_limits(&layers);
@@ -225,7 +225,7 @@ fn resolve_program(
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    crate::sandbox::os::is_executable_file(path)
+    crate::platform::is_executable_file(path)
 }
 
 /// The argument rules of the binary.

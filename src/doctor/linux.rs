@@ -4,7 +4,7 @@
 use super::{Check, Verdict, probe_job};
 use crate::host::JobEnd;
 use crate::sandbox::Item;
-use crate::sandbox::os::{HostSupport, SupportOptions};
+use crate::sandbox::{HostSupport, SupportOptions, TreeMechanism};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,12 +29,12 @@ pub fn machine_checks(
     };
     checks.push(Check {
         name: "subreaper",
-        verdict: if support.subreaper {
+        verdict: if support.subreaper() {
             Verdict::Works
         } else {
             Verdict::Unavailable
         },
-        detail: if support.subreaper {
+        detail: if support.subreaper() {
             "PR_SET_CHILD_SUBREAPER is set: orphans of jobs come back to the host to be reaped"
                 .into()
         } else {
@@ -45,10 +45,10 @@ pub fn machine_checks(
 }
 
 fn detected_checks(support: &HostSupport) -> Vec<Check> {
-    let abi = support.landlock.abi;
+    let abi = support.landlock_abi().unwrap_or(0);
     let landlock = |name, min: u32, what: &str| Check {
         name,
-        verdict: if support.landlock.unavailable.is_none() && abi >= min {
+        verdict: if abi >= min {
             Verdict::Unverified
         } else {
             Verdict::Unavailable
@@ -63,40 +63,37 @@ fn detected_checks(support: &HostSupport) -> Vec<Check> {
         landlock("scopes", 6, "signal and socket scopes"),
         Check {
             name: "pids_limit",
-            verdict: if support.cgroups.pids().is_some() {
+            verdict: if support.tree_mechanism(TreeMechanism::Processes).is_some() {
                 Verdict::Unverified
             } else {
                 Verdict::Unavailable
             },
             detail: support
-                .cgroups
-                .pids()
+                .tree_mechanism(TreeMechanism::Processes)
                 .unwrap_or("no pids cgroup")
                 .to_string(),
         },
         Check {
             name: "memory_limit",
-            verdict: if support.cgroups.memory().is_some() {
+            verdict: if support.tree_mechanism(TreeMechanism::Memory).is_some() {
                 Verdict::Unverified
             } else {
                 Verdict::Unavailable
             },
             detail: support
-                .cgroups
-                .memory()
+                .tree_mechanism(TreeMechanism::Memory)
                 .unwrap_or("no memory cgroup")
                 .to_string(),
         },
         Check {
             name: "tree_kill",
-            verdict: if support.cgroups.tree_kill().is_some() {
+            verdict: if support.tree_mechanism(TreeMechanism::Kill).is_some() {
                 Verdict::Unverified
             } else {
                 Verdict::Unavailable
             },
             detail: support
-                .cgroups
-                .tree_kill()
+                .tree_mechanism(TreeMechanism::Kill)
                 .unwrap_or("no job cgroups")
                 .to_string(),
         },
@@ -142,7 +139,7 @@ fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) ->
         libc::EACCES,
         probe_job(probe, options, "", &["read".into(), target.into()], 10),
     ));
-    if support.landlock.abi >= 4 && support.landlock.unavailable.is_none() {
+    if support.landlock_abi().unwrap_or(0) >= 4 {
         let listener = TcpListener::bind("127.0.0.1:0").ok();
         let port = listener
             .as_ref()
@@ -166,11 +163,11 @@ fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) ->
             verdict: Verdict::Unavailable,
             detail: format!(
                 "Landlock ABI {} < 4 cannot restrict TCP",
-                support.landlock.abi
+                support.landlock_abi().unwrap_or(0)
             ),
         });
     }
-    if support.landlock.abi >= 6 && support.landlock.unavailable.is_none() {
+    if support.landlock_abi().unwrap_or(0) >= 6 {
         checks.push(refused(
             "scopes",
             "signalling the host",
@@ -189,11 +186,11 @@ fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) ->
             verdict: Verdict::Unavailable,
             detail: format!(
                 "Landlock ABI {} < 6 cannot keep jobs from signalling the host",
-                support.landlock.abi
+                support.landlock_abi().unwrap_or(0)
             ),
         });
     }
-    checks.push(match support.cgroups.pids() {
+    checks.push(match support.tree_mechanism(TreeMechanism::Processes) {
         Some(how) => refused(
             "pids_limit",
             &format!("forking past a limit of 4 processes ({how})"),
@@ -212,7 +209,7 @@ fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) ->
             detail: "no writable pids cgroup: process limits fall back to RLIMIT_NPROC".into(),
         },
     });
-    checks.push(match support.cgroups.memory() {
+    checks.push(match support.tree_mechanism(TreeMechanism::Memory) {
         Some(how) => {
             let result = probe_job(
                 probe,
@@ -257,8 +254,7 @@ fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) ->
         })
     });
     let how = support
-        .cgroups
-        .tree_kill()
+        .tree_mechanism(TreeMechanism::Kill)
         .unwrap_or("process group and /proc scan (no job cgroup)");
     checks.push(match escaped {
         Some(pid) => {

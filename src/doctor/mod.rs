@@ -11,8 +11,8 @@ use crate::contract::{JobEvent, JobSpawnRequest};
 use crate::decision::{DecisionContext, decide};
 use crate::host::{JobEnd, PluginHandle, PolicyJobHost};
 use crate::policy::{Enforcement, Policy};
-use crate::sandbox::os::{self, HostSupport, SupportOptions, assess};
-use crate::sandbox::{Item, Status};
+use crate::sandbox::Item;
+use crate::sandbox::{HostSupport, SupportOptions, assess};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -79,8 +79,8 @@ pub struct PolicyReport {
 pub fn probe_machine(probe: Option<&Path>, options: &SupportOptions) -> MachineReport {
     let support = HostSupport::detect(options);
     MachineReport {
-        platform: os::platform_description(),
-        root: support.is_root,
+        platform: crate::platform::platform_description(),
+        root: support.is_root(),
         legacy_tiocsti: checks::legacy_tiocsti(),
         checks: checks::machine_checks(probe, options, &support),
         support,
@@ -122,14 +122,11 @@ pub(crate) fn probe_job(
         .ok()?
         .policy;
     let dir = tempfile::tempdir().ok()?;
-    let mut builder = PolicyJobHost::builder(policy, dir.path()).tmp_dir(dir.path());
-    if let Some(abi) = options.landlock_abi_max {
-        builder = builder.landlock_abi_max(abi);
-    }
-    if options.no_cgroups {
-        builder = builder.without_cgroups();
-    }
-    let host = builder.build().ok()?;
+    let host = PolicyJobHost::builder(policy, dir.path())
+        .tmp_dir(dir.path())
+        .support_options(options.clone())
+        .build()
+        .ok()?;
     let plugin = host.plugin("doctor");
     let request = JobSpawnRequest::new("probe", args.iter().cloned()).with_timeout_secs(timeout);
     let (id, end, output) = run(&plugin, request)?;
@@ -179,9 +176,7 @@ pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> Pol
             let (items, note) = match decide(policy, &plugin.name, &request, &ctx) {
                 Ok(plan) => {
                     let report = assess(&plan, support);
-                    if policy.enforcement == Enforcement::Required
-                        && !report.missing_required().is_empty()
-                    {
+                    if report.refusal(policy.enforcement).is_some() {
                         would_refuse = true;
                     }
                     (Some(report.items), None)
@@ -206,5 +201,5 @@ pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> Pol
 
 /// True when an item is weaker than asked.
 pub fn weaker(item: &Item) -> bool {
-    matches!(item.status, Status::Partial | Status::NotEnforced)
+    item.status.is_weaker()
 }

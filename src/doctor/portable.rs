@@ -8,7 +8,7 @@ use crate::decision::{DecisionContext, decide};
 use crate::host::JobEnd;
 use crate::policy::Policy;
 use crate::sandbox::Status;
-use crate::sandbox::os::{HostSupport, SupportOptions, assess};
+use crate::sandbox::{HostSupport, SupportOptions, assess};
 use std::path::Path;
 
 /// Only Linux has the switch.
@@ -78,7 +78,7 @@ binaries = ["probe"]
                 Status::NotRequested => continue,
             };
             checks.push(Check {
-                name: item.name,
+                name: item.kind.name(),
                 verdict,
                 detail: item.detail,
             });

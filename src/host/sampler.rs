@@ -9,10 +9,34 @@
 //! interval: the latest declared percent and step, or, when the job declared
 //! nothing, its resource use.
 
+use super::Usage;
+use super::job::Job;
+use crate::contract::{JobEvent, JobId};
 use crate::policy::units::format_size;
-use std::collections::HashMap;
-use std::time::Duration;
+use crate::sandbox::{HostProcess, Tree};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// The first point after `now` on the grid `epoch + k × interval`: jobs with
+/// the same interval fall due together and share one refresh.
+pub(super) fn next_on_grid(epoch: Instant, now: Instant, interval: Duration) -> Instant {
+    let interval = interval.max(Duration::from_millis(1));
+    let elapsed = now.saturating_duration_since(epoch);
+    let k = elapsed.as_nanos() / interval.as_nanos() + 1;
+    epoch + interval * k as u32
+}
+
+/// One job's progress from a sampling round.
+pub(super) struct Update {
+    pub plugin: Arc<str>,
+    pub id: JobId,
+    pub event: JobEvent,
+    pub usage: Usage,
+    pub started_at: String,
+    pub percent: Option<u8>,
+}
 
 /// One job's figures from one sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -86,6 +110,77 @@ impl Sampler {
             out.insert(*key, sample);
         }
         out
+    }
+
+    /// One round: refreshes the membership of trees without cgroups whose
+    /// scan is due, and samples every job whose interval is due, sharing
+    /// one `/proc` scan and one sysinfo refresh among them.
+    pub(super) fn round(
+        &mut self,
+        jobs: &mut HashMap<usize, Job>,
+        epoch: Instant,
+        host: HostProcess,
+        leaders: &HashSet<i32>,
+    ) -> Vec<Update> {
+        let now = Instant::now();
+        let due = |j: &Job, at: Instant| j.running() && now >= at;
+        let track_due: Vec<usize> = jobs
+            .iter()
+            .filter(|(_, j)| !j.tree.exact() && due(j, j.tree.next_scan))
+            .map(|(s, _)| *s)
+            .collect();
+        let sample_due: Vec<usize> = jobs
+            .iter()
+            .filter(|(_, j)| due(j, j.next_sample))
+            .map(|(s, _)| *s)
+            .collect();
+        if track_due.is_empty() && sample_due.is_empty() {
+            return Vec::new();
+        }
+        let needs_snapshot = track_due
+            .iter()
+            .chain(&sample_due)
+            .any(|s| !jobs[s].tree.exact());
+        let snapshot = if needs_snapshot {
+            Tree::snapshot()
+        } else {
+            Default::default()
+        };
+        for slot in &track_due {
+            if let Some(job) = jobs.get_mut(slot) {
+                job.tree.track(&snapshot, host, leaders);
+            }
+        }
+        let mut trees = Vec::new();
+        for slot in &sample_due {
+            let Some(job) = jobs.get_mut(slot) else {
+                continue;
+            };
+            job.next_sample = next_on_grid(epoch, now, job.plan.progress.interval.value);
+            if job.plan.progress.sample.value {
+                let members = job.tree.member_pids(&snapshot, host, leaders);
+                job.sampled_pids.clone_from(&members);
+                trees.push((*slot, members));
+            }
+        }
+        let samples = self.sample(&trees);
+        let mut updates = Vec::new();
+        for slot in sample_due {
+            let Some(job) = jobs.get_mut(&slot) else {
+                continue;
+            };
+            if let Some(event) = job.sampled(samples.get(&slot).copied()) {
+                updates.push(Update {
+                    plugin: job.plugin.clone(),
+                    id: job.id.clone(),
+                    event,
+                    usage: job.usage.clone(),
+                    started_at: job.started_at.clone(),
+                    percent: job.output.progress.percent,
+                });
+            }
+        }
+        updates
     }
 
     /// Forgets processes that are gone (keeps the table small over

@@ -52,6 +52,16 @@ pub enum Enforcement {
     BestEffort,
 }
 
+impl Enforcement {
+    /// The value as a policy spells it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Enforcement::Required => "required",
+            Enforcement::BestEffort => "best_effort",
+        }
+    }
+}
+
 /// A value and the policy key that set it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Sourced<T> {

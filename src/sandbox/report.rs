@@ -2,9 +2,12 @@
 //!
 //! Enforcement is reported, never assumed: every job carries a report that
 //! says, for each thing its plan asked for, whether the machine applied it,
-//! how, and if not, why. With `enforcement = "required"`, a report with a
-//! required item not fully enforced stops the job before it executes.
+//! how, and if not, why. Each item is written by the layer that did the work
+//! (see `layer.rs`), from the outcome of that work. With `enforcement =
+//! "required"`, a report with a required item not fully enforced stops the
+//! job before it executes.
 
+use crate::policy::Enforcement;
 use serde::Serialize;
 use std::fmt;
 
@@ -23,7 +26,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn word(self) -> &'static str {
+    /// The word used in summaries and `explain`.
+    pub fn word(self) -> &'static str {
         match self {
             Status::Enforced => "enforced",
             Status::Partial => "partial",
@@ -31,23 +35,204 @@ impl Status {
             Status::NotRequested => "not requested",
         }
     }
+
+    /// Weaker than the plan asked: partial or not enforced.
+    pub fn is_weaker(self) -> bool {
+        matches!(self, Status::Partial | Status::NotEnforced)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.word())
+    }
+}
+
+/// Whether an item weaker than asked refuses the job under `enforcement =
+/// "required"` (rust-landlock's `CompatLevel` in spirit: the requirement is
+/// a value, never a positional `bool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// Part of the confinement the plan asked for: `required` refuses the
+    /// job when it is weaker than asked.
+    Required,
+    /// Information only (a cgroup that could not be removed, a crash dump
+    /// setting): never refuses a job.
+    Advisory,
+}
+
+macro_rules! item_kinds {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What can be enforced, one variant per report item. The order of
+        /// the variants is the order of a report.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[non_exhaustive]
+        pub enum ItemKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ItemKind {
+            /// Every kind, in report order.
+            pub const ALL: &'static [ItemKind] = &[$(ItemKind::$variant,)*];
+
+            /// The stable name used in reports, JSON and `jobwarden test`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ItemKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+item_kinds! {
+    /// Filesystem access (Landlock on Linux).
+    Filesystem => "filesystem",
+    /// Network access (TCP ports through Landlock on Linux).
+    Network => "network",
+    /// Signals and abstract UNIX sockets confined to the job.
+    Scopes => "scopes",
+    /// CPU time.
+    Cpu => "cpu",
+    /// Memory of the whole tree.
+    Memory => "memory",
+    /// Processes of the whole tree.
+    Processes => "processes",
+    /// Open files per process.
+    OpenFiles => "open_files",
+    /// Size of any file written.
+    FileSize => "file_size",
+    /// Core (crash) dumps.
+    CoreDumps => "core_dumps",
+    /// Own session and process group, no terminal.
+    Session => "session",
+    /// Only stdio inherited.
+    Descriptors => "descriptors",
+    /// The job dies with the host.
+    ParentDeath => "parent_death",
+    /// No capabilities.
+    Capabilities => "capabilities",
+    /// `no_new_privs`.
+    NoNewPrivs => "no_new_privs",
+    /// Nothing the job started survives it.
+    TreeCleanup => "tree_cleanup",
+    /// The opt-in system call filter.
+    Seccomp => "seccomp",
+    /// The executed file is the one whose sha256 the policy pins.
+    BinaryPin => "binary_pin",
+    /// Problems met creating the job's cgroups (advisory).
+    Cgroup => "cgroup",
+    /// Problems met setting up the job object (advisory).
+    JobObject => "job_object",
+}
+
+impl fmt::Display for ItemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl Serialize for ItemKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl PartialEq<&str> for ItemKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+impl PartialEq<str> for ItemKind {
+    fn eq(&self, other: &str) -> bool {
+        self.name() == other
+    }
 }
 
 /// One enforced (or not) item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
-    /// Stable name: `filesystem`, `network`, `scopes`, `cpu`, `memory`,
-    /// `processes`, `open_files`, `file_size`, `core_dumps`, `session`,
-    /// `capabilities`, `no_new_privs`, `tree_cleanup`, ...
-    pub name: &'static str,
+    /// What it is about; serialised as its stable name.
+    #[serde(rename = "name")]
+    pub kind: ItemKind,
     pub status: Status,
     /// A few words for the one-line summary (`memory 4 GiB (cgroup)`).
     pub short: String,
     /// How it was applied, or why not.
     pub detail: String,
-    /// Whether `enforcement = "required"` refuses the job when this is not
-    /// fully enforced.
-    pub required: bool,
+    /// Whether a `required` policy refuses the job when this is weaker than asked.
+    #[serde(rename = "required", serialize_with = "serialize_required")]
+    pub requirement: Requirement,
+}
+
+fn serialize_required<S: serde::Serializer>(r: &Requirement, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*r == Requirement::Required)
+}
+
+impl Item {
+    /// An item as the plan asked: enforced, and required.
+    pub fn enforced(kind: ItemKind, short: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(kind, Status::Enforced, short, detail, Requirement::Required)
+    }
+
+    /// An item weaker than asked, or not enforced, with the reason.
+    pub fn new(
+        kind: ItemKind,
+        status: Status,
+        short: impl Into<String>,
+        detail: impl Into<String>,
+        requirement: Requirement,
+    ) -> Self {
+        Self {
+            kind,
+            status,
+            short: short.into(),
+            detail: detail.into(),
+            requirement,
+        }
+    }
+
+    /// A limit the policy left unlimited (`key` names where).
+    pub fn unlimited(kind: ItemKind, key: &str) -> Self {
+        Self::new(
+            kind,
+            Status::NotRequested,
+            format!("{kind} unlimited"),
+            format!("unlimited ({key})"),
+            Requirement::Advisory,
+        )
+    }
+
+    /// The policy asked for no network restriction.
+    pub fn network_unrestricted() -> Self {
+        Self::new(
+            ItemKind::Network,
+            Status::NotRequested,
+            "network unrestricted",
+            "unrestricted by the policy",
+            Requirement::Advisory,
+        )
+    }
+
+    /// Not enforced on this platform, and required: `why` says what is missing.
+    pub fn not_enforced(kind: ItemKind, why: impl Into<String>) -> Self {
+        Self::new(
+            kind,
+            Status::NotEnforced,
+            kind.name(),
+            why,
+            Requirement::Required,
+        )
+    }
+
+    /// Whether this item refuses a job whose policy says `enforcement`.
+    pub fn refuses(&self, enforcement: Enforcement) -> bool {
+        enforcement == Enforcement::Required
+            && self.requirement == Requirement::Required
+            && self.status.is_weaker()
+    }
 }
 
 /// The per-job enforcement report.
@@ -69,66 +254,36 @@ impl EnforcementReport {
         }
     }
 
-    /// Records an item; `short` appears in the one-line summary when it
-    /// is enforced, `detail` everywhere else.
-    pub fn add(
-        &mut self,
-        name: &'static str,
-        status: Status,
-        short: impl Into<String>,
-        detail: impl Into<String>,
-        required: bool,
-    ) {
-        self.items.push(Item {
-            name,
-            status,
-            short: short.into(),
-            detail: detail.into(),
-            required,
-        });
+    /// Records an item.
+    pub fn push(&mut self, item: Item) {
+        self.items.push(item);
     }
 
-    /// The item called `name`, if recorded.
-    /// Records a limit the policy left unlimited.
-    pub fn unlimited(&mut self, name: &'static str, key: &str) {
-        self.add(
-            name,
-            Status::NotRequested,
-            format!("{name} unlimited"),
-            format!("unlimited ({key})"),
-            false,
-        )
+    /// Puts the items in report order (the order of [`ItemKind`]), keeping
+    /// the order in which equal kinds were recorded.
+    pub fn sort(&mut self) {
+        self.items.sort_by_key(|i| i.kind);
     }
 
-    /// Records that the policy asked for no network restriction.
-    pub fn network_unrestricted(&mut self) {
-        self.add(
-            "network",
-            Status::NotRequested,
-            "network unrestricted",
-            "unrestricted by the policy",
-            false,
-        )
-    }
-
-    pub fn item(&self, name: &str) -> Option<&Item> {
-        self.items.iter().find(|i| i.name == name)
+    /// The item about `kind` (an [`ItemKind`] or its stable name), if recorded.
+    pub fn item<K>(&self, kind: K) -> Option<&Item>
+    where
+        ItemKind: PartialEq<K>,
+    {
+        self.items.iter().find(|i| i.kind == kind)
     }
 
     /// Items the plan requires that were not fully enforced.
     pub fn missing_required(&self) -> Vec<&Item> {
         self.items
             .iter()
-            .filter(|i| i.required && matches!(i.status, Status::Partial | Status::NotEnforced))
+            .filter(|i| i.requirement == Requirement::Required && i.status.is_weaker())
             .collect()
     }
 
     /// Items not fully enforced, required or not.
     pub fn weaker_than_asked(&self) -> Vec<&Item> {
-        self.items
-            .iter()
-            .filter(|i| matches!(i.status, Status::Partial | Status::NotEnforced))
-            .collect()
+        self.items.iter().filter(|i| i.status.is_weaker()).collect()
     }
 
     /// The one-line form written as a `system` log line after `JobStarted`:
@@ -143,12 +298,7 @@ impl EnforcementReport {
             .collect();
         let mut out = format!("jobwarden: enforced: {}", enforced.join(", "));
         for item in self.weaker_than_asked() {
-            out.push_str(&format!(
-                "; {} {}: {}",
-                item.name,
-                item.status.word(),
-                item.detail
-            ));
+            out.push_str(&format!("; {} {}: {}", item.kind, item.status, item.detail));
         }
         if !self.skipped_paths.is_empty() {
             out.push_str(&format!(
@@ -159,16 +309,17 @@ impl EnforcementReport {
         out
     }
 
-    /// Why a `required` policy refuses this job, if it does.
-    pub fn refusal(&self) -> Option<String> {
-        let missing = self.missing_required();
-        if missing.is_empty() {
+    /// Why a policy that says `enforcement` refuses this job, if it does.
+    pub fn refusal(&self, enforcement: Enforcement) -> Option<String> {
+        let parts: Vec<String> = self
+            .items
+            .iter()
+            .filter(|i| i.refuses(enforcement))
+            .map(|i| format!("{} {} ({})", i.kind, i.status, i.detail))
+            .collect();
+        if parts.is_empty() {
             return None;
         }
-        let parts: Vec<String> = missing
-            .iter()
-            .map(|i| format!("{} {} ({})", i.name, i.status.word(), i.detail))
-            .collect();
         Some(format!(
             "the policy requires full confinement, but this machine cannot apply it: {}; set `enforcement = \"best_effort\"` to run anyway with what can be applied",
             parts.join("; ")
@@ -183,15 +334,60 @@ impl fmt::Display for EnforcementReport {
             writeln!(
                 f,
                 "  {:<14} {:<13} {}{}",
-                item.name,
+                item.kind.name(),
                 item.status.word(),
                 item.detail,
-                if item.required { "" } else { "  [advisory]" }
+                match item.requirement {
+                    Requirement::Required => "",
+                    Requirement::Advisory => "  [advisory]",
+                }
             )?;
         }
         for path in &self.skipped_paths {
             writeln!(f, "  skipped (does not exist): {path}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_required_items_weaker_than_asked_refuse_and_only_under_required() {
+        let mut report = EnforcementReport::new("test");
+        report.push(Item::enforced(ItemKind::Cpu, "cpu 1 s", "1 s"));
+        report.push(Item::new(
+            ItemKind::Cgroup,
+            Status::Partial,
+            "cgroup",
+            "left behind",
+            Requirement::Advisory,
+        ));
+        assert_eq!(report.refusal(Enforcement::Required), None);
+        report.push(Item::not_enforced(ItemKind::Memory, "no memory cgroup"));
+        let why = report.refusal(Enforcement::Required).unwrap();
+        assert!(
+            why.contains("memory NOT enforced (no memory cgroup)"),
+            "{why}"
+        );
+        assert!(!why.contains("cgroup left behind"), "{why}");
+        assert_eq!(report.refusal(Enforcement::BestEffort), None);
+    }
+
+    #[test]
+    fn items_are_found_by_kind_or_name_and_sorted_in_kind_order() {
+        let mut report = EnforcementReport::new("test");
+        report.push(Item::unlimited(ItemKind::Memory, "limits.memory"));
+        report.push(Item::network_unrestricted());
+        report.sort();
+        assert_eq!(report.items[0].kind, ItemKind::Network);
+        assert!(report.item("memory").is_some());
+        assert!(report.item(ItemKind::Memory).is_some());
+        assert!(report.item("cpu").is_none());
+        let json = serde_json::to_value(&report.items[1]).unwrap();
+        assert_eq!(json["name"], "memory");
+        assert_eq!(json["required"], false);
     }
 }

@@ -1,35 +1,39 @@
-//! What macOS and Windows share for process trees: nothing to scan and
-//! nothing to reap (launchd reaps orphans on macOS; Windows has no
-//! zombies), so these are the host's interface with nothing behind it.
+//! What macOS, Windows and unknown platforms share for process trees:
+//! nothing to scan and nothing to reap (launchd reaps orphans on macOS;
+//! Windows has no zombies), so these are the host's interface with nothing
+//! behind it.
 
 use std::collections::HashSet;
 use std::time::Instant;
 
 /// A process identified by pid and start time (start unused here: 0).
-pub type ProcessId = (i32, u64);
+pub(crate) type ProcessId = (i32, u64);
 
 /// Nothing to share between jobs' membership reads.
 #[derive(Debug, Default)]
-pub struct Snapshot(());
+pub(crate) struct Snapshot(());
 
-/// No scan is needed: the process group or job object lists the members.
-pub fn snapshot() -> Snapshot {
-    Snapshot::default()
+/// The facts about the host that jobs need.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostProcess {
+    pub pid: i32,
 }
 
-/// Job leaders need no registry: nothing scans for zombies.
-pub fn register_leader(_pid: i32) {}
-
-/// See [`register_leader`].
-pub fn forget_leader(_pid: i32) {}
+impl HostProcess {
+    pub fn current() -> Self {
+        Self {
+            pid: std::process::id() as i32,
+        }
+    }
+}
 
 /// Nothing to reap.
-pub struct Reaper {
+pub(crate) struct Reaper {
     pub ever_needed: bool,
 }
 
 impl Reaper {
-    pub fn new<H>(_host: H, _marker: String) -> Self {
+    pub fn new(_host: HostProcess, _marker: String) -> Self {
         Self { ever_needed: false }
     }
     pub fn watch(&mut self, _killed: Vec<ProcessId>) {}

@@ -25,6 +25,8 @@ pub struct RunOptions {
     /// The `jobwarden-probe` binary for `probe_as` cases; when absent those
     /// cases are skipped.
     pub probe: Option<PathBuf>,
+    /// Detection options for the hosts of live cases (testing aids only).
+    pub support: crate::sandbox::SupportOptions,
 }
 
 /// A case's outcome.
@@ -107,6 +109,7 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
                         match PolicyJobHost::builder(derived, &workspace.repo)
                             .home(Some(workspace.home.clone()))
                             .tmp_dir(workspace.dir.path())
+                            .support_options(options.support.clone())
                             .build()
                         {
                             Ok(h) => host = Some(h),
@@ -212,7 +215,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         if kind.is_dir() {
             copy_tree(&entry.path(), &target)?;
         } else if kind.is_symlink() {
-            crate::sandbox::os::copy_symlink(&entry.path(), &target)?;
+            crate::platform::copy_symlink(&entry.path(), &target)?;
         } else {
             std::fs::copy(entry.path(), &target)?;
         }

@@ -14,6 +14,8 @@ fn decisions_and_ends_are_recorded_without_values() {
     let _ = out;
     let denied = fx.run(JobSpawnRequest::new("bash", ["-c", "id"]));
     assert!(denied.error().contains("denied"));
+    // The log's own thread writes records; wait for it.
+    fx.host.flush_audit_log().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         !text.contains("hunter2"),

@@ -39,7 +39,7 @@ fn without_landlock_best_effort_runs_and_says_the_filesystem_is_open() {
     let line = &out.system()[0];
     assert!(
         line.contains(
-            "filesystem NOT enforced: Landlock is switched off by JOBWARDEN_LANDLOCK_ABI_MAX=0"
+            "filesystem NOT enforced: Landlock is switched off by the testing aid `landlock_abi_max = 0`"
         ),
         "{line}"
     );
@@ -163,20 +163,24 @@ fn without_cgroups_best_effort_runs_and_reports_the_weaker_limits() {
 }
 
 #[test]
-fn the_environment_variable_caps_the_abi_for_explain_too() {
+fn the_simulate_flag_caps_the_abi_for_explain_too() {
     let explain = |cap: Option<&str>| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"));
-        command.args(["explain", "--plugin", "cli", "--", "true"]);
+        command.args(["explain", "--plugin", "cli"]);
         if let Some(cap) = cap {
-            command.env("JOBWARDEN_LANDLOCK_ABI_MAX", cap);
+            command.args(["--simulate-landlock-abi", cap]);
         }
+        command.args(["--", "true"]);
+        // The variable that once did this is ignored now: a testing aid
+        // must never weaken a host implicitly.
+        command.env("JOBWARDEN_LANDLOCK_ABI_MAX", "0");
         let out = command.output().unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let text = explain(Some("3"));
     assert!(
-        text.contains("network       NotEnforced: Landlock ABI 3"),
+        text.contains("network       NOT enforced: Landlock ABI 3"),
         "{text}"
     );
     assert!(text.contains("would be refused here"), "{text}");

@@ -1,6 +1,6 @@
 //! One cgroup per job, created beneath the cgroups the host itself is in.
 //!
-//! The invariants (from DESIGN.md): a job's cgroup is created beneath the
+//! The invariants: a job's cgroup is created beneath the
 //! host's own cgroup in each hierarchy, as delegation requires; jobwarden
 //! never moves a process out of the subtree it started in and never writes
 //! to a cgroup it did not create; every cgroup it creates is removed when the
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// What cgroups this host can create for jobs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CgroupSupport {
+pub(crate) struct CgroupSupport {
     /// The host's own cgroup in the unified (v2) hierarchy, if jobwarden can
     /// create children there.
     pub v2: Option<PathBuf>,
@@ -38,13 +38,13 @@ pub struct CgroupSupport {
 
 impl CgroupSupport {
     /// Finds the host's cgroups and checks, by creating and removing a probe
-    /// cgroup, which ones jobwarden may use. `enabled = false` (tests, or
-    /// `JOBWARDEN_CGROUP=off`) pretends none exist.
+    /// cgroup, which ones jobwarden may use. `enabled = false` (the testing
+    /// aid `without_cgroups`) pretends none exist.
     pub fn detect(enabled: bool) -> Self {
         if !enabled {
             return Self {
                 unavailable: Some(
-                    "cgroups switched off by JOBWARDEN_CGROUP=off (a testing aid)".into(),
+                    "cgroups switched off by the testing aid `without_cgroups`".into(),
                 ),
                 ..Self::default()
             };
@@ -223,9 +223,7 @@ fn probe_kill(dir: &Path) -> bool {
 
 /// The cgroups of one job.
 #[derive(Debug)]
-pub struct JobCgroup {
-    /// Name of the job's cgroup directory in every hierarchy.
-    pub name: String,
+pub(crate) struct JobCgroup {
     v2: Option<PathBuf>,
     v2_kill: bool,
     pids: Option<PathBuf>,
@@ -236,10 +234,12 @@ pub struct JobCgroup {
     pub memory_limit: Option<&'static str>,
     /// Problems met while setting up, for the report.
     pub problems: Vec<String>,
+    /// Set once `remove` succeeded: dropping then has nothing left to do.
+    removed: bool,
 }
 
 /// Descriptors of `cgroup.procs` files; the child writes "0" to each to join.
-pub type JoinFds = Vec<OwnedFd>;
+pub(crate) type JoinFds = Vec<OwnedFd>;
 
 impl JobCgroup {
     /// Creates the job's cgroups and writes its limits. Failures degrade to
@@ -251,7 +251,6 @@ impl JobCgroup {
         memory: Option<u64>,
     ) -> (Self, JoinFds) {
         let mut cg = Self {
-            name: name.clone(),
             v2: None,
             v2_kill: false,
             pids: None,
@@ -259,6 +258,7 @@ impl JobCgroup {
             pids_limit: None,
             memory_limit: None,
             problems: Vec::new(),
+            removed: false,
         };
         let mut fds = Vec::new();
         let mut make =
@@ -392,14 +392,6 @@ impl JobCgroup {
             .unwrap_or_default()
     }
 
-    /// Sends `signal` to every member.
-    pub fn signal(&self, signal: i32) {
-        for pid in self.members() {
-            // SAFETY: kill(2) with a pid read from our own job cgroup.
-            unsafe { libc::kill(pid, signal) };
-        }
-    }
-
     /// Kills every member, including processes that left the job's session
     /// and group. Returns once no member is left or after a bounded number
     /// of rounds (a fork bomb is held by the pids limit meanwhile).
@@ -469,7 +461,7 @@ impl JobCgroup {
 
     /// Removes the job's cgroups; call once the tree is empty. Returns the
     /// directories that could not be removed.
-    pub fn remove(&self) -> Vec<PathBuf> {
+    pub fn remove(&mut self) -> Vec<PathBuf> {
         let mut left = Vec::new();
         for dir in self.dirs() {
             let mut removed = false;
@@ -490,7 +482,20 @@ impl JobCgroup {
                 left.push(dir.clone());
             }
         }
+        self.removed = left.is_empty();
         left
+    }
+}
+
+/// A job cgroup nobody dismantled (a spawn that failed half-way, a spec
+/// dropped unspawned, a host that panicked): kill what entered it and
+/// remove it, so no job cgroup outlives its job.
+impl Drop for JobCgroup {
+    fn drop(&mut self) {
+        if !self.removed {
+            self.kill_all();
+            self.remove();
+        }
     }
 }
 

@@ -9,8 +9,12 @@
 //! executed. The child only calls `landlock_restrict_self` on the returned
 //! descriptor.
 
-use crate::decision::{Plan, PlanPath};
-use crate::sandbox::report::{EnforcementReport, Status};
+use super::spec::{Spec, above_stdio};
+use crate::decision::PlanPath;
+use crate::policy::Sourced;
+use crate::sandbox::PrepareError;
+use crate::sandbox::layer::{Job, Layer};
+use crate::sandbox::report::{EnforcementReport, Item, ItemKind, Requirement, Status};
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
     PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, make_bitflags,
@@ -20,12 +24,12 @@ use std::path::Path;
 
 /// Landlock as this host sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LandlockSupport {
+pub(crate) struct LandlockSupport {
     /// The ABI the kernel reports, or `None` when Landlock is unavailable.
     pub kernel_abi: Option<u32>,
     /// The ABI jobwarden uses: the kernel's, lowered by a test cap.
     pub abi: u32,
-    /// The cap from `JOBWARDEN_LANDLOCK_ABI_MAX` or the builder, if any.
+    /// The testing cap (`landlock_abi_max`), if any.
     pub capped_at: Option<u32>,
     /// Why Landlock is unavailable, when it is.
     pub unavailable: Option<String>,
@@ -35,7 +39,7 @@ const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
 
 impl LandlockSupport {
     /// Asks the kernel which ABI it supports, then applies `cap`.
-    pub fn detect(cap: Option<u32>) -> Self {
+    pub(crate) fn detect(cap: Option<u32>) -> Self {
         // SAFETY: landlock_create_ruleset with a NULL attribute, size 0 and
         // the VERSION flag only returns the ABI version; it reads no memory.
         let ret = unsafe {
@@ -67,8 +71,7 @@ impl LandlockSupport {
         let unavailable = match (unavailable, cap) {
             (Some(why), _) => Some(why),
             (None, Some(0)) => Some(
-                "Landlock is switched off by JOBWARDEN_LANDLOCK_ABI_MAX=0 (a testing aid)"
-                    .to_string(),
+                "Landlock is switched off by the testing aid `landlock_abi_max = 0`".to_string(),
             ),
             (None, _) => None,
         };
@@ -80,7 +83,7 @@ impl LandlockSupport {
         }
     }
 
-    fn abi_text(&self) -> String {
+    pub(crate) fn abi_text(&self) -> String {
         match (self.kernel_abi, self.capped_at) {
             (Some(k), Some(c)) if c < k => {
                 format!("Landlock ABI {} (kernel {k}, capped for testing)", self.abi)
@@ -89,18 +92,6 @@ impl LandlockSupport {
         }
     }
 }
-
-/// A ruleset ready for `landlock_restrict_self` in the child.
-#[derive(Debug)]
-pub struct Built {
-    /// The ruleset descriptor; `None` when Landlock is not used.
-    pub fd: Option<OwnedFd>,
-}
-
-/// Why a ruleset could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("building the Landlock ruleset failed: {0}")]
-pub struct BuildError(String);
 
 fn read_rights() -> BitFlags<AccessFs> {
     make_bitflags!(AccessFs::{ReadFile | ReadDir})
@@ -122,176 +113,225 @@ fn exec_rights() -> BitFlags<AccessFs> {
     make_bitflags!(AccessFs::{Execute | ReadFile | ReadDir})
 }
 
-/// Records in `report` what Landlock enforces for `plan` on this host.
-pub fn describe(support: &LandlockSupport, plan: &Plan, report: &mut EnforcementReport) {
-    let wants_network = !plan.network.unrestricted;
-    if let Some(why) = &support.unavailable {
-        report.add(
-            "filesystem",
-            Status::NotEnforced,
-            "filesystem",
-            why.clone(),
-            true,
-        );
-        if wants_network {
-            report.add("network", Status::NotEnforced, "network", why.clone(), true);
-        } else {
-            report.network_unrestricted();
+/// The Landlock layer.
+pub(crate) struct Landlock;
+
+/// What the ruleset handles (and so denies unless granted), decided once
+/// from the plan and the ABI for both building and reporting.
+#[derive(Debug, Clone, Copy)]
+struct Handled {
+    abi: ABI,
+    /// TCP bind and connect (ABI ≥ 4, and the plan restricts the network).
+    tcp: bool,
+    /// Signal and abstract UNIX socket scopes (ABI ≥ 6).
+    scoped: bool,
+}
+
+impl Handled {
+    fn for_job(job: &Job<'_>) -> Result<Self, String> {
+        let support = &job.support.landlock;
+        if let Some(why) = &support.unavailable {
+            return Err(why.clone());
         }
-        report.add("scopes", Status::NotEnforced, "scopes", why.clone(), true);
-        return;
-    }
-    let abi = ABI::from(support.abi as i32);
-    let tcp = abi >= ABI::V4 && wants_network;
-    let scoped = abi >= ABI::V6;
-    let abi_text = support.abi_text();
-    if abi >= ABI::V3 {
-        let devices = if abi >= ABI::V5 {
-            ""
-        } else {
-            "; device ioctls not restrictable below ABI 5"
-        };
-        report.add(
-            "filesystem",
-            Status::Enforced,
-            format!("filesystem ({abi_text})"),
-            format!("{abi_text}{devices}"),
-            true,
-        );
-    } else {
-        report.add(
-            "filesystem",
-            Status::Partial,
-            "filesystem",
-            format!("{abi_text}: truncating files is not restrictable below ABI 3"),
-            true,
-        );
-    }
-    if !wants_network {
-        report.network_unrestricted();
-    } else if tcp {
-        let list = |ports: &[crate::policy::Sourced<u16>]| {
-            if ports.is_empty() {
-                "none".to_string()
-            } else {
-                ports
-                    .iter()
-                    .map(|p| p.value.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }
-        };
-        let (connect, bind) = (list(&plan.network.connect), list(&plan.network.bind));
-        report.add(
-            "network",
-            Status::Enforced,
-            format!("tcp (connect {connect}, bind {bind})"),
-            format!("TCP connect {connect}, bind {bind}; UDP not covered"),
-            true,
-        );
-    } else {
-        report.add(
-            "network",
-            Status::NotEnforced,
-            "network",
-            format!("{abi_text} < 4 cannot restrict TCP"),
-            true,
-        );
-    }
-    if scoped {
-        report.add(
-            "scopes",
-            Status::Enforced,
-            "signal and socket scopes",
-            "signals and abstract UNIX sockets confined to the job",
-            true,
-        );
-    } else {
-        report.add(
-            "scopes",
-            Status::NotEnforced,
-            "scopes",
-            format!("{abi_text} < 6 cannot keep the job from signalling the host"),
-            true,
-        );
+        let abi = ABI::from(support.abi as i32);
+        Ok(Self {
+            abi,
+            tcp: abi >= ABI::V4 && !job.plan.network.unrestricted,
+            scoped: abi >= ABI::V6,
+        })
     }
 }
 
-/// Builds the ruleset for `plan`, with `extra_exec` (the loader, a script's
-/// interpreter) executable too; paths that do not exist are listed in
-/// `report.skipped_paths`.
-pub fn build(
-    support: &LandlockSupport,
-    plan: &Plan,
-    extra_exec: &[PlanPath],
-    report: &mut EnforcementReport,
-) -> Result<Built, BuildError> {
-    let wants_network = !plan.network.unrestricted;
-    if support.unavailable.is_some() {
-        return Ok(Built { fd: None });
-    }
-    let abi = ABI::from(support.abi as i32);
-    let fail = |e: landlock::RulesetError| BuildError(e.to_string());
+/// What the layer did or would do.
+pub(crate) struct Outcome {
+    /// What the ruleset handles, or why there is none.
+    handled: Result<Handled, String>,
+    /// Plan paths that grant nothing because they do not exist.
+    skipped: Vec<String>,
+}
 
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(fail)?;
-    let tcp = abi >= ABI::V4 && wants_network;
-    if tcp {
-        ruleset = ruleset
-            .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
-            .map_err(fail)?;
-    }
-    let scoped = abi >= ABI::V6;
-    if scoped {
-        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(fail)?;
-    }
-    let mut created = ruleset.create().map_err(fail)?;
+/// The plan's grants, with the execute list the program layer found.
+fn grants<'a>(job: &'a Job<'_>, abi: ABI) -> [(&'a [PlanPath], BitFlags<AccessFs>); 4] {
+    let fs = &job.plan.filesystem;
+    [
+        (&fs.read, read_rights()),
+        (&fs.read_write, write_rights(abi)),
+        (&fs.execute, exec_rights()),
+        (&job.facts.exec, exec_rights()),
+    ]
+}
 
-    let grants: [(&[PlanPath], BitFlags<AccessFs>); 4] = [
-        (&plan.filesystem.read, read_rights()),
-        (&plan.filesystem.read_write, write_rights(abi)),
-        (&plan.filesystem.execute, exec_rights()),
-        (extra_exec, exec_rights()),
-    ];
-    for (paths, rights) in grants {
-        for entry in paths {
-            match open_path(&entry.path) {
-                Ok((fd, is_dir)) => {
-                    let access = if is_dir {
-                        rights
-                    } else {
-                        rights & AccessFs::from_file(abi)
-                    };
-                    created = created
-                        .add_rule(PathBeneath::new(fd, access))
-                        .map_err(fail)?;
-                }
-                Err(why) => {
-                    let item = format!("{} ({}: {why})", entry.path.display(), entry.key);
-                    if !report.skipped_paths.contains(&item) {
-                        report.skipped_paths.push(item);
+fn skipped_item(entry: &PlanPath, why: &str) -> String {
+    format!("{} ({}: {why})", entry.path.display(), entry.key)
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+impl Layer for Landlock {
+    type Outcome = Outcome;
+
+    fn predict(&self, job: &mut Job<'_>) -> Outcome {
+        let handled = Handled::for_job(job);
+        let mut skipped = Vec::new();
+        if let Ok(h) = &handled {
+            for (paths, _) in grants(job, h.abi) {
+                for entry in paths {
+                    if let Err(e) = std::fs::metadata(&entry.path) {
+                        push_unique(&mut skipped, skipped_item(entry, &short_io(&e)));
                     }
                 }
             }
         }
-    }
-    if tcp {
-        for port in &plan.network.connect {
-            created = created
-                .add_rule(NetPort::new(port.value, AccessNet::ConnectTcp))
-                .map_err(fail)?;
-        }
-        for port in &plan.network.bind {
-            created = created
-                .add_rule(NetPort::new(port.value, AccessNet::BindTcp))
-                .map_err(fail)?;
-        }
+        Outcome { handled, skipped }
     }
 
-    let fd: Option<OwnedFd> = created.into();
-    Ok(Built { fd })
+    fn apply(&self, job: &mut Job<'_>, spec: &mut Spec) -> Result<Outcome, PrepareError> {
+        let h = match Handled::for_job(job) {
+            Ok(h) => h,
+            Err(why) => {
+                return Ok(Outcome {
+                    handled: Err(why),
+                    skipped: Vec::new(),
+                });
+            }
+        };
+        let fail = |e: landlock::RulesetError| PrepareError::Landlock {
+            source: Box::new(e),
+        };
+        let mut ruleset = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(h.abi))
+            .map_err(fail)?;
+        if h.tcp {
+            ruleset = ruleset
+                .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
+                .map_err(fail)?;
+        }
+        if h.scoped {
+            ruleset = ruleset.scope(Scope::from_all(h.abi)).map_err(fail)?;
+        }
+        let mut created = ruleset.create().map_err(fail)?;
+        let mut skipped = Vec::new();
+        for (paths, rights) in grants(job, h.abi) {
+            for entry in paths {
+                match open_path(&entry.path) {
+                    Ok((fd, is_dir)) => {
+                        let access = if is_dir {
+                            rights
+                        } else {
+                            rights & AccessFs::from_file(h.abi)
+                        };
+                        created = created
+                            .add_rule(PathBeneath::new(fd, access))
+                            .map_err(fail)?;
+                    }
+                    Err(why) => push_unique(&mut skipped, skipped_item(entry, &why)),
+                }
+            }
+        }
+        if h.tcp {
+            for port in &job.plan.network.connect {
+                created = created
+                    .add_rule(NetPort::new(port.value, AccessNet::ConnectTcp))
+                    .map_err(fail)?;
+            }
+            for port in &job.plan.network.bind {
+                created = created
+                    .add_rule(NetPort::new(port.value, AccessNet::BindTcp))
+                    .map_err(fail)?;
+            }
+        }
+        let fd: Option<OwnedFd> = created.into();
+        spec.landlock = fd.map(above_stdio).transpose()?;
+        Ok(Outcome {
+            handled: Ok(h),
+            skipped,
+        })
+    }
+
+    fn report(&self, job: &Job<'_>, outcome: &Outcome, report: &mut EnforcementReport) {
+        let plan = job.plan;
+        let wants_network = !plan.network.unrestricted;
+        for item in &outcome.skipped {
+            push_unique(&mut report.skipped_paths, item.clone());
+        }
+        let h = match &outcome.handled {
+            Ok(h) => *h,
+            Err(why) => {
+                report.push(Item::not_enforced(ItemKind::Filesystem, why.clone()));
+                report.push(if wants_network {
+                    Item::not_enforced(ItemKind::Network, why.clone())
+                } else {
+                    Item::network_unrestricted()
+                });
+                report.push(Item::not_enforced(ItemKind::Scopes, why.clone()));
+                return;
+            }
+        };
+        let abi_text = job.support.landlock.abi_text();
+        report.push(if h.abi >= ABI::V3 {
+            let devices = if h.abi >= ABI::V5 {
+                ""
+            } else {
+                "; device ioctls not restrictable below ABI 5"
+            };
+            Item::enforced(
+                ItemKind::Filesystem,
+                format!("filesystem ({abi_text})"),
+                format!("{abi_text}{devices}"),
+            )
+        } else {
+            Item::new(
+                ItemKind::Filesystem,
+                Status::Partial,
+                "filesystem",
+                format!("{abi_text}: truncating files is not restrictable below ABI 3"),
+                Requirement::Required,
+            )
+        });
+        report.push(if !wants_network {
+            Item::network_unrestricted()
+        } else if h.tcp {
+            let list = |ports: &[Sourced<u16>]| {
+                if ports.is_empty() {
+                    "none".to_string()
+                } else {
+                    ports
+                        .iter()
+                        .map(|p| p.value.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            };
+            let (connect, bind) = (list(&plan.network.connect), list(&plan.network.bind));
+            Item::enforced(
+                ItemKind::Network,
+                format!("tcp (connect {connect}, bind {bind})"),
+                format!("TCP connect {connect}, bind {bind}; UDP not covered"),
+            )
+        } else {
+            Item::not_enforced(
+                ItemKind::Network,
+                format!("{abi_text} < 4 cannot restrict TCP"),
+            )
+        });
+        report.push(if h.scoped {
+            Item::enforced(
+                ItemKind::Scopes,
+                "signal and socket scopes",
+                "signals and abstract UNIX sockets confined to the job",
+            )
+        } else {
+            Item::not_enforced(
+                ItemKind::Scopes,
+                format!("{abi_text} < 6 cannot keep the job from signalling the host"),
+            )
+        });
+    }
 }
 
 /// Opens `path` for a rule; returns the descriptor and whether it is a

@@ -18,6 +18,10 @@
 //! - `ioctl` requests are matched on their low 32 bits, as the kernel reads
 //!   them, so `TIOCSTI | 1 << 32` is caught too.
 
+use super::spec::Spec;
+use crate::sandbox::PrepareError;
+use crate::sandbox::layer::{Job, Layer};
+use crate::sandbox::report::{EnforcementReport, Item, ItemKind, Requirement, Status};
 use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
@@ -25,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// What the filter denies, for reports and docs.
-pub const DENIED: &str = "ptrace, process_vm_readv/writev, process_madvise, pidfd_getfd, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace flags of clone, TIOCSTI and TIOCLINUX";
+pub(crate) const DENIED: &str = "ptrace, process_vm_readv/writev, process_madvise, pidfd_getfd, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace flags of clone, TIOCSTI and TIOCLINUX";
 
 /// System calls denied whatever their arguments.
 const ALWAYS: &[libc::c_long] = &[
@@ -112,7 +116,7 @@ fn errno(e: i32) -> u32 {
 }
 
 /// The compiled filter, built on first use.
-pub fn program() -> Result<&'static [libc::sock_filter], String> {
+pub(crate) fn program() -> Result<&'static [libc::sock_filter], String> {
     static PROGRAM: OnceLock<Result<Vec<libc::sock_filter>, String>> = OnceLock::new();
     PROGRAM
         .get_or_init(compile)
@@ -195,6 +199,58 @@ fn compile() -> Result<Vec<libc::sock_filter>, String> {
         return Err("the seccomp program is too long".into());
     }
     Ok(program)
+}
+
+/// The seccomp layer: installs the filter when the plan asks for it.
+pub(crate) struct Seccomp;
+
+/// The filter to install, or why there is none although the plan asked.
+pub(crate) enum Outcome {
+    NotAsked,
+    Filter(&'static [libc::sock_filter]),
+    Unavailable(String),
+}
+
+impl Layer for Seccomp {
+    type Outcome = Outcome;
+
+    fn predict(&self, job: &mut Job<'_>) -> Outcome {
+        if !job.plan.seccomp.value {
+            return Outcome::NotAsked;
+        }
+        match program() {
+            Ok(filter) => Outcome::Filter(filter),
+            Err(why) => Outcome::Unavailable(why),
+        }
+    }
+
+    fn apply(&self, job: &mut Job<'_>, spec: &mut Spec) -> Result<Outcome, PrepareError> {
+        let outcome = self.predict(job);
+        if let Outcome::Filter(filter) = outcome {
+            spec.seccomp = Some(filter);
+        }
+        Ok(outcome)
+    }
+
+    fn report(&self, _job: &Job<'_>, outcome: &Outcome, report: &mut EnforcementReport) {
+        report.push(match outcome {
+            Outcome::NotAsked => Item::new(
+                ItemKind::Seccomp,
+                Status::NotRequested,
+                "no seccomp",
+                "no system call filter (`seccomp.deny_dangerous` is off)",
+                Requirement::Advisory,
+            ),
+            Outcome::Filter(_) => Item::enforced(
+                ItemKind::Seccomp,
+                "seccomp",
+                format!(
+                    "EPERM for {DENIED}; clone3 ENOSYS; x32 and foreign-architecture calls refused"
+                ),
+            ),
+            Outcome::Unavailable(why) => Item::not_enforced(ItemKind::Seccomp, why.clone()),
+        });
+    }
 }
 
 #[cfg(test)]

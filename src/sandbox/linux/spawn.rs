@@ -30,58 +30,30 @@
 //!   default, so no handler of the parent ever runs on the shared memory;
 //! - contains no indexing or arithmetic that can panic.
 //!
-//! The order of steps follows DESIGN.md: signals, `setsid`, parent-death
-//! signal (+ `getppid` check), rlimits, join the cgroups, stdio, `fchdir`,
-//! mark every other descriptor close-on-exec, drop capabilities, seccomp,
-//! `no_new_privs`, Landlock last, exec.
+//! The order of the steps: signals, `setsid`, parent-death signal (+
+//! `getppid` check), rlimits, join the cgroups, stdio, `fchdir`, mark every
+//! other descriptor close-on-exec, drop capabilities, `no_new_privs`
+//! (seccomp and Landlock need it without `CAP_SYS_ADMIN`), seccomp,
+//! Landlock last (so the filter and the ruleset never hinder the steps
+//! before them), exec. Each step runs only if a layer asked for it in the
+//! [`Spec`].
+//!
+//! The pidfd comes from `clone` itself (`CLONE_PIDFD`), so the exit watch
+//! refers to exactly the process created, never to a reused pid.
 
-use std::ffi::CString;
+use super::io::ExitWatch;
+use super::spec::Spec;
+use super::tree::Tree;
+use crate::sandbox::unix::rlimits::{self, Rlimit};
+use crate::sandbox::{SpawnError, Spawned};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
-/// Everything the child needs, prepared by the parent. Descriptors are all
-/// close-on-exec and numbered 3 or above.
-#[derive(Debug)]
-pub struct SpawnSpec {
-    /// Path executed (canonical).
-    pub program: CString,
-    /// When set, the child executes this descriptor (`execveat`), binding
-    /// the exec to the very file whose hash was checked.
-    pub exec_fd: Option<OwnedFd>,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
-    /// The working directory, opened beneath the repository.
-    pub cwd: OwnedFd,
-    pub stdin: OwnedFd,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    /// (resource, soft, hard)
-    pub rlimits: Vec<(rlimit::Resource, u64, u64)>,
-    /// `cgroup.procs` of each job cgroup; the child writes "0" to join.
-    pub cgroup_procs: Vec<OwnedFd>,
-    /// The Landlock ruleset, if Landlock is used.
-    pub landlock: Option<OwnedFd>,
-    /// Drop every capability (bounding, ambient, effective, permitted, inheritable).
-    pub drop_capabilities: bool,
-    /// Highest capability number the kernel knows.
-    pub cap_last: u32,
-    /// A seccomp BPF program to install before Landlock.
-    pub seccomp: Option<Vec<libc::sock_filter>>,
-}
-
-/// A started job process.
-#[derive(Debug)]
-pub struct Spawned {
-    pub pid: i32,
-    /// Its exit, watched through a pidfd (never confused with a reused pid).
-    pub exit: super::ExitWatch,
-}
-
 /// The step of the child's setup that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub enum Stage {
+enum Stage {
     Signals = 1,
     Setsid,
     ParentDeathSignal,
@@ -120,7 +92,7 @@ impl Stage {
     }
 
     /// The system call behind the stage, as error messages name it.
-    pub fn syscall(self) -> &'static str {
+    fn syscall(self) -> &'static str {
         match self {
             Stage::Signals => "sigaction",
             Stage::Setsid => "setsid",
@@ -139,50 +111,16 @@ impl Stage {
     }
 }
 
-/// Why a job process could not be started.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SpawnError {
-    #[error("clone failed: {0}")]
-    Clone(#[source] io::Error),
-    #[error("{} failed in the job's process before it ran: {source}", .stage.syscall())]
-    Child {
-        stage: Stage,
-        #[source]
-        source: io::Error,
-    },
-    #[error("pidfd_open failed: {0}")]
-    Pidfd(#[source] io::Error),
-    #[error("cannot allocate the spawn stack: {0}")]
-    Stack(#[source] io::Error),
-    #[error("spawning is unavailable on this host")]
-    Unavailable,
-}
-
-impl SpawnError {
-    /// The error of the exec itself, if that is what failed (the program
-    /// is missing, not executable, or refused by the sandbox).
-    pub fn exec_failure(&self) -> Option<&io::Error> {
-        match self {
-            SpawnError::Child {
-                stage: Stage::Exec,
-                source,
-            } => Some(source),
-            _ => None,
-        }
-    }
-}
-
 /// Shared between parent and child: the child writes, the parent reads
 /// after the child has exec'd or exited.
 struct ChildArgs {
-    spec: *const SpawnSpec,
+    spec: *const Spec,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     parent: libc::pid_t,
     default_action: libc::sigaction,
     empty_mask: libc::sigset_t,
-    rlimits: *const (rlimit::Resource, u64, u64),
+    rlimits: *const Rlimit,
     rlimits_len: usize,
     cgroups: *const OwnedFd,
     cgroups_len: usize,
@@ -194,7 +132,7 @@ struct ChildArgs {
 /// Starts jobs. Holds the child stack, reused for every spawn; must be used
 /// from one long-lived thread (the parent-death signal fires when the
 /// thread that spawned exits).
-pub struct Spawner {
+pub(crate) struct Spawner {
     stack: *mut libc::c_void,
     stack_size: usize,
 }
@@ -220,18 +158,46 @@ impl Spawner {
         if stack == libc::MAP_FAILED {
             return Err(SpawnError::Stack(io::Error::last_os_error()));
         }
-        // A guard page at the low end: an overflow faults instead of
-        // silently writing into whatever lies below.
-        // SAFETY: the first page of the mapping we just made.
-        unsafe { libc::mprotect(stack, page_size(), libc::PROT_NONE) };
-        Ok(Self {
+        let spawner = Self {
             stack,
             stack_size: STACK_SIZE,
+        };
+        // A guard page at the low end: an overflow faults instead of
+        // silently writing into whatever lies below. Without it the child
+        // could corrupt the host's memory, so its failure is an error.
+        // SAFETY: the first page of the mapping we just made.
+        if unsafe { libc::mprotect(stack, page_size(), libc::PROT_NONE) } != 0 {
+            return Err(SpawnError::Stack(io::Error::last_os_error()));
+        }
+        Ok(spawner)
+    }
+
+    /// Starts the job described by `spec`. The spec is consumed: the
+    /// parent's copies of the child's descriptors are closed before this
+    /// returns (or the pipes would never reach end-of-file), and its
+    /// containment moves into the job's [`Tree`].
+    pub fn spawn(&mut self, spec: Spec) -> Result<Spawned, SpawnError> {
+        let spawned = self.clone_child(&spec);
+        let Spec {
+            output: (stdout, stderr),
+            dir,
+            cgroup,
+            ..
+        } = spec;
+        let (pid, pidfd) = spawned?;
+        Ok(Spawned {
+            pid,
+            exit: ExitWatch::new(pid, Some(pidfd)),
+            tree: Tree::new(pid, cgroup),
+            stdout,
+            stderr,
+            dir,
         })
     }
 
-    /// Starts the job described by `spec`.
-    pub fn spawn(&mut self, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    /// Clones the child and waits (suspended, `CLONE_VFORK`) until it has
+    /// exec'd or failed; returns its pid and pidfd.
+    fn clone_child(&mut self, spec: &Spec) -> Result<(i32, OwnedFd), SpawnError> {
         let argv: Vec<*const libc::c_char> = spec
             .argv
             .iter()
@@ -250,7 +216,7 @@ impl Spawner {
         let mut empty_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: initialises the local set.
         unsafe { libc::sigemptyset(&mut empty_mask) };
-        let seccomp = match &spec.seccomp {
+        let seccomp = match spec.seccomp {
             Some(filter) => libc::sock_fprog {
                 len: filter.len() as libc::c_ushort,
                 filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -287,15 +253,19 @@ impl Spawner {
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
         let top = (self.stack as usize + self.stack_size) & !15;
+        let mut pidfd: libc::c_int = -1;
         // SAFETY: CLONE_VM | CLONE_VFORK suspends this thread until the child
         // execs or exits, so `args`, `argv`, `envp` and `spec` outlive every
         // use by the child; the stack is ours and unused by anyone else.
+        // With CLONE_PIDFD the kernel stores the child's pidfd (close-on-exec)
+        // through the parent-tid argument before the child runs.
         let pid = unsafe {
             libc::clone(
                 child_main,
                 top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
                 &args as *const ChildArgs as *mut libc::c_void,
+                &mut pidfd as *mut libc::c_int,
             )
         };
         let clone_error = io::Error::last_os_error();
@@ -304,6 +274,9 @@ impl Spawner {
         if pid < 0 {
             return Err(SpawnError::Clone(clone_error));
         }
+        // SAFETY: the kernel wrote a fresh descriptor we own (a successful
+        // clone with CLONE_PIDFD always does).
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
 
         let stage = args.error_stage.load(Ordering::Acquire);
         if stage != 0 {
@@ -311,30 +284,16 @@ impl Spawner {
             let mut status = 0;
             // SAFETY: reaps the child that reported a failure and exited.
             unsafe { libc::waitpid(pid, &mut status, 0) };
-            return Err(SpawnError::Child {
-                stage: Stage::from_u32(stage).unwrap_or(Stage::Exec),
-                source: io::Error::from_raw_os_error(errno),
+            let source = io::Error::from_raw_os_error(errno);
+            return Err(match Stage::from_u32(stage).unwrap_or(Stage::Exec) {
+                Stage::Exec => SpawnError::Exec(source),
+                stage => SpawnError::Confine {
+                    call: stage.syscall(),
+                    source,
+                },
             });
         }
-
-        // SAFETY: pidfd_open on our own unreaped child; the result is checked.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
-        if fd < 0 {
-            let err = io::Error::last_os_error();
-            // SAFETY: kill and reap our own child, which we cannot supervise.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-            return Err(SpawnError::Pidfd(err));
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        set_cloexec(pidfd.as_raw_fd());
-        Ok(Spawned {
-            pid,
-            exit: super::ExitWatch::new(pid, Some(pidfd)),
-        })
+        Ok((pid, pidfd))
     }
 }
 
@@ -349,27 +308,6 @@ fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 { size as usize } else { 4096 }
-}
-
-fn set_cloexec(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-}
-
-/// Makes sure `fd` is numbered 3 or above (so the child's dup2 onto 0–2
-/// cannot clobber another of its descriptors) and close-on-exec.
-pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > 2 {
-        set_cloexec(fd.as_raw_fd());
-        return Ok(fd);
-    }
-    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; the result is checked.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 fn errno() -> i32 {
@@ -427,33 +365,24 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
 
         // 2. A new session and process group, without a controlling terminal.
-        if libc::setsid() < 0 {
+        if spec.new_session && libc::setsid() < 0 {
             return fail(args, Stage::Setsid, errno());
         }
 
         // 3. Die with the host; if the host is already gone, stop here.
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            return fail(args, Stage::ParentDeathSignal, errno());
-        }
-        if libc::getppid() != args.parent {
-            return fail(args, Stage::ParentDeathSignal, libc::ESRCH);
+        if let Some(signal) = spec.parent_death_signal {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return fail(args, Stage::ParentDeathSignal, errno());
+            }
+            if libc::getppid() != args.parent {
+                return fail(args, Stage::ParentDeathSignal, libc::ESRCH);
+            }
         }
 
-        // 4. Resource limits.
-        let mut i = 0;
-        while i < args.rlimits_len {
-            let (resource, soft, hard) = *args.rlimits.add(i);
-            if rlimit::setrlimit(resource, soft, hard).is_err() {
-                return fail(args, Stage::Rlimit, errno());
-            }
-            i += 1;
+        // 4. Resource limits, with raw setrlimit (it cannot allocate).
+        let limits = std::slice::from_raw_parts(args.rlimits, args.rlimits_len);
+        if let Err(errno) = rlimits::apply_in_child(limits) {
+            return fail(args, Stage::Rlimit, errno);
         }
 
         // 5. Join the job's cgroups ("0" means the writing process).
@@ -485,14 +414,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
 
         // 8. No inherited descriptor beyond stdio survives exec.
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+        if spec.only_stdio
+            && libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0
+        {
             return fail(args, Stage::CloseDescriptors, errno());
         }
 
         // 9. No capabilities, now or after exec (empty bounding set).
-        if spec.drop_capabilities {
+        if let Some(cap_last) = spec.drop_capabilities_to {
             let mut cap = 0;
-            while cap <= spec.cap_last {
+            while cap <= cap_last {
                 libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
                 cap += 1;
             }
@@ -519,11 +450,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 
         // 10. no_new_privs: required by seccomp and Landlock without
         //     CAP_SYS_ADMIN, and keeps setuid binaries from regaining privileges.
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        if spec.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return fail(args, Stage::NoNewPrivs, errno());
         }
 
-        // 11. seccomp, before Landlock (DESIGN.md order).
+        // 11. seccomp, then Landlock.
         if args.seccomp.len > 0
             && libc::prctl(
                 libc::PR_SET_SECCOMP,

@@ -21,7 +21,7 @@
 
 use super::cgroup::JobCgroup;
 use super::procs::{self, Stat};
-use crate::sandbox::unix::HostProcess;
+use crate::sandbox::DismantleError;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,53 +30,75 @@ use std::time::{Duration, Instant};
 /// host's job by the no-cgroup fallback, never reaped by a zombie scan.
 static LEADERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-/// Records a live job leader of any host in this process.
-pub fn register_leader(pid: i32) {
-    LEADERS.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
-}
-
-/// Forgets a leader once it has been reaped.
-pub fn forget_leader(pid: i32) {
-    LEADERS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| *p != pid);
+fn leaders() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    // A panic elsewhere while holding the list leaves it usable.
+    LEADERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn is_any_hosts_leader(pid: i32) -> bool {
-    LEADERS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&pid)
+    leaders().contains(&pid)
 }
+
+/// The facts about the host that attributing processes to jobs needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostProcess {
+    pub pid: i32,
+    pub session: i32,
+}
+
+impl HostProcess {
+    pub fn current() -> Self {
+        Self {
+            pid: std::process::id() as i32,
+            // SAFETY: getsid(0) has no preconditions.
+            session: unsafe { libc::getsid(0) },
+        }
+    }
+}
+
+/// All of `/proc`, for tracking trees of jobs without a cgroup.
+pub(crate) type Snapshot = Vec<Stat>;
 
 /// How often a job without a cgroup has its tree re-scanned.
 pub const FALLBACK_SCAN: Duration = Duration::from_millis(100);
 
 /// A process identified by pid and start time (immune to pid reuse).
-pub type ProcessId = (i32, u64);
+pub(crate) type ProcessId = (i32, u64);
 
 /// One job's process tree.
-pub struct Tree {
+pub(crate) struct Tree {
     pub leader: i32,
     /// The leader's start time, in clock ticks after boot.
     pub leader_start: u64,
-    pub cgroup: Option<JobCgroup>,
+    cgroup: Option<JobCgroup>,
     /// Members seen so far (used without a cgroup).
     known: Vec<ProcessId>,
     pub next_scan: Instant,
 }
 
 impl Tree {
-    pub fn new(leader: i32, containment: super::Containment) -> Self {
+    /// The tree of a job whose first process is `leader`, held together by
+    /// `cgroup` when it has one. Registers the leader (see [`LEADERS`]).
+    pub fn new(leader: i32, cgroup: Option<JobCgroup>) -> Self {
+        leaders().push(leader);
         let leader_start = procs::stat(leader).map_or(0, |s| s.start_ticks);
         Self {
             leader,
             leader_start,
-            cgroup: containment.0.filter(JobCgroup::tracks_members),
+            cgroup: cgroup.filter(JobCgroup::tracks_members),
             known: vec![(leader, leader_start)],
             next_scan: Instant::now() + FALLBACK_SCAN,
         }
+    }
+
+    /// All of `/proc`, shared between the trees that need it in one round.
+    pub fn snapshot() -> Snapshot {
+        procs::all()
+    }
+
+    /// The leader has been reaped: it is no longer a job leader.
+    pub fn leader_reaped(&self) {
+        leaders().retain(|p| *p != self.leader);
     }
 
     /// True when membership comes from a cgroup.
@@ -195,19 +217,18 @@ impl Tree {
     }
 
     /// Kills what is left and removes the job's cgroups.
-    pub fn dismantle(&self) -> Result<(), String> {
-        let Some(cg) = &self.cgroup else {
+    pub fn dismantle(&mut self) -> Result<(), DismantleError> {
+        let Some(cg) = &mut self.cgroup else {
             return Ok(());
         };
         if !cg.is_empty() {
             cg.kill_all();
         }
-        let left = cg.remove();
-        if left.is_empty() {
+        let dirs = cg.remove();
+        if dirs.is_empty() {
             Ok(())
         } else {
-            let dirs: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
-            Err(format!("cannot remove the cgroup(s) {}", dirs.join(", ")))
+            Err(DismantleError::CgroupsLeft { dirs })
         }
     }
 
@@ -264,7 +285,7 @@ fn fallback_members(
 }
 
 /// Reaps zombies that came from this host's jobs.
-pub struct Reaper {
+pub(crate) struct Reaper {
     host: HostProcess,
     /// Marks this host's job cgroups (`/jobwarden-PID-INSTANCE-`).
     marker: String,
@@ -368,7 +389,7 @@ impl Reaper {
 }
 
 /// Clock ticks since boot, the unit of `/proc/PID/stat` start times.
-pub fn now_ticks() -> u64 {
+fn now_ticks() -> u64 {
     // SAFETY: clock_gettime into a local; sysconf has no preconditions.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };

@@ -1,8 +1,10 @@
 //! Job objects: one per job, holding its whole process tree.
 
-use super::{Containment, HostProcess, HostSupport, Limits, ProcessId, REFUSED, Snapshot, WINE};
+use super::{HostProcess, Limits, REFUSED, Snapshot, Support, WINE};
 use crate::decision::Plan;
 use crate::policy::Limit;
+use crate::sandbox::DismantleError;
+use crate::sandbox::unreaped::ProcessId;
 use std::collections::HashSet;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -38,7 +40,7 @@ const JOB_OBJECT_TERMINATE: u32 = 0x0008;
 /// A job object (shared by the spawn and the tree; the kernel kills its
 /// processes when the last handle closes).
 #[derive(Clone)]
-pub struct JobObject(Arc<OwnedHandle>);
+pub(crate) struct JobObject(Arc<OwnedHandle>);
 
 impl JobObject {
     pub fn new() -> io::Result<Self> {
@@ -115,7 +117,7 @@ impl JobObject {
     }
 
     /// Kill-on-close, no crash dialogs, and the plan's limits.
-    pub(super) fn set_limits(&self, plan: &Plan, support: &HostSupport) -> Limits {
+    pub(super) fn set_limits(&self, plan: &Plan, support: &Support) -> Limits {
         let l = &plan.limits;
         let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
         let base = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
@@ -222,7 +224,7 @@ impl JobObject {
 }
 
 /// Resumes every thread of a process created suspended.
-pub fn resume(pid: u32) -> io::Result<()> {
+pub(crate) fn resume(pid: u32) -> io::Result<()> {
     // SAFETY: a thread snapshot, walked with a correctly sized entry; every
     // handle opened here is closed here.
     unsafe {
@@ -260,22 +262,28 @@ pub fn resume(pid: u32) -> io::Result<()> {
 }
 
 /// One job's process tree: its job object.
-pub struct Tree {
-    pub leader: i32,
+pub(crate) struct Tree {
     pub leader_start: u64,
     pub next_scan: Instant,
     job: Option<JobObject>,
 }
 
 impl Tree {
-    pub fn new(leader: i32, containment: Containment) -> Self {
+    pub fn new(job: Option<JobObject>) -> Self {
         Self {
-            leader,
             leader_start: 0,
             next_scan: Instant::now(),
-            job: containment.0,
+            job,
         }
     }
+
+    /// No scan is needed: the job object lists the members.
+    pub fn snapshot() -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// Nothing to forget: no zombie scan here.
+    pub fn leader_reaped(&self) {}
 
     /// The job object lists its members exactly.
     pub fn exact(&self) -> bool {
@@ -319,7 +327,7 @@ impl Tree {
     }
 
     /// Ends what is left; the handle closes when the tree is dropped.
-    pub fn dismantle(&self) -> Result<(), String> {
+    pub fn dismantle(&mut self) -> Result<(), DismantleError> {
         if let Some(job) = &self.job {
             job.terminate();
         }

@@ -8,7 +8,7 @@
 //! stops the reader thread, so a job that floods its output waits for the
 //! host instead of growing its memory.
 
-use crate::sandbox::common::ExitInfo;
+use crate::sandbox::ExitInfo;
 use mio::{Registry, Token, Waker};
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, PipeReader, Read};
@@ -27,7 +27,7 @@ const EXIT_POLL: Duration = Duration::from_millis(10);
 
 /// Tokens made ready by reader threads, and the waker of the host thread.
 #[derive(Clone)]
-pub struct ReadyList {
+pub(crate) struct ReadyList {
     tokens: Arc<Mutex<Vec<Token>>>,
     waker: Arc<Waker>,
 }
@@ -75,7 +75,7 @@ struct Shared {
 }
 
 /// The read end of a job's stdout or stderr, read without blocking.
-pub struct Pipe {
+pub(crate) struct Pipe {
     reader: Option<PipeReader>,
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -191,7 +191,7 @@ impl Drop for Pipe {
 }
 
 /// Notices the exit of a job's first process by polling it.
-pub struct ExitWatch {
+pub(crate) struct ExitWatch {
     child: Child,
 }
 
@@ -219,6 +219,12 @@ impl ExitWatch {
     /// How often to call [`ExitWatch::try_wait`].
     pub fn poll_every(&self) -> Option<Duration> {
         Some(EXIT_POLL)
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitInfo {
+        let _ = self.child.wait();
+        self.try_wait().unwrap_or_default()
     }
 
     /// The exit code and CPU times, once the process has exited.

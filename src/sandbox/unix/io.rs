@@ -2,7 +2,7 @@
 //! them: readable pipes and, where the kernel has pidfds, a readable pidfd,
 //! all in one poll set. Without a pidfd (macOS) the exit is polled.
 
-use crate::sandbox::common::ExitInfo;
+use crate::sandbox::ExitInfo;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use std::collections::HashSet;
@@ -18,7 +18,7 @@ const EXIT_POLL: Duration = Duration::from_millis(10);
 /// pollable, so it is always empty; the type exists so the host is the same
 /// on every platform.
 #[derive(Debug, Default)]
-pub struct ReadyList;
+pub(crate) struct ReadyList;
 
 impl ReadyList {
     pub fn new(_waker: std::sync::Arc<mio::Waker>) -> Self {
@@ -31,7 +31,7 @@ impl ReadyList {
 
 /// The read end of a job's stdout or stderr (non-blocking).
 #[derive(Debug)]
-pub struct Pipe {
+pub(crate) struct Pipe {
     file: File,
 }
 
@@ -71,7 +71,7 @@ impl Read for Pipe {
 /// Notices the exit of a job's first process: its pidfd becomes readable,
 /// or, without one, a periodic non-blocking wait finds it.
 #[derive(Debug)]
-pub struct ExitWatch {
+pub(crate) struct ExitWatch {
     pid: i32,
     pidfd: Option<OwnedFd>,
 }
@@ -111,11 +111,27 @@ impl ExitWatch {
 
     /// Reaps the process if it has exited; never blocks.
     pub fn try_wait(&mut self) -> Option<ExitInfo> {
+        self.wait4(libc::WNOHANG)
+    }
+
+    /// Waits for the process to exit and reaps it.
+    pub fn wait(&mut self) -> ExitInfo {
+        loop {
+            if let Some(info) = self.wait4(0) {
+                return info;
+            }
+        }
+    }
+
+    fn wait4(&mut self, options: libc::c_int) -> Option<ExitInfo> {
         let mut status = 0;
         // SAFETY: a zeroed rusage is a valid value for wait4 to overwrite.
         let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 on our own child with WNOHANG; outputs are locals.
-        let ret = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut rusage) };
+        // SAFETY: wait4 on our own child; outputs are locals.
+        let ret = unsafe { libc::wait4(self.pid, &mut status, options, &mut rusage) };
+        if ret < 0 && std::io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            return None;
+        }
         let timeval = |tv: libc::timeval| {
             Duration::from_secs(tv.tv_sec.max(0) as u64)
                 + Duration::from_micros(tv.tv_usec.max(0) as u64)
@@ -127,7 +143,7 @@ impl ExitWatch {
                 signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
                 user: timeval(rusage.ru_utime),
                 system: timeval(rusage.ru_stime),
-                max_rss: super::max_rss_bytes(rusage.ru_maxrss),
+                max_rss: max_rss_bytes(rusage.ru_maxrss),
                 lost: false,
             }),
             // ECHILD: another part of this program reaped it.
@@ -136,5 +152,15 @@ impl ExitWatch {
                 ..ExitInfo::default()
             }),
         }
+    }
+}
+
+/// `ru_maxrss` in bytes: Linux counts KiB, macOS bytes.
+fn max_rss_bytes(ru_maxrss: libc::c_long) -> u64 {
+    let value = ru_maxrss.max(0) as u64;
+    if cfg!(target_os = "linux") {
+        value * 1024
+    } else {
+        value
     }
 }

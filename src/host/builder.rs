@@ -1,0 +1,240 @@
+//! Building a host: its options, detecting what the machine supports, the
+//! job directory root, the audit log, the policy watch, and starting the
+//! host thread.
+
+use super::audit::AuditLog;
+use super::shared::{JobTable, Shared, WarningSink};
+use super::{HostWarning, PolicyJobHost, supervisor};
+use crate::policy::Policy;
+use crate::sandbox::{HostSupport, SupportOptions};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+/// Why a host could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    #[error("cannot use {} as the repository: {source}", path.display())]
+    Repo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the job directory root in {}: {source}", path.display())]
+    TmpRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the audit log {}: {source}", path.display())]
+    Audit {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the host thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("cannot set up the poller: {0}")]
+    Poller(#[source] std::io::Error),
+    #[error("cannot watch the policy file {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Options for a host.
+pub struct HostBuilder {
+    policy: Arc<Policy>,
+    repo: PathBuf,
+    audit_log: Option<PathBuf>,
+    warnings: Option<WarningSink>,
+    support: SupportOptions,
+    home: Option<Option<PathBuf>>,
+    host_env: Option<Vec<(String, String)>>,
+    tmp_dir: Option<PathBuf>,
+    watch: Option<PathBuf>,
+}
+
+impl HostBuilder {
+    pub(super) fn new(policy: Arc<Policy>, repo: &Path) -> Self {
+        Self {
+            policy,
+            repo: repo.to_path_buf(),
+            audit_log: None,
+            warnings: None,
+            support: SupportOptions::default(),
+            home: None,
+            host_env: None,
+            tmp_dir: None,
+            watch: None,
+        }
+    }
+
+    /// Reloads the policy from `path` whenever the file changes — only when
+    /// the new file validates; otherwise the previous policy stays and the
+    /// diagnostics go to the warning sink. Running and pending jobs keep the
+    /// plan they were given.
+    pub fn watch_policy(mut self, path: impl Into<PathBuf>) -> Self {
+        self.watch = Some(path.into());
+        self
+    }
+
+    /// Writes a JSONL audit record per decision and per job end to `path`.
+    pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit_log = Some(path.into());
+        self
+    }
+
+    /// Calls `sink` for every host warning (the library never prints).
+    pub fn on_warning(mut self, sink: impl Fn(HostWarning) + Send + Sync + 'static) -> Self {
+        self.warnings = Some(Arc::new(sink));
+        self
+    }
+
+    /// Testing aid: pretend the kernel's Landlock ABI is at most `abi`
+    /// (0 = no Landlock). Only ever weakens the host, and only when called:
+    /// nothing reads it from the environment.
+    pub fn landlock_abi_max(mut self, abi: u32) -> Self {
+        self.support.landlock_abi_max = Some(abi);
+        self
+    }
+
+    /// Testing aid: do not use cgroups. Only when called: nothing reads it
+    /// from the environment.
+    pub fn without_cgroups(mut self) -> Self {
+        self.support.no_cgroups = true;
+        self
+    }
+
+    /// Detection options at once (the CLI's `--simulate-*` flags).
+    pub fn support_options(mut self, options: SupportOptions) -> Self {
+        self.support = options;
+        self
+    }
+
+    /// The home directory for `{home}` (default: `HOME`).
+    pub fn home(mut self, home: Option<PathBuf>) -> Self {
+        self.home = Some(home);
+        self
+    }
+
+    /// The host environment `env.inherit` draws from (default: this process's).
+    pub fn host_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.host_env = Some(env);
+        self
+    }
+
+    /// Where per-job directories are created (default: the system temp dir).
+    pub fn tmp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.tmp_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts the host and its thread.
+    pub fn build(self) -> Result<PolicyJobHost, HostError> {
+        let repo = self.repo.canonicalize().map_err(|source| HostError::Repo {
+            path: self.repo.clone(),
+            source,
+        })?;
+        if !repo.is_dir() {
+            return Err(HostError::Repo {
+                path: repo,
+                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            });
+        }
+        let tmp_base = self.tmp_dir.unwrap_or_else(std::env::temp_dir);
+        // Named after the host's pid, so a later host can tell whose it is.
+        let tmp_root = tempfile::Builder::new()
+            .prefix(&format!("jobwarden-{}-", std::process::id()))
+            .tempdir_in(&tmp_base)
+            .map_err(|source| HostError::TmpRoot {
+                path: tmp_base.clone(),
+                source,
+            })?;
+        let audit = match &self.audit_log {
+            Some(path) => Some(AuditLog::open(path).map_err(|source| HostError::Audit {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let support = HostSupport::detect(&self.support);
+        let poll = mio::Poll::new().map_err(HostError::Poller)?;
+        let waker =
+            mio::Waker::new(poll.registry(), supervisor::WAKER).map_err(HostError::Poller)?;
+        let shared = Arc::new(Shared {
+            policy: RwLock::new(self.policy),
+            repo,
+            home: self
+                .home
+                .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from)),
+            host_env: self.host_env.unwrap_or_else(|| {
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                    .collect()
+            }),
+            tmp_root: tmp_root.path().to_path_buf(),
+            support,
+            next_id: AtomicU64::new(0),
+            jobs: Mutex::new(JobTable::default()),
+            queues: Mutex::new(HashMap::new()),
+            queued: Condvar::new(),
+            commands: Mutex::new(Vec::new()),
+            waker: Arc::new(waker),
+            shutting_down: AtomicBool::new(false),
+            audit,
+            warnings: self.warnings,
+            kept_warnings: Mutex::new(VecDeque::new()),
+        });
+        let watcher = match &self.watch {
+            Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("jobwarden-host".into())
+            .spawn(move || supervisor::run(thread_shared, poll))
+            .map_err(HostError::Thread)?;
+        Ok(PolicyJobHost {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            tmp_root: Mutex::new(Some(tmp_root)),
+            _watcher: watcher,
+        })
+    }
+}
+
+/// Watches `path`'s directory (editors replace files by renaming) and
+/// reloads the policy when the file changes.
+fn watch(shared: &Arc<Shared>, path: &Path) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::Watcher;
+    let file = path.canonicalize().map_err(notify::Error::io)?;
+    let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = file.file_name().map(|n| n.to_os_string());
+    let weak = Arc::downgrade(shared);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        if !ours || !(event.kind.is_modify() || event.kind.is_create()) {
+            return;
+        }
+        // Let an editor finish writing before reading.
+        std::thread::sleep(Duration::from_millis(150));
+        if let Some(shared) = weak.upgrade() {
+            shared.reload(&file);
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}

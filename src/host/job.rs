@@ -1,0 +1,374 @@
+//! One running job as the host thread holds it: its processes, pipes,
+//! output pipeline, timers and accounting, and what it says at its start
+//! and end. The supervisor owns the set of jobs and the loop; everything
+//! that concerns a single job lives here.
+
+use super::Usage;
+use super::conclude::{Ending, Stopped, conclude};
+use super::io::{JobToken, PipeState, Source, read_pipe};
+use super::sampler::Sample;
+use crate::contract::{
+    JobEvent, JobId, JobLogLineData, JobProgressData, JobStartedData, STREAM_SYSTEM,
+};
+use crate::decision::Plan;
+use crate::output::progress::ProgressTracker;
+use crate::output::{JobOutput, Stream};
+use crate::policy::units::format_size;
+use crate::sandbox::{
+    EnforcementReport, ExitInfo, ExitWatch, HostProcess, JobDir, Pipe, ReadyList, Spawned, Tree,
+};
+use mio::Registry;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long output may keep flowing after the first process exited and the
+/// rest of the tree was killed, before the pipes are closed anyway.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// A job jobwarden is stopping (cancel, timeout, shutdown).
+pub(super) struct Termination {
+    pub stopped: Stopped,
+    pub kill_at: Instant,
+    pub killed: bool,
+}
+
+pub(super) struct Exit {
+    pub info: ExitInfo,
+    pub elapsed: Duration,
+}
+
+pub(super) struct Job {
+    pub id: JobId,
+    pub plugin: Arc<str>,
+    pub plan: Plan,
+    pub pid: i32,
+    /// Watches the first process's exit; `None` once reaped.
+    exit_watch: Option<ExitWatch>,
+    /// When to look for the exit without an event (platforms without pidfd).
+    pub next_exit_poll: Option<Instant>,
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+    pub output: JobOutput,
+    pub tree: Tree,
+    /// The job's `{tmp}`, removed when the job is finalised.
+    dir: Option<JobDir>,
+    pub report: Arc<EnforcementReport>,
+    started: Instant,
+    pub started_at: String,
+    pub deadline: Instant,
+    pub next_sample: Instant,
+    /// Members at the last sample, to forget them in the sampler later.
+    pub sampled_pids: Vec<i32>,
+    pub termination: Option<Termination>,
+    pub exit: Option<Exit>,
+    pub drain_until: Option<Instant>,
+    pub usage: Usage,
+}
+
+/// What a finalised job leaves for the supervisor to publish.
+pub(super) struct Finished {
+    /// Progress declared since the last tick, the exit summary, then the
+    /// terminal event.
+    pub events: Vec<JobEvent>,
+    pub ending: Ending,
+    pub elapsed: Duration,
+    /// Whether the tree ever had more than one process (zombies to look for).
+    pub ever_forked: bool,
+    /// Problems removing what the job was given, for the host's warnings.
+    pub problems: Vec<String>,
+}
+
+impl Job {
+    /// A job whose first process just started; its pipes and exit are
+    /// registered with the poller under `slot`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn started(
+        slot: usize,
+        id: JobId,
+        plugin: Arc<str>,
+        plan: Plan,
+        spawned: Spawned,
+        report: Arc<EnforcementReport>,
+        registry: &Registry,
+        ready: &ReadyList,
+        first_sample: Instant,
+    ) -> (Self, Result<(), std::io::Error>) {
+        let Spawned {
+            pid,
+            mut exit,
+            tree,
+            mut stdout,
+            mut stderr,
+            dir,
+        } = spawned;
+        let token = |source| JobToken::new(slot, source).token();
+        let registered = stdout
+            .register(registry, token(Source::Stdout), ready)
+            .and_then(|()| stderr.register(registry, token(Source::Stderr), ready))
+            .and_then(|()| exit.register(registry, token(Source::Exit), ready));
+        let now = Instant::now();
+        let output = JobOutput::new(
+            id.clone(),
+            &plan.output,
+            ProgressTracker::new(&plan.progress.patterns),
+        );
+        let job = Self {
+            deadline: now + plan.timeout.value,
+            id,
+            plugin,
+            pid,
+            next_exit_poll: exit.poll_every().map(|every| now + every),
+            exit_watch: Some(exit),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            output,
+            tree,
+            dir: Some(dir),
+            report,
+            started: now,
+            started_at: crate::contract::timestamp_now(),
+            next_sample: first_sample,
+            sampled_pids: Vec::new(),
+            termination: None,
+            exit: None,
+            drain_until: None,
+            usage: Usage::default(),
+            plan,
+        };
+        (job, registered)
+    }
+
+    fn system_line(&self, line: String) -> JobEvent {
+        JobEvent::JobLogLine {
+            job_id: self.id.clone(),
+            data: JobLogLineData {
+                line,
+                stream: STREAM_SYSTEM.to_string(),
+            },
+        }
+    }
+
+    /// `JobStarted`, then the enforcement line, the plan's notes and the
+    /// variables left out.
+    pub fn opening_events(&self) -> Vec<JobEvent> {
+        let mut events = vec![
+            JobEvent::JobStarted {
+                job_id: self.id.clone(),
+                data: JobStartedData {
+                    pid: Some(self.pid as u32),
+                    started_at: self.started_at.clone(),
+                },
+            },
+            self.system_line(self.report.summary_line()),
+        ];
+        for note in &self.plan.notes {
+            events.push(self.system_line(format!("jobwarden: {note}")));
+        }
+        if !self.plan.env_dropped.is_empty() {
+            let names: Vec<String> = self
+                .plan
+                .env_dropped
+                .iter()
+                .map(|d| format!("{} from {} ({})", d.name, d.origin, d.rule))
+                .collect();
+            events.push(self.system_line(format!(
+                "jobwarden: variables not passed: {}",
+                names.join(", ")
+            )));
+        }
+        events
+    }
+
+    /// Whether the first process is still running.
+    pub fn running(&self) -> bool {
+        self.exit.is_none()
+    }
+
+    /// The earliest moment this job has something to do.
+    pub fn next_timer(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.running() {
+            match &self.termination {
+                Some(t) if !t.killed => consider(t.kill_at),
+                Some(_) => {}
+                None => consider(self.deadline),
+            }
+            if !self.tree.exact() {
+                consider(self.tree.next_scan);
+            }
+            if let Some(at) = self.next_exit_poll {
+                consider(at);
+            }
+            consider(self.next_sample);
+        }
+        if let Some(at) = self.drain_until {
+            consider(at);
+        }
+        next
+    }
+
+    /// Reads one of the job's pipes into events in `batch`.
+    pub fn read(&mut self, stream: Stream, buf: &mut [u8], batch: &mut Vec<JobEvent>) -> PipeState {
+        let pipe = match stream {
+            Stream::Stdout => self.stdout.as_mut(),
+            Stream::Stderr => self.stderr.as_mut(),
+        };
+        match pipe {
+            Some(pipe) => read_pipe(pipe, stream, buf, &mut self.output, batch),
+            None => PipeState::Drained,
+        }
+    }
+
+    /// Closes one of the job's pipes, flushing its partial line into `batch`.
+    pub fn close_pipe(&mut self, stream: Stream, registry: &Registry, batch: &mut Vec<JobEvent>) {
+        let pipe = match stream {
+            Stream::Stdout => self.stdout.take(),
+            Stream::Stderr => self.stderr.take(),
+        };
+        if let Some(mut pipe) = pipe {
+            pipe.deregister(registry);
+            self.output.finish(stream, batch);
+        }
+    }
+
+    /// Both pipes are closed.
+    pub fn pipes_closed(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    /// Reaps the first process if it exited; returns whether it did just now.
+    pub fn reap_leader(&mut self, registry: &Registry) -> bool {
+        if !self.running() {
+            return false;
+        }
+        let Some(info) = self.exit_watch.as_mut().and_then(ExitWatch::try_wait) else {
+            // Not exited yet: a spurious wake-up, or a poll that found it running.
+            if let Some(every) = self.exit_watch.as_ref().and_then(ExitWatch::poll_every) {
+                self.next_exit_poll = Some(Instant::now() + every);
+            }
+            return false;
+        };
+        self.tree.leader_reaped();
+        self.exit = Some(Exit {
+            info,
+            elapsed: self.started.elapsed(),
+        });
+        self.next_exit_poll = None;
+        if let Some(mut watch) = self.exit_watch.take() {
+            watch.deregister(registry);
+        }
+        self.drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+        true
+    }
+
+    /// Starts stopping the job: SIGTERM to the tree, SIGKILL after the grace
+    /// period. Returns whether it must be killed at once (no grace, or no
+    /// polite stop on this platform).
+    pub fn begin_termination(
+        &mut self,
+        stopped: Stopped,
+        host: HostProcess,
+        leaders: &HashSet<i32>,
+    ) -> bool {
+        let grace = self.plan.limits.kill_grace.value;
+        self.termination = Some(Termination {
+            stopped,
+            kill_at: Instant::now() + grace,
+            killed: false,
+        });
+        grace.is_zero() || !self.tree.terminate(host, leaders)
+    }
+
+    /// Takes a resource sample into the usage figures and returns the
+    /// progress event of this interval, if there is news: the latest
+    /// declared percent and step, or the resource use when the job declared
+    /// no step.
+    pub fn sampled(&mut self, sample: Option<Sample>) -> Option<JobEvent> {
+        if let Some(sample) = sample {
+            self.usage.elapsed = self.started.elapsed();
+            self.usage.cpu_percent = sample.cpu_percent;
+            self.usage.rss_bytes = sample.rss_bytes;
+            self.usage.peak_rss_bytes = self.usage.peak_rss_bytes.max(sample.rss_bytes);
+            self.usage.processes = sample.processes;
+            self.usage.cpu_time = self.usage.cpu_time.max(sample.cpu_time);
+        }
+        let declared = self.output.progress.take_update();
+        if declared.is_none() && sample.is_none() {
+            return None;
+        }
+        let step = self
+            .output
+            .progress
+            .step
+            .clone()
+            .or_else(|| sample.map(|s| s.describe()));
+        Some(JobEvent::JobProgress {
+            job_id: self.id.clone(),
+            data: JobProgressData {
+                percent: self.output.progress.percent,
+                step,
+            },
+        })
+    }
+
+    /// Ends a job whose first process exited and whose pipes are closed:
+    /// reads what its containment recorded, removes everything it was given
+    /// (its cgroups, its `{tmp}`), and concludes.
+    pub fn finish(mut self) -> (Finished, Self) {
+        let exit = self.exit.take().expect("finish only jobs that exited");
+        let info = exit.info;
+        let mut problems = Vec::new();
+        // Read everything the containment knows before removing it.
+        let ever_forked = self.tree.ever_forked();
+        let oom_kills = self.tree.oom_kills();
+        let peak = self.tree.memory_peak().unwrap_or(info.max_rss);
+        if let Err(problem) = self.tree.dismantle() {
+            problems.push(format!("cleaning up {}: {problem}", self.id));
+        }
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if let Err(e) = dir.remove() {
+                problems.push(format!("cannot remove {}: {e}", path.display()));
+            }
+        }
+        let cpu = info.user + info.system;
+        self.usage.elapsed = exit.elapsed;
+        self.usage.cpu_time = self.usage.cpu_time.max(cpu);
+        self.usage.peak_rss_bytes = self.usage.peak_rss_bytes.max(peak);
+        self.usage.rss_bytes = 0;
+        self.usage.processes = 0;
+
+        let mut events = Vec::new();
+        // Progress declared since the last tick is not lost at the end.
+        if let Some((percent, step)) = self.output.progress.take_update() {
+            events.push(JobEvent::JobProgress {
+                job_id: self.id.clone(),
+                data: JobProgressData { percent, step },
+            });
+        }
+        events.push(self.system_line(format!(
+            "jobwarden: finished in {:.1} s · cpu {:.1} s user / {:.1} s sys · peak rss {}",
+            exit.elapsed.as_secs_f64(),
+            info.user.as_secs_f64(),
+            info.system.as_secs_f64(),
+            format_size(self.usage.peak_rss_bytes)
+        )));
+        let stopped = self.termination.as_ref().map(|t| &t.stopped);
+        let ending = conclude(&self.plan, &info, stopped, oom_kills, cpu);
+        events.push(ending.event(
+            &self.id,
+            crate::contract::timestamp_now(),
+            self.output.tail(),
+        ));
+        let finished = Finished {
+            events,
+            ending,
+            elapsed: exit.elapsed,
+            ever_forked,
+            problems,
+        };
+        (finished, self)
+    }
+}

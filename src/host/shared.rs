@@ -1,0 +1,270 @@
+//! The state the plugin handles (any thread) and the host thread share: the
+//! policy, the job table, the per-plugin event queues and the command list
+//! the host thread works through. Deciding happens here, on the caller's
+//! thread (pure and cheap); everything that touches processes happens on
+//! the host thread.
+
+use super::audit::AuditLog;
+use super::conclude::Ending;
+use super::locks::{lock, read, write};
+use super::{HostWarning, JobEnd, Usage};
+use crate::contract::{JobEvent, JobId, JobSpawnRequest, JobStatus, timestamp_now};
+use crate::decision::{DecisionContext, Denial, Plan, decide};
+use crate::output::queue::EventQueue;
+use crate::policy::Policy;
+use crate::sandbox::{EnforcementReport, HostSupport};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+/// How many finished jobs' records are kept for `status` queries.
+pub const FINISHED_JOBS_KEPT: usize = 4096;
+
+/// How many host warnings are kept for [`super::PolicyJobHost::take_warnings`].
+const WARNINGS_KEPT: usize = 100;
+
+pub(super) type WarningSink = Arc<dyn Fn(HostWarning) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub(super) struct JobRecord {
+    pub plugin: Arc<str>,
+    pub status: JobStatus,
+    /// Shared between jobs with equal reports: thousands of finished
+    /// records then cost little.
+    pub enforcement: Option<Arc<EnforcementReport>>,
+    pub usage: Option<Usage>,
+    pub end: Option<JobEnd>,
+}
+
+impl JobRecord {
+    fn pending(plugin: &Arc<str>) -> Self {
+        Self {
+            plugin: plugin.clone(),
+            status: JobStatus::Pending,
+            enforcement: None,
+            usage: None,
+            end: None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct JobTable {
+    pub records: HashMap<JobId, JobRecord>,
+    finished: VecDeque<JobId>,
+}
+
+impl JobTable {
+    /// Records how a job ended and forgets the oldest finished jobs beyond
+    /// [`FINISHED_JOBS_KEPT`].
+    pub fn finish(&mut self, id: &JobId, ending: &Ending) {
+        if let Some(record) = self.records.get_mut(id) {
+            record.status = ending.status();
+            record.end = Some(ending.end.clone());
+            self.finished.push_back(id.clone());
+        }
+        while self.finished.len() > FINISHED_JOBS_KEPT {
+            if let Some(old) = self.finished.pop_front() {
+                self.records.remove(&old);
+            }
+        }
+    }
+}
+
+/// A job accepted by the decision, waiting for the host thread.
+pub(super) struct Accepted {
+    pub id: JobId,
+    pub plugin: Arc<str>,
+    pub plan: Plan,
+}
+
+pub(super) enum Command {
+    Start(Box<Accepted>),
+    Cancel { id: JobId, reason: String },
+    Shutdown,
+}
+
+/// State shared between the handles (any thread) and the host thread.
+pub(super) struct Shared {
+    pub policy: RwLock<Arc<Policy>>,
+    pub repo: PathBuf,
+    pub home: Option<PathBuf>,
+    pub host_env: Vec<(String, String)>,
+    /// Where jobs' `{tmp}` directories are made.
+    pub tmp_root: PathBuf,
+    pub support: HostSupport,
+    pub next_id: AtomicU64,
+    pub jobs: Mutex<JobTable>,
+    pub queues: Mutex<HashMap<Arc<str>, EventQueue>>,
+    /// Signalled whenever events are queued, for `wait_events`.
+    pub queued: Condvar,
+    pub commands: Mutex<Vec<Command>>,
+    pub waker: Arc<mio::Waker>,
+    pub shutting_down: AtomicBool,
+    pub audit: Option<AuditLog>,
+    pub warnings: Option<WarningSink>,
+    pub kept_warnings: Mutex<VecDeque<HostWarning>>,
+}
+
+impl Shared {
+    pub fn warn(&self, message: String) {
+        let warning = HostWarning { message };
+        if let Some(sink) = &self.warnings {
+            sink(warning.clone());
+        }
+        let mut kept = lock(&self.kept_warnings);
+        kept.push_back(warning);
+        while kept.len() > WARNINGS_KEPT {
+            kept.pop_front();
+        }
+    }
+
+    /// The policy new requests are decided by.
+    pub fn policy(&self) -> Arc<Policy> {
+        read(&self.policy).clone()
+    }
+
+    /// Loads the policy file again; keeps the old policy if it does not validate.
+    pub fn reload(&self, path: &Path) {
+        match Policy::load(path) {
+            Ok(loaded) => {
+                if loaded.policy.origin.sha256 == self.policy().origin.sha256 {
+                    return;
+                }
+                *write(&self.policy) = loaded.policy.clone();
+                self.warn(format!(
+                    "policy reloaded from {} (sha256 {}); new requests use it, running jobs keep their plan",
+                    path.display(),
+                    &loaded.policy.origin.sha256[..16]
+                ));
+            }
+            Err(crate::policy::LoadError::Invalid(report)) => self.warn(format!(
+                "policy {} was not reloaded: it has {} error(s); the previous policy stays\n{}",
+                path.display(),
+                report.error_count(),
+                report.render()
+            )),
+            Err(e) => self.warn(format!(
+                "policy {} was not reloaded: {e}; the previous policy stays",
+                path.display()
+            )),
+        }
+    }
+
+    pub fn send(&self, command: Command) {
+        lock(&self.commands).push(command);
+        if let Err(e) = self.waker.wake() {
+            self.warn(format!("cannot wake the host thread: {e}"));
+        }
+    }
+
+    pub fn push_events(&self, plugin: &Arc<str>, events: impl ExactSizeIterator<Item = JobEvent>) {
+        if events.len() == 0 {
+            return;
+        }
+        lock(&self.queues)
+            .entry(plugin.clone())
+            .or_insert_with(default_queue)
+            .extend(events);
+        self.queued.notify_all();
+    }
+
+    /// Records a job's end in the table.
+    pub fn finish(&self, id: &JobId, ending: &Ending) {
+        lock(&self.jobs).finish(id, ending);
+    }
+
+    fn decide(&self, plugin: &str, id: &str, request: &JobSpawnRequest) -> Result<Plan, Denial> {
+        let policy = self.policy();
+        let job_tmp = self.tmp_root.join(id);
+        let ctx = DecisionContext {
+            repo: &self.repo,
+            home: self.home.as_deref(),
+            job_tmp: &job_tmp,
+            host_env: &self.host_env,
+        };
+        let outcome = decide(&policy, plugin, request, &ctx);
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.decision(
+                plugin,
+                Some(id),
+                request,
+                outcome.as_ref(),
+                &policy.origin.sha256,
+            )
+        {
+            self.warn(format!("cannot write the audit log: {e}"));
+        }
+        outcome
+    }
+
+    /// Decides and, when allowed, hands the job to the host thread. The id
+    /// is returned in both cases; a denial is also recorded as a failed job
+    /// with its one event when `keep_denied`.
+    pub fn spawn(
+        &self,
+        plugin: &Arc<str>,
+        request: JobSpawnRequest,
+        keep_denied: bool,
+    ) -> (JobId, Result<(), Denial>) {
+        let id: JobId = format!("job-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let outcome = if self.shutting_down.load(Ordering::Acquire) {
+            Err(Denial::new(
+                "host",
+                "the host is shutting down and accepts no new jobs",
+                "create a new host",
+            ))
+        } else {
+            self.decide(plugin, &id, &request)
+        };
+        match outcome {
+            Ok(plan) => {
+                lock(&self.jobs)
+                    .records
+                    .insert(id.clone(), JobRecord::pending(plugin));
+                self.send(Command::Start(Box::new(Accepted {
+                    id: id.clone(),
+                    plugin: plugin.clone(),
+                    plan,
+                })));
+                (id, Ok(()))
+            }
+            Err(denial) => {
+                if keep_denied {
+                    let ending = Ending::before_start(
+                        JobEnd::Denied {
+                            rule: denial.rule.clone(),
+                        },
+                        denial.to_string(),
+                    );
+                    {
+                        let mut jobs = lock(&self.jobs);
+                        jobs.records.insert(id.clone(), JobRecord::pending(plugin));
+                        jobs.finish(&id, &ending);
+                    }
+                    self.push_events(
+                        plugin,
+                        std::iter::once(ending.event(&id, timestamp_now(), None)),
+                    );
+                }
+                (id, Err(denial))
+            }
+        }
+    }
+
+    pub fn owned_record(&self, plugin: &str, id: &str) -> Option<JobRecord> {
+        lock(&self.jobs)
+            .records
+            .get(id)
+            .filter(|r| &*r.plugin == plugin)
+            .cloned()
+    }
+}
+
+pub(super) fn default_queue() -> EventQueue {
+    EventQueue::new(
+        crate::decision::DEFAULT_MAX_QUEUED_EVENTS as usize,
+        crate::decision::DEFAULT_MAX_QUEUED_BYTES as usize,
+    )
+}

@@ -1,0 +1,105 @@
+//! Platform facts on Unix (Linux and macOS).
+
+use super::Signals;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Environment variable names are case-sensitive here.
+pub const ENV_IGNORE_CASE: bool = false;
+
+/// The signals jobwarden explains.
+pub const SIGNALS: Signals = Signals {
+    kill: Some(libc::SIGKILL),
+    cpu_limit: Some(libc::SIGXCPU),
+    file_size_limit: Some(libc::SIGXFSZ),
+};
+
+/// The conventional name of a signal.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => "unknown signal",
+    }
+}
+
+/// Device, inode, size, and modification and change times: a file whose
+/// identity is unchanged has unchanged contents.
+pub type FileIdentity = (u64, u64, u64, i64, i64, i64, i64);
+
+/// The identity of a file for the hash cache.
+pub fn file_identity(m: &std::fs::Metadata) -> Option<FileIdentity> {
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// True for a regular file with an execute bit.
+pub fn is_executable_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Creates a directory only its owner can enter.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().mode(0o700).create(path)
+}
+
+/// Opens (creating if needed, mode 0600) a file for appending.
+pub fn open_private_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Recreates the symlink `from` at `to`.
+pub fn copy_symlink(from: &Path, to: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
+}
+
+/// `sysname release machine`, from uname(2).
+pub fn platform_description() -> String {
+    // SAFETY: uname into a local struct; its fields are NUL-terminated.
+    unsafe {
+        let mut uts: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut uts) != 0 {
+            return std::env::consts::OS.to_string();
+        }
+        let field = |f: &[libc::c_char]| {
+            std::ffi::CStr::from_ptr(f.as_ptr())
+                .to_string_lossy()
+                .into_owned()
+        };
+        format!(
+            "{} {} {}",
+            field(&uts.sysname),
+            field(&uts.release),
+            field(&uts.machine)
+        )
+    }
+}

@@ -1,0 +1,171 @@
+//! What this Linux machine lets jobwarden enforce, detected once per host
+//! by asking the kernel and by trying (a probe cgroup is created and
+//! removed), never guessed from versions.
+
+use super::cgroup::CgroupSupport;
+use super::landlock::LandlockSupport;
+use super::procs;
+use super::tree::HostProcess;
+use crate::sandbox::support::{SupportOptions, TreeMechanism};
+use std::path::Path;
+
+/// What this machine lets jobwarden enforce.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Support {
+    pub landlock: LandlockSupport,
+    pub cgroups: CgroupSupport,
+    /// Whether the host could become a child subreaper.
+    pub subreaper: bool,
+    /// Whether the host runs as root (RLIMIT_NPROC is then ignored).
+    pub is_root: bool,
+    /// Whether the host holds capabilities (to drop for jobs).
+    pub has_capabilities: bool,
+    /// Highest capability number.
+    pub cap_last: u32,
+}
+
+impl Support {
+    pub fn detect(options: &SupportOptions) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let mask = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(0)
+        };
+        Self {
+            landlock: LandlockSupport::detect(options.landlock_abi_max),
+            cgroups: CgroupSupport::detect(!options.no_cgroups),
+            subreaper: procs::become_subreaper(),
+            is_root,
+            has_capabilities: mask("CapEff:") != 0 || (is_root && mask("CapBnd:") != 0),
+            cap_last: std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(40),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.is_root
+    }
+
+    pub fn landlock_abi(&self) -> Option<u32> {
+        self.landlock
+            .unavailable
+            .is_none()
+            .then_some(self.landlock.abi)
+    }
+
+    pub fn tree_mechanism(&self, what: TreeMechanism) -> Option<&'static str> {
+        match what {
+            TreeMechanism::Processes => self.cgroups.pids(),
+            TreeMechanism::Memory => self.cgroups.memory(),
+            TreeMechanism::Kill => self.cgroups.tree_kill(),
+        }
+    }
+
+    pub fn subreaper(&self) -> bool {
+        self.subreaper
+    }
+
+    /// What was detected, as labelled lines for `jobwarden doctor`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let mut lines = vec![(
+            "user",
+            if self.is_root {
+                "root: RLIMIT_NPROC is ignored for root, only a pids cgroup limits processes"
+            } else {
+                "not root"
+            }
+            .to_string(),
+        )];
+        let ll = &self.landlock;
+        lines.push((
+            "landlock",
+            match (&ll.unavailable, ll.kernel_abi) {
+                (None, Some(k)) if k != ll.abi => {
+                    format!("ABI {} (kernel {k}, capped for testing)", ll.abi)
+                }
+                (None, _) => format!("ABI {}", ll.abi),
+                (Some(why), _) => format!("unavailable: {why}"),
+            },
+        ));
+        let cg = &self.cgroups;
+        let mut groups = Vec::new();
+        if let Some(v2) = &cg.v2 {
+            let kill = if cg.v2_kill { ", cgroup.kill" } else { "" };
+            let controllers = if cg.v2_controllers.is_empty() {
+                " (no controllers delegated)".to_string()
+            } else {
+                format!(" (controllers: {})", cg.v2_controllers.join(" "))
+            };
+            groups.push(format!("v2 {}{kill}{controllers}", v2.display()));
+        }
+        if let Some(p) = &cg.v1_pids {
+            groups.push(format!("v1 pids {}", p.display()));
+        }
+        if let Some(m) = &cg.v1_memory {
+            groups.push(format!("v1 memory {}", m.display()));
+        }
+        lines.push((
+            "cgroups",
+            match &cg.unavailable {
+                Some(why) => format!("none usable: {why}"),
+                None => groups.join("; "),
+            },
+        ));
+        lines
+    }
+
+    /// Suggestions an admin can act on.
+    pub fn tips(&self) -> Vec<String> {
+        let cg = &self.cgroups;
+        let mut tips = Vec::new();
+        if cg.unavailable.is_none() && !cg.favordynmods {
+            tips.push(format!(
+                "every job start waits for an RCU grace period to join its cgroups (a few ms);\n                mounting a cgroup hierarchy with favordynmods removes the wait, e.g.\n                `mount -o remount,favordynmods {}` (forks become slightly slower system-wide)",
+                cg.v2
+                    .as_deref()
+                    .or(cg.v1_pids.as_deref())
+                    .map_or("/sys/fs/cgroup".into(), |p| p.display().to_string())
+            ));
+        }
+        tips
+    }
+
+    /// Removes job cgroups left by hosts that died without cleaning up,
+    /// killing whatever is still in them. A cgroup belongs to a dead host
+    /// when the pid in its name (`jobwarden-PID-…`) no longer exists.
+    pub fn clean_stale(&self, host: HostProcess) {
+        let cg = &self.cgroups;
+        for dir in [&cg.v2, &cg.v1_pids, &cg.v1_memory].into_iter().flatten() {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("jobwarden-")) else {
+                    continue;
+                };
+                let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if pid == host.pid || Path::new(&format!("/proc/{pid}")).exists() {
+                    continue;
+                }
+                let path = entry.path();
+                if let Ok(procs) = std::fs::read_to_string(path.join("cgroup.procs")) {
+                    for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill(2) of a process left in a stale job cgroup of ours.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                }
+                let _ = std::fs::remove_dir(&path);
+            }
+        }
+    }
+}

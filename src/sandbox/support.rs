@@ -1,0 +1,76 @@
+//! What this machine lets jobwarden enforce, detected once per host.
+
+use super::os;
+use serde::Serialize;
+
+/// Knobs for detection. Both simulate a weaker machine, for tests and for
+/// proving that a report matches the kernel's answers; they are never read
+/// from the environment, only set explicitly (the builder's
+/// `landlock_abi_max` and `without_cgroups`, the CLI's hidden
+/// `--simulate-*` flags).
+#[derive(Debug, Clone, Default)]
+pub struct SupportOptions {
+    /// Pretend the kernel's Landlock ABI is at most this (Linux; 0 = none).
+    pub landlock_abi_max: Option<u32>,
+    /// Do not use cgroups (Linux).
+    pub no_cgroups: bool,
+}
+
+/// What this machine lets jobwarden enforce.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct HostSupport(os::Support);
+
+impl HostSupport {
+    /// Probes this machine (on Linux: the Landlock ABI, which cgroups the
+    /// host may create children in, whether it may become a subreaper).
+    pub fn detect(options: &SupportOptions) -> Self {
+        Self(os::Support::detect(options))
+    }
+
+    pub(crate) fn os(&self) -> &os::Support {
+        &self.0
+    }
+
+    /// Whether the host runs as root (RLIMIT_NPROC is then ignored).
+    pub fn is_root(&self) -> bool {
+        self.0.is_root()
+    }
+
+    /// The Landlock ABI in use, or `None` when there is no Landlock.
+    pub fn landlock_abi(&self) -> Option<u32> {
+        self.0.landlock_abi()
+    }
+
+    /// How a whole-tree limit or kill is enforced here, if it is.
+    pub fn tree_mechanism(&self, what: TreeMechanism) -> Option<&'static str> {
+        self.0.tree_mechanism(what)
+    }
+
+    /// Whether orphans of jobs are re-parented to the host (a subreaper).
+    pub fn subreaper(&self) -> bool {
+        self.0.subreaper()
+    }
+
+    /// What was detected, as labelled lines for `jobwarden doctor`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        self.0.describe()
+    }
+
+    /// Suggestions an admin can act on.
+    pub fn tips(&self) -> Vec<String> {
+        self.0.tips()
+    }
+}
+
+/// Whole-tree mechanisms [`HostSupport::tree_mechanism`] answers about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TreeMechanism {
+    /// A limit on the processes of the whole tree.
+    Processes,
+    /// A limit on the memory of the whole tree.
+    Memory,
+    /// Killing the whole tree, escapees included.
+    Kill,
+}
