@@ -157,3 +157,64 @@ fn ctrl_c_cancels_the_job_gracefully_and_exits_130() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(text(&out.stderr).contains("cancelling the job"));
 }
+
+#[test]
+fn outside_a_git_work_tree_run_and_explain_refuse_without_repo() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = jobwarden()
+        .args(["run", "--", "true"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("is not inside a git work tree") && stderr.contains("--repo DIR"),
+        "{stderr}"
+    );
+    let out = jobwarden()
+        .args(["explain", "--", "true"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // Given explicitly, the directory is the repository.
+    let out = jobwarden()
+        .args(["run", "--repo", ".", "--", "true"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_root_a_home_or_a_system_directory_is_never_the_repository() {
+    for repo in ["/", "/usr", "/etc"] {
+        let out = run(&["--repo", repo, "--", "true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{repo}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("is a system directory"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = jobwarden()
+        .args(["run", "--repo"])
+        .arg(home.path())
+        .args(["--", "true"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("home directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -50,6 +50,7 @@ impl Simulate {
         SupportOptions {
             landlock_abi_max: self.simulate_landlock_abi,
             no_cgroups: self.simulate_no_cgroups,
+            ..SupportOptions::default()
         }
     }
 }
@@ -173,7 +174,9 @@ pub(crate) fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, CliError>
 }
 
 /// The repository root: `--repo`, else the git top-level of the current
-/// directory, else the current directory; always canonical.
+/// directory (outside a work tree there is none: an error, never the
+/// current directory); always canonical, never `/`, a home or a system
+/// directory.
 pub(crate) fn repo_root(flag: Option<&Path>) -> Result<PathBuf, CliError> {
     let start = match flag {
         Some(dir) => dir.to_path_buf(),
@@ -192,14 +195,28 @@ pub(crate) fn repo_root(flag: Option<&Path>) -> Result<PathBuf, CliError> {
             canonical.display()
         )));
     }
-    if flag.is_some() {
-        return Ok(canonical);
+    let repo = if flag.is_some() {
+        canonical
+    } else {
+        canonical
+            .ancestors()
+            .find(|dir| dir.join(".git").exists())
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                CliError::Repo(format!(
+                    "{} is not inside a git work tree, so there is no repository to run in; give one with `--repo DIR` (it becomes the job's `{{repo}}`, writable under most policies)",
+                    canonical.display()
+                ))
+            })?
+    };
+    let home = std::env::var_os("HOME").and_then(|h| PathBuf::from(h).canonicalize().ok());
+    if let Some(why) = jobwarden::decision::repo_refusal(&repo, home.as_deref()) {
+        return Err(CliError::Repo(format!(
+            "refusing {} as the repository: {why}",
+            repo.display()
+        )));
     }
-    let top = canonical
-        .ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .unwrap_or(&canonical);
-    Ok(top.to_path_buf())
+    Ok(repo)
 }
 
 /// The host facts a decision needs, captured once.

@@ -14,9 +14,11 @@
 //! spawned here, so it is cheap enough for a TUI thread.
 
 mod plan;
+mod repo;
 mod request;
 
 pub use plan::*;
+pub use repo::repo_refusal;
 pub use request::{MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_BYTES, MAX_ENV_VARS, MAX_LABEL_BYTES};
 
 use crate::contract::JobSpawnRequest;
@@ -637,8 +639,20 @@ fn build_filesystem(
     for helper in &binary.helpers {
         resolve(&mut plan.execute, helper);
     }
+    for name in DEFAULT_PROTECTED {
+        plan.protected.push(PlanPath {
+            path: values.repo.join(name),
+            key: "built-in protected paths".into(),
+        });
+    }
     plan
 }
+
+/// What stays read-only inside the repository whatever else is writable:
+/// everything git runs or reads configuration from (`.git`; how much of it,
+/// `filesystem.git` says), `.gitmodules`, and the settings editors and
+/// shells act on when the user next opens the directory.
+pub const DEFAULT_PROTECTED: &[&str] = &[".git", ".gitmodules", ".vscode", ".idea", ".envrc"];
 
 fn fold_network(layers: &[&Layer]) -> NetworkPlan {
     let mut plan = NetworkPlan {

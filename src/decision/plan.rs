@@ -81,22 +81,85 @@ pub struct PlanPath {
     pub key: String,
 }
 
-/// Filesystem access, before Landlock turns it into rules.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Filesystem access, before Landlock and the job's mount namespace turn
+/// it into rules.
+#[derive(Debug, Clone, Serialize)]
 pub struct FilesystemPlan {
     pub read: Vec<PlanPath>,
     pub read_write: Vec<PlanPath>,
-    /// Executable files or trees; always includes the program itself.
+    /// Executable files or trees; always includes the program itself. An
+    /// entry at or beneath a writable root stays executable there.
     pub execute: Vec<PlanPath>,
+    /// Paths kept read-only even inside a writable root (and not creatable
+    /// when missing): what runs code or changes configuration later,
+    /// unsandboxed — IDE settings, `.envrc`, the repository's git hooks.
+    pub protected: Vec<PlanPath>,
+    /// How much of the repository's `.git` the job may write.
+    pub git: Sourced<GitAccess>,
 }
 
-/// TCP access.
-#[derive(Debug, Clone, Default, Serialize)]
+impl Default for FilesystemPlan {
+    fn default() -> Self {
+        Self {
+            read: Vec::new(),
+            read_write: Vec::new(),
+            execute: Vec::new(),
+            protected: Vec::new(),
+            git: Sourced::builtin(GitAccess::ReadOnly),
+        }
+    }
+}
+
+/// How much of `.git` (the repository's, and nested repositories') a job
+/// may write when the repository is writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GitAccess {
+    /// All of `.git` is read-only: git can read, not commit.
+    ReadOnly,
+    /// git can commit: only what runs code or changes git's configuration
+    /// stays read-only (`hooks`, `config`, `info`, and the same in
+    /// `modules/*`).
+    Commit,
+    /// `.git` is as writable as the rest of the repository (a plugin that
+    /// installs hooks on purpose).
+    Writable,
+}
+
+/// Network access: TCP ports (Landlock), and which other kinds of socket
+/// the job may create at all (the seccomp baseline).
+#[derive(Debug, Clone, Serialize)]
 pub struct NetworkPlan {
     /// True when the policy lets the job use the network freely.
     pub unrestricted: bool,
     pub connect: Vec<Sourced<u16>>,
     pub bind: Vec<Sourced<u16>>,
+    /// UDP sockets (any port: a filter cannot see the address).
+    pub udp: Sourced<bool>,
+    /// `NETLINK_ROUTE` sockets (reading interfaces and routes).
+    pub netlink_route: Sourced<bool>,
+    /// Pathname UNIX sockets the job may connect to; `*` for any.
+    pub unix: Vec<PlanPath>,
+}
+
+impl Default for NetworkPlan {
+    fn default() -> Self {
+        Self {
+            unrestricted: false,
+            connect: Vec::new(),
+            bind: Vec::new(),
+            udp: Sourced::builtin(false),
+            netlink_route: Sourced::builtin(false),
+            unix: Vec::new(),
+        }
+    }
+}
+
+impl NetworkPlan {
+    /// Whether the job may create UNIX sockets for every path (`*`).
+    pub fn any_unix_socket(&self) -> bool {
+        self.unix.iter().any(|p| p.path.as_os_str() == "*")
+    }
 }
 
 /// Resource limits; `Limit::Unlimited` leaves the host's own limit.

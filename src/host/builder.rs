@@ -17,6 +17,8 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
+    #[error("refusing {} as the repository: {why}; give a project directory instead", path.display())]
+    UnsafeRepo { path: PathBuf, why: String },
     #[error("cannot use {} as the repository: {source}", path.display())]
     Repo {
         path: PathBuf,
@@ -111,6 +113,14 @@ impl HostBuilder {
         self
     }
 
+    /// Testing aid: switch off one layer of the Linux kernel baseline, so a
+    /// test can show an attempt the layer refuses succeeding without it. The
+    /// report says the layer is not enforced and why. Only when called.
+    pub fn without_baseline(mut self, layer: crate::sandbox::BaselineLayer) -> Self {
+        self.support.without_baseline.push(layer);
+        self
+    }
+
     /// Detection options at once (the CLI's `--simulate-*` flags).
     pub fn support_options(mut self, options: SupportOptions) -> Self {
         self.support = options;
@@ -147,6 +157,14 @@ impl HostBuilder {
                 source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
             });
         }
+        let home = self
+            .home
+            .clone()
+            .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from));
+        let canonical_home = home.as_deref().and_then(|h| h.canonicalize().ok());
+        if let Some(why) = crate::decision::repo_refusal(&repo, canonical_home.as_deref()) {
+            return Err(HostError::UnsafeRepo { path: repo, why });
+        }
         let tmp_base = self.tmp_dir.unwrap_or_else(std::env::temp_dir);
         // Named after the host's pid, so a later host can tell whose it is.
         let tmp_root = tempfile::Builder::new()
@@ -170,9 +188,7 @@ impl HostBuilder {
         let shared = Arc::new(Shared {
             policy: RwLock::new(self.policy),
             repo,
-            home: self
-                .home
-                .unwrap_or_else(|| std::env::var_os("HOME").map(PathBuf::from)),
+            home,
             host_env: self.host_env.unwrap_or_else(|| {
                 std::env::vars_os()
                     .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

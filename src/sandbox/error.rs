@@ -69,6 +69,12 @@ pub enum PrepareError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The seccomp filter could not be compiled.
+    #[error("compiling the seccomp filter failed: {source}")]
+    Seccomp {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The Windows job object could not be created or restricted.
     #[error("cannot {action} the job object: {source}")]
     JobObject {

@@ -42,7 +42,7 @@ mod os;
 pub use error::{DismantleError, PrepareError, SpawnError};
 pub use pin::{HashCache, sha256_of};
 pub use report::{EnforcementReport, Item, ItemKind, Requirement, Status};
-pub use support::{HostSupport, SupportOptions, TreeMechanism};
+pub use support::{BaselineLayer, HostSupport, SupportOptions, TreeMechanism};
 
 pub(crate) use jobdir::JobDir;
 pub(crate) use os::io::{ExitWatch, Pipe, ReadyList};

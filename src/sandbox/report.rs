@@ -89,8 +89,19 @@ macro_rules! item_kinds {
 item_kinds! {
     /// Filesystem access (Landlock on Linux).
     Filesystem => "filesystem",
+    /// Nothing the job can write can be executed (writable roots mounted
+    /// `noexec` in the job's mount namespace).
+    WriteXorExecute => "write_xor_execute",
+    /// Protected paths inside writable roots stay read-only.
+    ProtectedPaths => "protected_paths",
+    /// Anonymous memory files cannot be executed.
+    MemfdExec => "memfd_exec",
     /// Network access (TCP ports through Landlock on Linux).
     Network => "network",
+    /// Which kinds of socket the job may create (UDP, raw, netlink, …).
+    Sockets => "sockets",
+    /// Pathname UNIX sockets.
+    UnixSockets => "unix_sockets",
     /// Signals and abstract UNIX sockets confined to the job.
     Scopes => "scopes",
     /// CPU time.
@@ -115,6 +126,10 @@ item_kinds! {
     Capabilities => "capabilities",
     /// `no_new_privs`.
     NoNewPrivs => "no_new_privs",
+    /// No setuid or setgid bit can be set.
+    SetuidBits => "setuid_bits",
+    /// No new namespaces (user, mount, network, …) and no mounts.
+    Namespaces => "namespaces",
     /// Nothing the job started survives it.
     TreeCleanup => "tree_cleanup",
     /// The opt-in system call filter.

@@ -14,6 +14,37 @@ pub struct SupportOptions {
     pub landlock_abi_max: Option<u32>,
     /// Do not use cgroups (Linux).
     pub no_cgroups: bool,
+    /// Switch off layers of the kernel baseline (Linux), so a test can show
+    /// that an attempt the layer refuses succeeds without it.
+    pub without_baseline: Vec<BaselineLayer>,
+}
+
+/// The layers of the Linux kernel baseline a test can switch off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BaselineLayer {
+    /// Socket families, UDP and UNIX sockets (seccomp).
+    Sockets,
+    /// Executable memfds (seccomp).
+    Memfd,
+    /// Setuid and setgid bits (seccomp).
+    Setuid,
+    /// New namespaces and mounts (seccomp).
+    Namespaces,
+    /// The job's mount namespace: writable roots `noexec`, protected paths
+    /// read-only.
+    Mounts,
+}
+
+impl BaselineLayer {
+    /// Every layer of the baseline.
+    pub const ALL: [BaselineLayer; 5] = [
+        BaselineLayer::Sockets,
+        BaselineLayer::Memfd,
+        BaselineLayer::Setuid,
+        BaselineLayer::Namespaces,
+        BaselineLayer::Mounts,
+    ];
 }
 
 /// What this machine lets jobwarden enforce.

@@ -78,7 +78,12 @@ fn a_second_plugin_cannot_see_or_cancel_the_first_ones_jobs() {
     assert!(theirs.enforcement(&id).is_none());
     std::thread::sleep(Duration::from_millis(200));
     assert!(theirs.drain_events().is_empty());
-    assert!(mine.cancel(&id));
+    assert!(
+        mine.cancel(&id),
+        "the job ended early: {:?} {:?}",
+        mine.status(&id),
+        mine.drain_events()
+    );
     let events = collect(&mine, &id, Duration::from_secs(10));
     assert!(matches!(events.last(), Some(JobEvent::JobCancelled { .. })));
 }

@@ -107,6 +107,23 @@ impl Fixture {
         fx
     }
 
+    /// The control of a kernel-baseline test: the same fixture with `layers`
+    /// of the baseline switched off (best effort, as their items are then
+    /// not enforced).
+    pub fn without(extra_policy: &str, layers: &[jobwarden::sandbox::BaselineLayer]) -> Self {
+        Self::best_effort(extra_policy, |mut b| {
+            for layer in layers {
+                b = b.without_baseline(*layer);
+            }
+            b
+        })
+    }
+
+    /// The control with the whole kernel baseline switched off.
+    pub fn without_baseline(extra_policy: &str) -> Self {
+        Self::without(extra_policy, &jobwarden::sandbox::BaselineLayer::ALL)
+    }
+
     pub fn plugin(&self) -> PluginHandle {
         self.host.plugin("tests")
     }

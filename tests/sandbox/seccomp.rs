@@ -1,7 +1,9 @@
-//! The opt-in seccomp layer: each denied call, attempted for real, fails
-//! with EPERM under the filter — and where the kernel answers differently
-//! without it, the same attempt is made without the filter to prove the
-//! filter is what refused. Ordinary work (fork, threads, exec) still runs.
+//! The seccomp filter (the opt-in list and the namespace part of the kernel
+//! baseline): each denied call, attempted for real, fails with EPERM under
+//! the filter — and where the kernel answers differently without it, the
+//! same attempt is made with the filter off (the baseline switched off, the
+//! opt-in list not asked for) to prove the filter is what refused.
+//! Ordinary work (fork, threads, exec) still runs.
 
 use crate::harness::*;
 use jobwarden::sandbox::Status;
@@ -45,7 +47,7 @@ fn answer(out: &Outcome) -> String {
 #[test]
 fn every_denied_call_fails_with_eperm_and_the_filter_is_why() {
     let on = Fixture::new(ON);
-    let off = Fixture::new("");
+    let off = Fixture::without_baseline("");
     for (args, without) in CALLS {
         let filtered = on.probe(args);
         assert_eq!(
@@ -68,7 +70,10 @@ fn every_denied_call_fails_with_eperm_and_the_filter_is_why() {
 fn clone3_says_enosys_so_libc_falls_back_to_a_checked_clone() {
     let on = Fixture::new(ON);
     assert_eq!(answer(&on.probe(&["clone3"])), "ENOSYS");
-    assert_eq!(answer(&Fixture::new("").probe(&["clone3"])), "EINVAL");
+    assert_eq!(
+        answer(&Fixture::without_baseline("").probe(&["clone3"])),
+        "EINVAL"
+    );
     // fork (glibc tries clone3 first) and a tree of children still work.
     on.probe(&["fork", "3"]).assert_ok();
     on.probe(&["tree", "2", "0.1"]).assert_ok();
@@ -99,7 +104,7 @@ fn the_filter_is_installed_and_reported() {
     );
     assert!(out.system()[0].contains("seccomp"), "{:?}", out.system());
 
-    let off = Fixture::new("").probe(&["seccomp-status"]);
+    let off = Fixture::without_baseline("").probe(&["seccomp-status"]);
     assert!(
         off.stdout()[0].contains("Seccomp:\t0"),
         "{:?}",

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 // Actions that need the platform's own calls.
+#[cfg(target_os = "linux")]
+mod baseline;
 #[cfg_attr(unix, path = "unix.rs")]
 #[cfg_attr(windows, path = "windows.rs")]
 mod platform;

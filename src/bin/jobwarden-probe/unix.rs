@@ -66,6 +66,15 @@ pub fn error_name(errno: i32) -> &'static str {
         libc::ENOSYS => "ENOSYS",
         libc::ECONNREFUSED => "ECONNREFUSED",
         libc::EADDRINUSE => "EADDRINUSE",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::ELOOP => "ELOOP",
+        libc::EBUSY => "EBUSY",
+        libc::EXDEV => "EXDEV",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+        libc::EPROTOTYPE => "EPROTOTYPE",
+        libc::ENOTEMPTY => "ENOTEMPTY",
         _ => "E?",
     }
 }
@@ -402,7 +411,7 @@ mod linux {
                     .collect::<Vec<_>>()
                     .join(" ")
             }),
-            _ => return None,
+            other => return super::super::baseline::action(other, rest),
         })
     }
 

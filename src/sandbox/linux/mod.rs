@@ -10,12 +10,20 @@
 mod cgroup;
 mod containment;
 mod elf;
+mod enter;
+mod filter;
 mod landlock;
+mod memfd;
+mod mounts;
+mod namespaces;
 mod privileges;
 mod procs;
 mod program;
+mod protected;
 mod seccomp;
 mod session;
+mod setuid;
+mod sockets;
 mod spawn;
 mod spec;
 mod support;
@@ -45,6 +53,13 @@ pub(crate) static LAYERS: &[&dyn Enforce] = &[
     },
     &session::Session,
     &privileges::Privileges,
+    &mounts::Mounts,
+    // The kernel baseline: each adds its rules to the seccomp filter.
+    &sockets::Sockets,
+    &memfd::Memfd,
+    &setuid::Setuid,
+    &namespaces::Namespaces,
+    // Compiles every rule above (and the opt-in list): after them.
     &seccomp::Seccomp,
     &landlock::Landlock,
 ];

@@ -31,7 +31,8 @@
 //! - contains no indexing or arithmetic that can panic.
 //!
 //! The order of the steps: signals, `setsid`, parent-death signal (+
-//! `getppid` check), rlimits, join the cgroups, stdio, `fchdir`, mark every
+//! `getppid` check), join the cgroups, the job's own mount namespace, stdio,
+//! `fchdir`, rlimits (after everything that opens descriptors), mark every
 //! other descriptor close-on-exec, drop capabilities, `no_new_privs`
 //! (seccomp and Landlock need it without `CAP_SYS_ADMIN`), seccomp,
 //! Landlock last (so the filter and the ruleset never hinder the steps
@@ -41,6 +42,7 @@
 //! The pidfd comes from `clone` itself (`CLONE_PIDFD`), so the exit watch
 //! refers to exactly the process created, never to a reused pid.
 
+use super::enter::enter_namespace;
 use super::io::ExitWatch;
 use super::spec::Spec;
 use super::tree::Tree;
@@ -53,12 +55,15 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 /// The step of the child's setup that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-enum Stage {
+pub(super) enum Stage {
     Signals = 1,
     Setsid,
     ParentDeathSignal,
     Rlimit,
     JoinCgroup,
+    Unshare,
+    UserMaps,
+    Mounts,
     Stdio,
     Chdir,
     CloseDescriptors,
@@ -78,6 +83,9 @@ impl Stage {
             ParentDeathSignal,
             Rlimit,
             JoinCgroup,
+            Unshare,
+            UserMaps,
+            Mounts,
             Stdio,
             Chdir,
             CloseDescriptors,
@@ -99,6 +107,9 @@ impl Stage {
             Stage::ParentDeathSignal => "prctl(PR_SET_PDEATHSIG)",
             Stage::Rlimit => "setrlimit",
             Stage::JoinCgroup => "write(cgroup.procs)",
+            Stage::Unshare => "unshare",
+            Stage::UserMaps => "write(/proc/self/uid_map)",
+            Stage::Mounts => "mount (the job's mount namespace)",
             Stage::Stdio => "dup2",
             Stage::Chdir => "fchdir",
             Stage::CloseDescriptors => "close_range",
@@ -124,7 +135,9 @@ struct ChildArgs {
     rlimits_len: usize,
     cgroups: *const OwnedFd,
     cgroups_len: usize,
-    seccomp: libc::sock_fprog,
+    /// The seccomp programs, installed in order.
+    seccomp: *const libc::sock_fprog,
+    seccomp_len: usize,
     error_stage: AtomicU32,
     error_errno: AtomicI32,
 }
@@ -182,13 +195,14 @@ impl Spawner {
             output: (stdout, stderr),
             dir,
             cgroup,
+            placeholders,
             ..
         } = spec;
         let (pid, pidfd) = spawned?;
         Ok(Spawned {
             pid,
             exit: ExitWatch::new(pid, Some(pidfd)),
-            tree: Tree::new(pid, cgroup),
+            tree: Tree::new(pid, cgroup, placeholders),
             stdout,
             stderr,
             dir,
@@ -216,16 +230,15 @@ impl Spawner {
         let mut empty_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: initialises the local set.
         unsafe { libc::sigemptyset(&mut empty_mask) };
-        let seccomp = match spec.seccomp {
-            Some(filter) => libc::sock_fprog {
-                len: filter.len() as libc::c_ushort,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            },
-            None => libc::sock_fprog {
-                len: 0,
-                filter: std::ptr::null_mut(),
-            },
-        };
+        let seccomp: Vec<libc::sock_fprog> = spec
+            .seccomp
+            .iter()
+            .flat_map(|programs| programs.iter())
+            .map(|program| libc::sock_fprog {
+                len: program.len() as libc::c_ushort,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            })
+            .collect();
         let args = ChildArgs {
             spec,
             argv: argv.as_ptr(),
@@ -238,7 +251,8 @@ impl Spawner {
             rlimits_len: spec.rlimits.len(),
             cgroups: spec.cgroup_procs.as_ptr(),
             cgroups_len: spec.cgroup_procs.len(),
-            seccomp,
+            seccomp: seccomp.as_ptr(),
+            seccomp_len: seccomp.len(),
             error_stage: AtomicU32::new(0),
             error_errno: AtomicI32::new(0),
         };
@@ -310,7 +324,7 @@ fn page_size() -> usize {
     if size > 0 { size as usize } else { 4096 }
 }
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     // SAFETY: reads the calling thread's errno. In the child this is the
     // suspended parent thread's TLS slot, which nobody else uses meanwhile.
     unsafe { *libc::__errno_location() }
@@ -379,13 +393,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
 
-        // 4. Resource limits, with raw setrlimit (it cannot allocate).
-        let limits = std::slice::from_raw_parts(args.rlimits, args.rlimits_len);
-        if let Err(errno) = rlimits::apply_in_child(limits) {
-            return fail(args, Stage::Rlimit, errno);
-        }
-
-        // 5. Join the job's cgroups ("0" means the writing process).
+        // 4. Join the job's cgroups ("0" means the writing process).
         let mut i = 0;
         while i < args.cgroups_len {
             let fd = (*args.cgroups.add(i)).as_raw_fd();
@@ -393,6 +401,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(args, Stage::JoinCgroup, errno());
             }
             i += 1;
+        }
+
+        // 5. The job's own mount namespace: writable roots noexec,
+        //    protected paths read-only (see mounts.rs).
+        let mut cwd = spec.cwd.as_raw_fd();
+        if let Some(ns) = &spec.namespace {
+            match enter_namespace(ns) {
+                Ok(reopened) => cwd = reopened,
+                Err((stage, errno)) => return fail(args, stage, errno),
+            }
         }
 
         // 6. stdin from /dev/null, stdout and stderr to our pipes. Every
@@ -408,19 +426,29 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
 
-        // 7. The working directory, opened beneath the repo by the parent.
-        if libc::fchdir(spec.cwd.as_raw_fd()) != 0 {
+        // 7. The working directory: opened beneath the repo by the parent,
+        //    or again inside the new mount namespace (a descriptor from
+        //    before would keep the old, executable mount).
+        if libc::fchdir(cwd) != 0 {
             return fail(args, Stage::Chdir, errno());
         }
 
-        // 8. No inherited descriptor beyond stdio survives exec.
+        // 8. Resource limits, with raw setrlimit (it cannot allocate); after
+        //    the steps above, which need descriptors beyond a low
+        //    RLIMIT_NOFILE (the child still holds the host's until exec).
+        let limits = std::slice::from_raw_parts(args.rlimits, args.rlimits_len);
+        if let Err(errno) = rlimits::apply_in_child(limits) {
+            return fail(args, Stage::Rlimit, errno);
+        }
+
+        // 9. No inherited descriptor beyond stdio survives exec.
         if spec.only_stdio
             && libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0
         {
             return fail(args, Stage::CloseDescriptors, errno());
         }
 
-        // 9. No capabilities, now or after exec (empty bounding set).
+        // 10. No capabilities, now or after exec (empty bounding set).
         if let Some(cap_last) = spec.drop_capabilities_to {
             let mut cap = 0;
             while cap <= cap_last {
@@ -448,26 +476,27 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
 
-        // 10. no_new_privs: required by seccomp and Landlock without
+        // 11. no_new_privs: required by seccomp and Landlock without
         //     CAP_SYS_ADMIN, and keeps setuid binaries from regaining privileges.
         if spec.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return fail(args, Stage::NoNewPrivs, errno());
         }
 
-        // 11. seccomp, then Landlock.
-        if args.seccomp.len > 0
-            && libc::prctl(
+        // 12. seccomp, then Landlock.
+        for program in std::slice::from_raw_parts(args.seccomp, args.seccomp_len) {
+            if libc::prctl(
                 libc::PR_SET_SECCOMP,
                 libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-                &args.seccomp as *const libc::sock_fprog as libc::c_ulong,
+                program as *const libc::sock_fprog as libc::c_ulong,
                 0,
                 0,
             ) != 0
-        {
-            return fail(args, Stage::Seccomp, errno());
+            {
+                return fail(args, Stage::Seccomp, errno());
+            }
         }
 
-        // 12. Landlock, last.
+        // 13. Landlock, last.
         if let Some(ruleset) = &spec.landlock
             && libc::syscall(
                 libc::SYS_landlock_restrict_self,
@@ -478,7 +507,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             return fail(args, Stage::Landlock, errno());
         }
 
-        // 13. Exec.
+        // 14. Exec.
         match &spec.exec_fd {
             Some(fd) => {
                 libc::syscall(

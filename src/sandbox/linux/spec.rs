@@ -4,7 +4,10 @@
 //! above, so the child's `dup2` onto 0–2 cannot clobber another of them.
 
 use super::cgroup::JobCgroup;
+use super::filter::{Programs, Rule};
 use super::io::Pipe;
+use super::mounts::Namespace;
+use super::protected::Placeholder;
 use crate::decision::Plan;
 use crate::sandbox::unix::rlimits::Rlimit;
 use crate::sandbox::unix::{pipe, set_nonblocking};
@@ -15,6 +18,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Capacity asked for a job's stdout pipe (the kernel default is 64 KiB).
 const STDOUT_PIPE_BYTES: libc::c_int = 256 * 1024;
@@ -45,6 +49,10 @@ pub(crate) struct Spec {
     pub cgroup_procs: Vec<OwnedFd>,
     /// Rlimits layer.
     pub rlimits: Vec<Rlimit>,
+    /// Mount layer: the job's own mount namespace, and the placeholders
+    /// its read-only mounts cover (removed with the job's tree).
+    pub namespace: Option<Namespace>,
+    pub placeholders: Vec<Placeholder>,
     /// Session layer: `setsid`, the parent-death signal, and closing every
     /// descriptor beyond stdio at exec.
     pub new_session: bool,
@@ -53,8 +61,11 @@ pub(crate) struct Spec {
     /// Privileges layer: drop every capability up to this number.
     pub drop_capabilities_to: Option<u32>,
     pub no_new_privs: bool,
-    /// Seccomp layer: a BPF program installed after `no_new_privs`.
-    pub seccomp: Option<&'static [libc::sock_filter]>,
+    /// Rules the layers want in the seccomp filter; the seccomp layer
+    /// compiles them into `seccomp`.
+    pub seccomp_rules: Vec<Rule>,
+    /// Seccomp layer: BPF programs installed, in order, after `no_new_privs`.
+    pub seccomp: Option<Arc<Programs>>,
     /// Landlock layer: the ruleset, restricted last.
     pub landlock: Option<OwnedFd>,
 }
@@ -102,11 +113,14 @@ impl Spec {
             cgroup: None,
             cgroup_procs: Vec::new(),
             rlimits: Vec::new(),
+            namespace: None,
+            placeholders: Vec::new(),
             new_session: false,
             parent_death_signal: None,
             only_stdio: false,
             drop_capabilities_to: None,
             no_new_privs: false,
+            seccomp_rules: Vec::new(),
             seccomp: None,
             landlock: None,
         })

@@ -6,7 +6,7 @@ use super::cgroup::CgroupSupport;
 use super::landlock::LandlockSupport;
 use super::procs;
 use super::tree::HostProcess;
-use crate::sandbox::support::{SupportOptions, TreeMechanism};
+use crate::sandbox::support::{BaselineLayer, SupportOptions, TreeMechanism};
 use std::path::Path;
 
 /// What this machine lets jobwarden enforce.
@@ -22,6 +22,109 @@ pub(crate) struct Support {
     pub has_capabilities: bool,
     /// Highest capability number.
     pub cap_last: u32,
+    /// How a job gets its own mount namespace, or why it cannot.
+    pub mount_namespace: Result<MountNamespace, String>,
+    /// The host's user and group, for a user namespace's one-line maps.
+    #[serde(skip)]
+    pub ids: (libc::uid_t, libc::gid_t),
+    /// Baseline layers switched off by a testing aid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without_baseline: Vec<String>,
+    #[serde(skip)]
+    pub disabled: Vec<BaselineLayer>,
+}
+
+/// How a job gets its own mount namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MountNamespace {
+    /// The host holds `CAP_SYS_ADMIN`: `unshare(CLONE_NEWNS)`.
+    Privileged,
+    /// An unprivileged user namespace owns it: `unshare(CLONE_NEWUSER |
+    /// CLONE_NEWNS)` with the host's uid and gid mapped to themselves.
+    UserNamespace,
+}
+
+impl MountNamespace {
+    /// Finds out by trying: the new mount API must exist (Linux ≥ 5.12 for
+    /// `mount_setattr`), and without `CAP_SYS_ADMIN` a throwaway child must
+    /// be able to create a user and a mount namespace (distributions may
+    /// restrict unprivileged user namespaces: a sysctl, AppArmor).
+    fn detect(has_sys_admin: bool) -> Result<Self, String> {
+        // SAFETY: mount_setattr with an invalid descriptor and no attribute
+        // only validates its arguments; it touches no memory.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                -1,
+                c"".as_ptr(),
+                0,
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        };
+        if ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            return Err("this kernel has no mount_setattr (Linux 5.12 or newer is needed)".into());
+        }
+        if has_sys_admin {
+            return Ok(Self::Privileged);
+        }
+        match probe_user_namespace() {
+            Ok(()) => Ok(Self::UserNamespace),
+            Err(e) => Err(format!(
+                "the host is not root and cannot create a user namespace ({e}){}",
+                userns_hint()
+            )),
+        }
+    }
+}
+
+/// Why unprivileged user namespaces may be off, from the usual switches.
+fn userns_hint() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        "; AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): see `jobwarden doctor`".into()
+    } else if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        "; kernel.unprivileged_userns_clone=0".into()
+    } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        "; user.max_user_namespaces=0".into()
+    } else {
+        String::new()
+    }
+}
+
+/// Creates and ends a child in a new user and mount namespace.
+fn probe_user_namespace() -> std::io::Result<()> {
+    extern "C" fn child(_: *mut libc::c_void) -> libc::c_int {
+        0
+    }
+    let mut stack = vec![0u8; 16 * 1024];
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: CLONE_VM | CLONE_VFORK suspends this thread until the child,
+    // which only returns, has exited; the stack outlives it.
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::CLONE_NEWUSER
+                | libc::CLONE_NEWNS
+                | libc::SIGCHLD,
+            std::ptr::null_mut(),
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut status = 0;
+    // SAFETY: reaps the child just created.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(())
 }
 
 impl Support {
@@ -36,7 +139,12 @@ impl Support {
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
                 .unwrap_or(0)
         };
+        // CAP_SYS_ADMIN is capability 21.
+        let has_sys_admin = mask("CapEff:") & (1 << 21) != 0;
         Self {
+            mount_namespace: MountNamespace::detect(has_sys_admin),
+            // SAFETY: getuid and getgid have no preconditions.
+            ids: unsafe { (libc::getuid(), libc::getgid()) },
             landlock: LandlockSupport::detect(options.landlock_abi_max),
             cgroups: CgroupSupport::detect(!options.no_cgroups),
             subreaper: procs::become_subreaper(),
@@ -46,7 +154,20 @@ impl Support {
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(40),
+            without_baseline: options
+                .without_baseline
+                .iter()
+                .map(|l| format!("{l:?}"))
+                .collect(),
+            disabled: options.without_baseline.clone(),
         }
+    }
+
+    /// Why `layer` is off, when a testing aid switched it off.
+    pub fn switched_off(&self, layer: BaselineLayer) -> Option<String> {
+        self.disabled
+            .contains(&layer)
+            .then(|| format!("switched off by the testing aid `without_baseline({layer:?})`"))
     }
 
     pub fn is_root(&self) -> bool {

@@ -21,6 +21,7 @@
 
 use super::cgroup::JobCgroup;
 use super::procs::{self, Stat};
+use super::protected::Placeholder;
 use crate::sandbox::DismantleError;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -71,6 +72,8 @@ pub(crate) struct Tree {
     /// The leader's start time, in clock ticks after boot.
     pub leader_start: u64,
     cgroup: Option<JobCgroup>,
+    /// Placeholders the job's read-only mounts cover, removed with the tree.
+    _placeholders: Vec<Placeholder>,
     /// Members seen so far (used without a cgroup).
     known: Vec<ProcessId>,
     pub next_scan: Instant,
@@ -79,13 +82,14 @@ pub(crate) struct Tree {
 impl Tree {
     /// The tree of a job whose first process is `leader`, held together by
     /// `cgroup` when it has one. Registers the leader (see [`LEADERS`]).
-    pub fn new(leader: i32, cgroup: Option<JobCgroup>) -> Self {
+    pub fn new(leader: i32, cgroup: Option<JobCgroup>, placeholders: Vec<Placeholder>) -> Self {
         leaders().push(leader);
         let leader_start = procs::stat(leader).map_or(0, |s| s.start_ticks);
         Self {
             leader,
             leader_start,
             cgroup: cgroup.filter(JobCgroup::tracks_members),
+            _placeholders: placeholders,
             known: vec![(leader, leader_start)],
             next_scan: Instant::now() + FALLBACK_SCAN,
         }

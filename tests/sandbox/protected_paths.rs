@@ -1,0 +1,119 @@
+//! What runs code later, unsandboxed, stays read-only inside a writable
+//! repository: `.git` (hooks, config, info), `core.hooksPath`, nested
+//! repositories' `.git`, `.gitmodules`, `.vscode`, `.idea`, `.envrc` — and a
+//! missing protected directory cannot be created either. Each write is
+//! attempted for real, then again with the job's mount namespace switched
+//! off, where it succeeds.
+
+use crate::harness::*;
+use jobwarden::sandbox::{BaselineLayer, Status};
+use std::path::Path;
+
+/// A git-shaped repository: `.git` with hooks, info and a config naming a
+/// hooks path, a nested repository, and some of the protected files.
+fn make_repository(repo: &Path) {
+    for dir in [
+        ".git/hooks",
+        ".git/info",
+        ".git/objects",
+        "vendor/lib/.git/hooks",
+        "src",
+    ] {
+        std::fs::create_dir_all(repo.join(dir)).unwrap();
+    }
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(
+        repo.join(".git/config"),
+        "[core]\n\trepositoryformatversion = 0\n\thooksPath = .husky\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("vendor/lib/.git/config"), "[core]\n").unwrap();
+    std::fs::write(repo.join(".gitmodules"), "").unwrap();
+    std::fs::write(repo.join(".envrc"), "export A=1\n").unwrap();
+}
+
+/// (probe action, path relative to the repository)
+const ATTEMPTS: &[(&str, &str)] = &[
+    ("write", ".git/hooks/pre-commit"),
+    ("write", ".git/config"),
+    ("write", ".git/info/attributes"),
+    ("write", ".git/HEAD"),
+    ("write", ".gitmodules"),
+    ("write", ".envrc"),
+    ("write", ".vscode/tasks.json"),
+    ("write", ".idea/workspace.xml"),
+    ("write", ".husky/pre-commit"),
+    ("write", "vendor/lib/.git/hooks/post-checkout"),
+    ("write", "vendor/lib/.git/config"),
+];
+
+#[test]
+fn every_default_protected_path_refuses_writes_and_creation() {
+    let fx = Fixture::new("");
+    make_repository(&fx.repo);
+    for (action, relative) in ATTEMPTS {
+        let path = fx.repo.join(relative);
+        let out = fx.probe(&[action, path.to_str().unwrap()]);
+        out.assert_denied("EROFS");
+        assert!(
+            !path.exists() || std::fs::read(&path).unwrap() != b"probe\n",
+            "{relative} was written"
+        );
+    }
+    // Renaming a protected directory away (to plant a new one) fails too.
+    let git = fx.repo.join(".git");
+    let moved = fx.repo.join("git-moved");
+    fx.probe(&["rename", git.to_str().unwrap(), moved.to_str().unwrap()])
+        .assert_denied("EBUSY");
+    // The rest of the repository stays writable.
+    let normal = fx.repo.join("src/main.rs");
+    fx.probe(&["write", normal.to_str().unwrap()]).assert_ok();
+    let out = fx.probe(&["print", "report"]);
+    let item = out
+        .enforcement
+        .as_ref()
+        .unwrap()
+        .item("protected_paths")
+        .unwrap();
+    assert_eq!(item.status, Status::Enforced, "{item:?}");
+    assert!(item.detail.contains(".husky"), "{item:?}");
+    // The placeholders held for the job are gone with it.
+    for missing in [".vscode", ".idea", ".husky"] {
+        assert!(!fx.repo.join(missing).exists(), "{missing} left behind");
+    }
+}
+
+#[test]
+fn without_the_mount_namespace_every_attempt_succeeds() {
+    let fx = Fixture::without("", &[BaselineLayer::Mounts]);
+    make_repository(&fx.repo);
+    for dir in [".vscode", ".idea", ".husky"] {
+        std::fs::create_dir_all(fx.repo.join(dir)).unwrap();
+    }
+    for (action, relative) in ATTEMPTS {
+        let path = fx.repo.join(relative);
+        fx.probe(&[action, path.to_str().unwrap()]).assert_ok();
+    }
+}
+
+#[test]
+fn a_repository_without_git_gets_no_git_planted_either() {
+    let fx = Fixture::new("");
+    let hooks = fx.repo.join(".git/hooks");
+    fx.probe(&["mkdir", hooks.to_str().unwrap()])
+        .assert_denied("EROFS");
+    assert!(!fx.repo.join(".git").exists(), "the placeholder is removed");
+}
+
+#[test]
+fn a_policy_cannot_be_refused_for_a_missing_layer_silently() {
+    // Under `required`, a job whose mount namespace is off is refused,
+    // naming the items.
+    let fx = Fixture::with("", |b| b.without_baseline(BaselineLayer::Mounts));
+    let out = fx.probe(&["print", "never"]);
+    let error = out.error();
+    assert!(
+        error.contains("write_xor_execute NOT enforced") && error.contains("protected_paths"),
+        "{error}"
+    );
+}
