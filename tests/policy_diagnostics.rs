@@ -67,3 +67,15 @@ fn an_unreadable_file_names_the_path() {
     let text = err.to_string();
     assert!(text.contains("does-not-exist.toml"), "{text}");
 }
+
+#[test]
+fn a_file_that_is_not_utf8_names_the_path_and_keeps_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.toml");
+    std::fs::write(&path, b"version = 1\n# caf\xe9\n").unwrap();
+    let err = Policy::load(&path).unwrap_err();
+    assert!(matches!(err, LoadError::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains("latin1.toml"), "{err}");
+    let cause = std::error::Error::source(&err).expect("the UTF-8 error is kept");
+    assert!(cause.to_string().contains("utf-8"), "{cause}");
+}

@@ -20,13 +20,16 @@ mod request;
 pub use plan::*;
 pub use repo::repo_refusal;
 pub use request::{MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_BYTES, MAX_ENV_VARS, MAX_LABEL_BYTES};
+// The built-in defaults are the policy's (declared once, in
+// `policy::defaults`); these names stay for code that reads them here.
+pub use crate::policy::defaults::{
+    DEFAULT_KILL_GRACE, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_QUEUED_EVENTS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_TAIL_BYTES,
+};
 
 use crate::contract::JobSpawnRequest;
-use crate::policy::{
-    BinaryRule, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS, Layer, Limit, OnDisallowed,
-    OnLongTimeout, OutputMode, Pattern, Placeholders, Policy, Sanitize, Sourced,
-    builtin_deny_patterns,
-};
+use crate::policy::defaults::*;
+use crate::policy::{BinaryRule, Layer, Limit, Pattern, Placeholders, Policy, Sourced};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -144,7 +147,7 @@ pub fn decide(
         progress,
         seccomp: last(&layers, |l| &l.seccomp.deny_dangerous)
             .cloned()
-            .unwrap_or_else(|| Sourced::builtin(false)),
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_DENY_DANGEROUS)),
         enforcement: policy.enforcement,
         policy_sha256: policy.origin.sha256.clone(),
         notes,
@@ -379,7 +382,7 @@ fn build_env(
         .iter()
         .filter_map(|l| l.env.on_disallowed.as_ref())
         .next_back()
-        .map_or(OnDisallowed::Reject, |s| s.value);
+        .map_or(DEFAULT_ON_DISALLOWED, |s| s.value);
 
     let mut env = BTreeMap::new();
     let mut dropped = Vec::new();
@@ -467,8 +470,8 @@ fn build_env(
             (None, _) => {
                 env.insert(fold(name), value.clone());
             }
-            (Some(denial), OnDisallowed::Reject) => return Err(denial),
-            (Some(denial), OnDisallowed::Drop) => dropped.push(EnvDrop {
+            (Some(denial), crate::policy::OnDisallowed::Reject) => return Err(denial),
+            (Some(denial), crate::policy::OnDisallowed::Drop) => dropped.push(EnvDrop {
                 name: name.clone(),
                 origin: "request",
                 rule: denial.rule,
@@ -534,7 +537,7 @@ fn fold_limits(layers: &[&Layer]) -> crate::decision::LimitsPlan {
     let limit = |get: fn(&Layer) -> &Option<Sourced<Limit>>| {
         last(layers, get)
             .cloned()
-            .unwrap_or_else(|| Sourced::builtin(Limit::Unlimited))
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_LIMIT))
     };
     LimitsPlan {
         cpu_secs: limit(|l| &l.limits.cpu_secs),
@@ -544,15 +547,12 @@ fn fold_limits(layers: &[&Layer]) -> crate::decision::LimitsPlan {
         file_size: limit(|l| &l.limits.file_size),
         core_dumps: last(layers, |l| &l.limits.core_dumps)
             .cloned()
-            .unwrap_or_else(|| Sourced::builtin(false)),
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_CORE_DUMPS)),
         kill_grace: last(layers, |l| &l.limits.kill_grace)
             .cloned()
             .unwrap_or_else(|| Sourced::builtin(DEFAULT_KILL_GRACE)),
     }
 }
-
-/// The grace period between the polite and the forced kill, unless the policy says.
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
 
 fn decide_timeout(
     layers: &[&Layer],
@@ -566,7 +566,7 @@ fn decide_timeout(
         .cloned()
         .unwrap_or_else(|| Sourced::builtin(DEFAULT_MAX_TIMEOUT_SECS));
     let on_long =
-        last(layers, |l| &l.limits.on_long_timeout).map_or(OnLongTimeout::Clamp, |s| s.value);
+        last(layers, |l| &l.limits.on_long_timeout).map_or(DEFAULT_ON_LONG_TIMEOUT, |s| s.value);
     if requested == 0 {
         return Ok(Sourced::new(
             Duration::from_secs(default.value),
@@ -580,14 +580,14 @@ fn decide_timeout(
         ));
     }
     match on_long {
-        OnLongTimeout::Clamp => {
+        crate::policy::OnLongTimeout::Clamp => {
             notes.push(format!(
                 "the requested timeout of {requested} s was shortened to {} s (`{}`)",
                 max.value, max.key
             ));
             Ok(Sourced::new(Duration::from_secs(max.value), max.key))
         }
-        OnLongTimeout::Reject => Err(Denial::new(
+        crate::policy::OnLongTimeout::Reject => Err(Denial::new(
             max.key.clone(),
             format!(
                 "the request asks for a {requested} s timeout; the maximum is {} s",
@@ -656,7 +656,8 @@ pub const DEFAULT_PROTECTED: &[&str] = &[".git", ".gitmodules", ".vscode", ".ide
 
 fn fold_network(layers: &[&Layer]) -> NetworkPlan {
     let mut plan = NetworkPlan {
-        unrestricted: last(layers, |l| &l.network.unrestricted).is_some_and(|u| u.value),
+        unrestricted: last(layers, |l| &l.network.unrestricted)
+            .map_or(DEFAULT_NETWORK_UNRESTRICTED, |u| u.value),
         ..NetworkPlan::default()
     };
     for layer in layers {
@@ -674,23 +675,15 @@ fn fold_network(layers: &[&Layer]) -> NetworkPlan {
     plan
 }
 
-/// Built-in output settings.
-pub const DEFAULT_MAX_LINE_BYTES: u64 = 4096;
-pub const DEFAULT_TAIL_BYTES: u64 = 4096;
-pub const DEFAULT_MAX_QUEUED_EVENTS: u64 = 10_000;
-pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 << 20;
-/// Built-in sampling interval.
-pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
-
 fn fold_output(queue_layers: &[&Layer], layers: &[&Layer]) -> OutputPlan {
     let or = |v: Option<&Sourced<u64>>, d: u64| v.cloned().unwrap_or_else(|| Sourced::builtin(d));
     OutputPlan {
         mode: last(layers, |l| &l.output.mode)
             .cloned()
-            .unwrap_or_else(|| Sourced::builtin(OutputMode::Lines)),
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_OUTPUT_MODE)),
         sanitize: last(layers, |l| &l.output.sanitize)
             .cloned()
-            .unwrap_or_else(|| Sourced::builtin(Sanitize::Colors)),
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_SANITIZE)),
         max_line_bytes: or(
             last(layers, |l| &l.output.max_line_bytes),
             DEFAULT_MAX_LINE_BYTES,
@@ -714,7 +707,7 @@ fn fold_progress(layers: &[&Layer]) -> ProgressPlan {
             .unwrap_or_else(|| Sourced::builtin(DEFAULT_PROGRESS_INTERVAL)),
         sample: last(layers, |l| &l.progress.sample)
             .cloned()
-            .unwrap_or_else(|| Sourced::builtin(true)),
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_SAMPLE)),
         patterns: layers
             .iter()
             .flat_map(|l| l.progress.patterns.iter().cloned())

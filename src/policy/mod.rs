@@ -7,21 +7,38 @@
 //! reported at once with `file:line:col`. The schema is documented key by key
 //! in `policy/README.md`.
 
+//!
+//! How the loader is laid out: `schema.rs` declares every key (type,
+//! minimum, choices, default, where it may be set); `defaults.rs` holds the
+//! built-in defaults and deny list; `load.rs` reads the document, each
+//! section in `sections/` reads its own keys through `section.rs` (which
+//! applies the schema) into the struct beside it, and `validate.rs` checks
+//! what needs the whole policy. `reader.rs` turns spanned TOML values into
+//! diagnostics and is shared with the test-case loader.
+
+pub mod defaults;
 mod diagnostic;
+mod load;
 mod model;
-mod parse;
 pub(crate) mod reader;
 pub mod schema;
+mod section;
+mod sections;
 mod template;
 pub mod units;
+mod validate;
 
+pub use defaults::{
+    BUILTIN_ENV_DENY, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS,
+    MIN_PROGRESS_INTERVAL, builtin_deny_patterns,
+};
 pub(crate) use diagnostic::line_col as line_col_of;
 pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
 pub use model::*;
-pub use parse::{
-    BUILTIN_ENV_DENY, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS,
-    MIN_PROGRESS_INTERVAL, builtin_deny_patterns, check_env_name, valid_binary_name,
-    valid_plugin_name,
+pub use sections::{
+    ArgRules, BinaryRule, EnvLayer, FilesystemLayer, Layer, LimitsLayer, NetworkLayer,
+    OnDisallowed, OnLongTimeout, OutputLayer, OutputMode, PluginRule, ProgressLayer,
+    ProgressPattern, Sanitize, SeccompLayer, check_env_name, valid_binary_name, valid_plugin_name,
 };
 pub use template::{PathTemplate, Placeholder, Placeholders, Template, UnresolvedPlaceholder};
 
@@ -80,9 +97,13 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not UTF-8.
+    /// The file's bytes could not be decoded as UTF-8.
     #[error("the policy file {} is not UTF-8 text", path.display())]
-    NotUtf8 { path: PathBuf },
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: std::str::Utf8Error,
+    },
     /// The file has errors; the report lists every one.
     #[error("{} has {} error(s):\n{}", .0.source.name, .0.error_count(), .0.render())]
     Invalid(Report),
@@ -103,10 +124,11 @@ impl Policy {
             path: path.to_path_buf(),
             source,
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+        let text = std::str::from_utf8(&bytes).map_err(|source| LoadError::Decode {
             path: path.to_path_buf(),
+            source,
         })?;
-        Self::from_toml(&path.display().to_string(), &text)
+        Self::from_toml(&path.display().to_string(), text)
     }
 
     /// Validates policy text. `name` is how messages refer to it.
@@ -116,12 +138,12 @@ impl Policy {
             name: name.to_string(),
             text: Arc::from(text),
         };
-        match parse::parse(name, text, sha256) {
-            Ok(parsed) => Ok(LoadedPolicy {
-                policy: Arc::new(parsed.policy),
+        match load::load(name, text, sha256) {
+            Ok(loaded) => Ok(LoadedPolicy {
+                policy: Arc::new(loaded.policy),
                 warnings: Report {
                     source,
-                    diagnostics: parsed.warnings,
+                    diagnostics: loaded.warnings,
                 },
             }),
             Err(diagnostics) => Err(LoadError::Invalid(Report {

@@ -9,7 +9,7 @@
 use super::diagnostic::{Code, Diagnostic, did_you_mean, line_col};
 use super::model::{Limit, Pattern, Sourced};
 use super::schema::{KeySpec, names};
-use super::template::{PathTemplate, Placeholder, TemplateError};
+use super::template::{PathTemplate, TemplateError};
 use super::units;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -163,6 +163,13 @@ impl Reader<'_> {
 
     pub(crate) fn record(&mut self, path: &str, value: &Value<'_>) {
         self.spans.insert(path.to_string(), span_of(value));
+    }
+
+    /// The span of the value read for `path`. Every key a later check names
+    /// was recorded when it was read; were one not, the diagnostic would
+    /// point at the start of the file rather than nowhere.
+    pub(crate) fn span(&self, path: &str) -> Span {
+        self.spans.get(path).cloned().unwrap_or(0..0)
     }
 
     pub(crate) fn string(&mut self, path: &str, mut value: Value<'_>) -> Option<(String, Span)> {
@@ -347,7 +354,7 @@ impl Reader<'_> {
         match PathTemplate::parse(text) {
             Ok(t) => Some(t),
             Err(err) => {
-                self.template_error(path, text, span, err, true);
+                self.template_error(path, text, span, err);
                 None
             }
         }
@@ -359,78 +366,8 @@ impl Reader<'_> {
         text: &str,
         span: Span,
         err: TemplateError,
-        is_path: bool,
     ) {
-        // A string value's span covers its contents, without the quotes.
-        let inner = |offset: usize| {
-            let start = span.start + offset;
-            start..start + 1
-        };
-        match err {
-            TemplateError::UnknownPlaceholder { name, offset } => {
-                let start = span.start + offset;
-                let diagnostic = self.error(
-                    Code::UnknownPlaceholder,
-                    start..start + name.len() + 2,
-                    format!("`{path}` uses the unknown placeholder `{{{name}}}`"),
-                );
-                if let Some(s) = did_you_mean(&name, Placeholder::NAMES) {
-                    diagnostic
-                        .notes
-                        .push(format!("help: did you mean `{{{s}}}`?"));
-                }
-                diagnostic.notes.push(
-                    "note: placeholders are `{repo}` (the repository root), `{home}` (the host user's home) and `{tmp}` (a private directory per job); write `{{` for a literal brace".into(),
-                );
-            }
-            TemplateError::Unclosed { offset } => {
-                self.error(
-                    Code::InvalidValue,
-                    inner(offset),
-                    format!("`{path}` has a `{{` without its `}}`"),
-                )
-                .notes
-                .push("help: close the placeholder, or write `{{` for a literal brace".into());
-            }
-            TemplateError::Relative => {
-                self.error(
-                    Code::RelativePath,
-                    span,
-                    format!("`{path}` is relative: \"{text}\""),
-                )
-                .notes
-                .push(if is_path {
-                    "help: start the path with `/` or a placeholder followed by `/`, e.g. \"{repo}/target\"".into()
-                } else {
-                    "help: use an absolute path".into()
-                });
-            }
-            TemplateError::PlaceholderNotFirst { offset } => {
-                self.error(
-                    Code::InvalidPath,
-                    inner(offset),
-                    format!("`{path}` has a placeholder after the start of the path"),
-                )
-                .notes
-                .push("help: a placeholder may only begin a path, e.g. \"{home}/.cargo\"".into());
-            }
-            TemplateError::ParentComponent => {
-                self.error(
-                    Code::InvalidPath,
-                    span,
-                    format!("`{path}` contains `..`"),
-                )
-                .notes
-                .push("help: write the directory you mean without `..`; the sandbox sees paths exactly as written".into());
-            }
-            TemplateError::Nul => {
-                self.error(
-                    Code::InvalidPath,
-                    span,
-                    format!("`{path}` contains a NUL byte"),
-                );
-            }
-        }
+        self.diagnostics.push(err.diagnostic(path, text, span));
     }
 
     pub(crate) fn path_list(&mut self, path: &str, value: Value<'_>) -> Vec<Sourced<PathTemplate>> {
@@ -443,12 +380,14 @@ impl Reader<'_> {
             .collect()
     }
 
-    /// A byte size: a whole number of bytes or a string like "512 MiB".
+    /// A byte size: a whole number of bytes or a string like "512 MiB";
+    /// zero is a `zero-limit` error unless `allow_zero`.
     pub(crate) fn size(
         &mut self,
         path: &str,
         value: Value<'_>,
         allow_unlimited: bool,
+        allow_zero: bool,
     ) -> Option<Limit> {
         self.record(path, &value);
         let span = span_of(&value);
@@ -467,7 +406,7 @@ impl Reader<'_> {
             }
         };
         match parsed {
-            Ok(0) => {
+            Ok(0) if !allow_zero => {
                 self.error(
                     Code::ZeroLimit,
                     span,
@@ -513,7 +452,14 @@ impl Reader<'_> {
         self.count(path, value, false).map(Limit::Value)
     }
 
-    pub(crate) fn seconds(&mut self, path: &str, value: Value<'_>, max: f64) -> Option<Duration> {
+    /// A number of seconds from `min` to `max`.
+    pub(crate) fn seconds(
+        &mut self,
+        path: &str,
+        value: Value<'_>,
+        min: f64,
+        max: f64,
+    ) -> Option<Duration> {
         self.record(path, &value);
         let secs = match (value.as_integer(), value.as_float()) {
             (Some(n), _) => n as f64,
@@ -523,11 +469,11 @@ impl Reader<'_> {
                 return None;
             }
         };
-        if !(0.0..=max).contains(&secs) || secs.is_nan() {
+        if !(min..=max).contains(&secs) || secs.is_nan() {
             self.error(
                 Code::InvalidValue,
                 span_of(&value),
-                format!("`{path}` must be between 0 and {max} seconds"),
+                format!("`{path}` must be between {min} and {max} seconds"),
             );
             return None;
         }

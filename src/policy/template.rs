@@ -5,7 +5,9 @@
 //! either starts with `/` or with a placeholder, and never contains `..`, so
 //! what the admin wrote is what Landlock sees.
 
+use super::diagnostic::{Code, Diagnostic, did_you_mean};
 use std::fmt;
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 /// A placeholder the policy may use.
@@ -79,6 +81,63 @@ pub enum TemplateError {
     ParentComponent,
     /// A NUL byte.
     Nul,
+}
+
+impl TemplateError {
+    /// The diagnostic for this error in the value of `path`, whose text
+    /// (`text`, without its quotes) spans `span`.
+    pub(crate) fn diagnostic(self, path: &str, text: &str, span: Range<usize>) -> Diagnostic {
+        // A string value's span covers its contents, without the quotes.
+        let at = |offset: usize, len: usize| {
+            let start = span.start + offset;
+            start..start + len
+        };
+        match self {
+            Self::UnknownPlaceholder { name, offset } => {
+                let mut diagnostic = Diagnostic::error(
+                    Code::UnknownPlaceholder,
+                    at(offset, name.len() + 2),
+                    format!("`{path}` uses the unknown placeholder `{{{name}}}`"),
+                );
+                if let Some(s) = did_you_mean(&name, Placeholder::NAMES) {
+                    diagnostic = diagnostic.with_note(format!("help: did you mean `{{{s}}}`?"));
+                }
+                diagnostic.with_note(
+                    "note: placeholders are `{repo}` (the repository root), `{home}` (the host user's home) and `{tmp}` (a private directory per job); write `{{` for a literal brace",
+                )
+            }
+            Self::Unclosed { offset } => Diagnostic::error(
+                Code::InvalidValue,
+                at(offset, 1),
+                format!("`{path}` has a `{{` without its `}}`"),
+            )
+            .with_note("help: close the placeholder, or write `{{` for a literal brace"),
+            // Only paths must be absolute: a value template never says this.
+            Self::Relative => Diagnostic::error(
+                Code::RelativePath,
+                span,
+                format!("`{path}` is relative: \"{text}\""),
+            )
+            .with_note("help: start the path with `/` or a placeholder followed by `/`, e.g. \"{repo}/target\""),
+            Self::PlaceholderNotFirst { offset } => Diagnostic::error(
+                Code::InvalidPath,
+                at(offset, 1),
+                format!("`{path}` has a placeholder after the start of the path"),
+            )
+            .with_note("help: a placeholder may only begin a path, e.g. \"{home}/.cargo\""),
+            Self::ParentComponent => Diagnostic::error(
+                Code::InvalidPath,
+                span,
+                format!("`{path}` contains `..`"),
+            )
+            .with_note("help: write the directory you mean without `..`; the sandbox sees paths exactly as written"),
+            Self::Nul => Diagnostic::error(
+                Code::InvalidPath,
+                span,
+                format!("`{path}` contains a NUL byte"),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

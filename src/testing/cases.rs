@@ -115,119 +115,91 @@ pub struct TestFile {
 }
 
 const CASE: &[KeySpec] = &[
-    KeySpec {
-        name: "name",
-        kind: Kind::Str,
-        doc: "What the case checks, shown in the report.",
-    },
-    KeySpec {
-        name: "plugin",
-        kind: Kind::Str,
-        doc: "The plugin asking (default: the file's `plugin`, else `cli`).",
-    },
-    KeySpec {
-        name: "binary",
-        kind: Kind::Str,
-        doc: "The binary the request names.",
-    },
-    KeySpec {
-        name: "probe_as",
-        kind: Kind::Str,
-        doc: "Run jobwarden-probe under this binary's rules (live cases).",
-    },
-    KeySpec {
-        name: "args",
-        kind: Kind::StringList,
-        doc: "Arguments; {repo} and {home} are filled in.",
-    },
-    KeySpec {
-        name: "cwd",
-        kind: Kind::Str,
-        doc: "Working directory.",
-    },
-    KeySpec {
-        name: "env",
-        kind: Kind::StringTable,
-        doc: "Variables the request injects.",
-    },
-    KeySpec {
-        name: "timeout_secs",
-        kind: Kind::Integer { min: 0 },
-        doc: "Requested timeout.",
-    },
-    KeySpec {
-        name: "label",
-        kind: Kind::Str,
-        doc: "Requested label.",
-    },
-    KeySpec {
-        name: "expect",
-        kind: Kind::Choice(&["allow", "deny"]),
-        doc: "Static cases: the decision.",
-    },
-    KeySpec {
-        name: "rule",
-        kind: Kind::Str,
-        doc: "Static deny cases: the rule that must refuse.",
-    },
-    KeySpec {
-        name: "live",
-        kind: Kind::Bool,
-        doc: "Run the job for real.",
-    },
-    KeySpec {
-        name: "exit_code",
-        kind: Kind::Integer { min: 0 },
-        doc: "Live: the job's exit code.",
-    },
-    KeySpec {
-        name: "denied_by_sandbox",
-        kind: Kind::Bool,
-        doc: "Live: the job got EACCES/EPERM doing what it tried.",
-    },
-    KeySpec {
-        name: "killed_by",
-        kind: Kind::Choice(&["cpu", "memory", "file_size", "timeout"]),
-        doc: "Live: the limit that stopped it.",
-    },
-    KeySpec {
-        name: "output_contains",
-        kind: Kind::StringList,
-        doc: "Live: strings the output must contain.",
-    },
-    KeySpec {
-        name: "output_not_contains",
-        kind: Kind::StringList,
-        doc: "Live: strings the output must not contain.",
-    },
+    KeySpec::new(
+        "name",
+        Kind::Str,
+        "What the case checks, shown in the report.",
+    ),
+    KeySpec::new(
+        "plugin",
+        Kind::Str,
+        "The plugin asking (default: the file's `plugin`, else `cli`).",
+    ),
+    KeySpec::new("binary", Kind::Str, "The binary the request names."),
+    KeySpec::new(
+        "probe_as",
+        Kind::Str,
+        "Run jobwarden-probe under this binary's rules (live cases).",
+    ),
+    KeySpec::new(
+        "args",
+        Kind::StringList,
+        "Arguments; {repo} and {home} are filled in.",
+    ),
+    KeySpec::new("cwd", Kind::Str, "Working directory."),
+    KeySpec::new("env", Kind::StringTable, "Variables the request injects."),
+    KeySpec::new(
+        "timeout_secs",
+        Kind::Integer { min: 0 },
+        "Requested timeout.",
+    ),
+    KeySpec::new("label", Kind::Str, "Requested label."),
+    KeySpec::new(
+        "expect",
+        Kind::Choice(&["allow", "deny"]),
+        "Static cases: the decision.",
+    ),
+    KeySpec::new(
+        "rule",
+        Kind::Str,
+        "Static deny cases: the rule that must refuse.",
+    ),
+    KeySpec::new("live", Kind::Bool, "Run the job for real."),
+    KeySpec::new(
+        "exit_code",
+        Kind::Integer { min: 0 },
+        "Live: the job's exit code.",
+    ),
+    KeySpec::new(
+        "denied_by_sandbox",
+        Kind::Bool,
+        "Live: the job got EACCES/EPERM doing what it tried.",
+    ),
+    KeySpec::new(
+        "killed_by",
+        Kind::Choice(&["cpu", "memory", "file_size", "timeout"]),
+        "Live: the limit that stopped it.",
+    ),
+    KeySpec::new(
+        "output_contains",
+        Kind::StringList,
+        "Live: strings the output must contain.",
+    ),
+    KeySpec::new(
+        "output_not_contains",
+        Kind::StringList,
+        "Live: strings the output must not contain.",
+    ),
 ];
 
 const FILE: &[KeySpec] = &[
-    KeySpec {
-        name: "policy",
-        kind: Kind::Str,
-        doc: "The policy under test, relative to this file, or \"embedded\".",
-    },
-    KeySpec {
-        name: "repo",
-        kind: Kind::Str,
-        doc: "A repository for live cases, relative to this file.",
-    },
-    KeySpec {
-        name: "home",
-        kind: Kind::Choice(&["fixture", "real"]),
-        doc: "What {home} is.",
-    },
-    KeySpec {
-        name: "plugin",
-        kind: Kind::Str,
-        doc: "The default plugin of the cases.",
-    },
-    KeySpec {
-        name: "case",
-        kind: Kind::Table(CASE),
-        doc: "The cases.",
-    },
+    KeySpec::new(
+        "policy",
+        Kind::Str,
+        "The policy under test, relative to this file, or \"embedded\".",
+    ),
+    KeySpec::new(
+        "repo",
+        Kind::Str,
+        "A repository for live cases, relative to this file.",
+    ),
+    KeySpec::new(
+        "home",
+        Kind::Choice(&["fixture", "real"]),
+        "What {home} is.",
+    ),
+    KeySpec::new("plugin", Kind::Str, "The default plugin of the cases."),
+    KeySpec::new("case", Kind::Table(CASE), "The cases."),
 ];
 
 /// Why a test file could not be loaded.

@@ -1,64 +1,23 @@
-//! The policy format's keys, in one place: the loader takes its lists of
-//! known keys from here, and `jobwarden schema` generates the JSON Schema
-//! from here, so the two cannot drift apart (a test keeps the shipped
-//! `policy/jobwarden.schema.json` equal to what this generates).
+//! Every key of the policy format, section by section.
+//!
+//! One entry per key: its kind (with its minimum or choices) and its doc,
+//! and, where they apply, its built-in default (a constant of
+//! `defaults.rs`), the levels it may be set at, and how a value under its
+//! minimum is reported.
 
-use serde_json::{Value, json};
-
-/// What a key holds.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    Integer {
-        min: i64,
-    },
-    Number {
-        min: f64,
-        max: f64,
-    },
-    Bool,
-    Str,
-    /// One of these strings.
-    Choice(&'static [&'static str]),
-    /// A byte size: an integer or a string like "512 MiB".
-    Size {
-        unlimited: bool,
-    },
-    /// A positive integer or "unlimited".
-    CountOrUnlimited,
-    /// 64 hexadecimal digits.
-    Sha256,
-    /// An absolute path or one starting with a placeholder.
-    Path,
-    /// An array of paths.
-    PathList,
-    /// An array of glob patterns.
-    GlobList,
-    /// An array of plain strings.
-    StringList,
-    /// An array of regular expressions.
-    RegexList,
-    /// An array of TCP ports.
-    Ports {
-        allow_zero: bool,
-    },
-    /// A table of variable names to string values.
-    StringTable,
-    /// A nested table with these keys.
-    Table(&'static [KeySpec]),
-    /// A table whose keys are names (binaries, plugins) of tables with these keys.
-    NamedTables(&'static [KeySpec]),
-}
-
-/// One key of a section.
-#[derive(Debug, Clone, Copy)]
-pub struct KeySpec {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub doc: &'static str,
-}
+use super::{BelowMin, Builtin, KeySpec, Kind, Place};
+use crate::policy::defaults::*;
+use crate::policy::diagnostic::Code;
+use crate::policy::model::{Choice, Enforcement};
+use crate::policy::sections::{OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
 
 const fn key(name: &'static str, kind: Kind, doc: &'static str) -> KeySpec {
-    KeySpec { name, kind, doc }
+    KeySpec::new(name, kind, doc)
+}
+
+/// A choice key's words, from the enum that holds its value.
+const fn words<T: Choice>() -> Kind {
+    Kind::Choice(T::NAMES)
 }
 
 pub const ENV: &[KeySpec] = &[
@@ -84,14 +43,17 @@ pub const ENV: &[KeySpec] = &[
     ),
     key(
         "on_disallowed",
-        Kind::Choice(&["reject", "drop"]),
+        words::<OnDisallowed>(),
         "What a request's denied or not-allowed variable does: refuse the job, or drop the variable.",
-    ),
+    )
+    .with_default(Builtin::Word(DEFAULT_ON_DISALLOWED.name())),
     key(
         "deny_defaults",
         Kind::Bool,
-        "Top level only: whether the built-in deny list (LD_*, DYLD_*, *_TOKEN, ...) applies.",
-    ),
+        "whether the built-in deny list (LD_*, DYLD_*, *_TOKEN, ...) applies.",
+    )
+    .only(Place::TopOnly)
+    .with_default(Builtin::Bool(DEFAULT_DENY_DEFAULTS)),
 ];
 
 pub const FILESYSTEM: &[KeySpec] = &[
@@ -119,51 +81,72 @@ pub const NETWORK: &[KeySpec] = &[
         Kind::Ports { allow_zero: true },
         "TCP ports the job may bind (0: an ephemeral port).",
     ),
-    key("unrestricted", Kind::Bool, "No TCP restriction at all."),
+    key("unrestricted", Kind::Bool, "No TCP restriction at all.")
+        .with_default(Builtin::Bool(DEFAULT_NETWORK_UNRESTRICTED)),
 ];
 
 pub const LIMITS: &[KeySpec] = &[
     key(
         "cpu_secs",
-        Kind::CountOrUnlimited,
+        Kind::CountOrUnlimited { min: 1 },
         "CPU seconds per process (RLIMIT_CPU).",
-    ),
+    )
+    .with_default(Builtin::limit(DEFAULT_LIMIT)),
     key(
         "memory",
-        Kind::Size { unlimited: true },
+        Kind::Size {
+            unlimited: true,
+            min: 1,
+        },
         "Memory of the whole job tree (memory cgroup; RLIMIT_AS per process where none).",
-    ),
+    )
+    .with_default(Builtin::limit(DEFAULT_LIMIT)),
     key(
         "processes",
-        Kind::CountOrUnlimited,
+        Kind::CountOrUnlimited { min: 1 },
         "Processes in the job tree (pids cgroup).",
-    ),
+    )
+    .with_default(Builtin::limit(DEFAULT_LIMIT)),
     key(
         "open_files",
-        Kind::CountOrUnlimited,
+        Kind::CountOrUnlimited { min: 4 },
         "Open descriptors per process (RLIMIT_NOFILE); at least 4.",
-    ),
+    )
+    .with_default(Builtin::limit(DEFAULT_LIMIT))
+    .below_min(BelowMin {
+        code: Code::ContradictoryLimits,
+        message: "`{key}` is {value}, but every job already holds 3 descriptors (stdin, stdout, stderr)",
+        help: Some("help: allow at least 16 open files"),
+    }),
     key(
         "file_size",
-        Kind::Size { unlimited: true },
+        Kind::Size {
+            unlimited: true,
+            min: 1,
+        },
         "Largest file a process may write (RLIMIT_FSIZE).",
-    ),
-    key("core_dumps", Kind::Bool, "Whether processes may dump core."),
+    )
+    .with_default(Builtin::limit(DEFAULT_LIMIT)),
+    key("core_dumps", Kind::Bool, "Whether processes may dump core.")
+        .with_default(Builtin::Bool(DEFAULT_CORE_DUMPS)),
     key(
         "timeout_secs",
         Kind::Integer { min: 1 },
         "Wall-clock limit when a request asks for none.",
-    ),
+    )
+    .with_default(Builtin::Integer(DEFAULT_TIMEOUT_SECS)),
     key(
         "max_timeout_secs",
         Kind::Integer { min: 1 },
         "The longest timeout a request may ask for.",
-    ),
+    )
+    .with_default(Builtin::Integer(DEFAULT_MAX_TIMEOUT_SECS)),
     key(
         "on_long_timeout",
-        Kind::Choice(&["clamp", "reject"]),
+        words::<OnLongTimeout>(),
         "What a longer request gets: the maximum, or a denial.",
-    ),
+    )
+    .with_default(Builtin::Word(DEFAULT_ON_LONG_TIMEOUT.name())),
     key(
         "kill_grace_secs",
         Kind::Number {
@@ -171,49 +154,83 @@ pub const LIMITS: &[KeySpec] = &[
             max: 3600.0,
         },
         "Seconds between SIGTERM and SIGKILL on timeout, cancel or shutdown.",
-    ),
+    )
+    .with_default(Builtin::Number(DEFAULT_KILL_GRACE.as_secs_f64())),
 ];
+
+/// The event queue is a plugin's: a binary cannot size it.
+const QUEUE: Place = Place::NotPerBinary {
+    because: "the event queue belongs to a plugin",
+};
 
 pub const OUTPUT: &[KeySpec] = &[
     key(
         "mode",
-        Kind::Choice(&["lines", "chunks"]),
+        words::<OutputMode>(),
         "One JobLogLine per line, or JobOutputChunks of bytes.",
-    ),
+    )
+    .with_default(Builtin::Word(DEFAULT_OUTPUT_MODE.name())),
     key(
         "sanitize",
-        Kind::Choice(&["colors", "strip", "raw"]),
+        words::<Sanitize>(),
         "Keep colours and remove other escape sequences, remove all, or pass bytes untouched.",
-    ),
+    )
+    .with_default(Builtin::Word(DEFAULT_SANITIZE.name())),
     key(
         "max_line_bytes",
-        Kind::Size { unlimited: false },
+        Kind::Size {
+            unlimited: false,
+            min: 80,
+        },
         "Longer lines are split; at least 80.",
-    ),
+    )
+    .with_default(Builtin::Integer(DEFAULT_MAX_LINE_BYTES)),
     key(
         "tail_bytes",
-        Kind::Size { unlimited: false },
+        Kind::Size {
+            unlimited: false,
+            min: 0,
+        },
         "How much of the end of stdout JobCompleted carries; 0 for none.",
-    ),
+    )
+    .with_default(Builtin::Integer(DEFAULT_TAIL_BYTES)),
     key(
         "max_queued_events",
         Kind::Integer { min: 16 },
-        "Top level or plugin: undrained events kept per plugin.",
-    ),
+        "undrained events kept per plugin.",
+    )
+    .only(QUEUE)
+    .with_default(Builtin::Integer(DEFAULT_MAX_QUEUED_EVENTS)),
     key(
         "max_queued_bytes",
-        Kind::Size { unlimited: false },
-        "Top level or plugin: undrained bytes kept per plugin; at least 64 KiB.",
-    ),
+        Kind::Size {
+            unlimited: false,
+            min: 64 * 1024,
+        },
+        "undrained bytes kept per plugin; at least 64 KiB.",
+    )
+    .only(QUEUE)
+    .with_default(Builtin::Integer(DEFAULT_MAX_QUEUED_BYTES)),
 ];
 
 pub const PROGRESS: &[KeySpec] = &[
     key(
         "interval_ms",
-        Kind::Integer { min: 200 },
+        Kind::Integer {
+            min: MIN_PROGRESS_INTERVAL.as_millis() as i64,
+        },
         "How often running jobs are sampled.",
-    ),
-    key("sample", Kind::Bool, "Whether resource sampling runs."),
+    )
+    .with_default(Builtin::Integer(
+        DEFAULT_PROGRESS_INTERVAL.as_millis() as u64
+    ))
+    .below_min(BelowMin {
+        code: Code::InvalidValue,
+        message: "`{key}` is {value} ms; the shortest sampling interval is {min} ms",
+        help: None,
+    }),
+    key("sample", Kind::Bool, "Whether resource sampling runs.")
+        .with_default(Builtin::Bool(DEFAULT_SAMPLE)),
     key(
         "patterns",
         Kind::RegexList,
@@ -225,7 +242,8 @@ pub const SECCOMP: &[KeySpec] = &[key(
     "deny_dangerous",
     Kind::Bool,
     "Linux: a seccomp filter makes ptrace, process_vm_readv/writev, process_madvise, pidfd_getfd, perf_event_open, bpf, userfaultfd, keyctl, add_key, request_key, mount and the mount API, unshare, setns, namespace-creating clone flags and the TIOCSTI and TIOCLINUX ioctls fail with EPERM.",
-)];
+)
+.with_default(Builtin::Bool(DEFAULT_DENY_DANGEROUS))];
 
 pub const ARGS: &[KeySpec] = &[
     key(
@@ -246,7 +264,10 @@ pub const ARGS: &[KeySpec] = &[
     key("max_count", Kind::Integer { min: 0 }, "Most arguments."),
     key(
         "max_bytes",
-        Kind::Size { unlimited: false },
+        Kind::Size {
+            unlimited: false,
+            min: 1,
+        },
         "Most bytes of all arguments together.",
     ),
 ];
@@ -315,7 +336,8 @@ pub const PLUGIN: &[KeySpec] = &[
         "max_concurrent",
         Kind::Integer { min: 1 },
         "Jobs beyond this wait as Pending and start in order.",
-    ),
+    )
+    .with_default(Builtin::Integer(DEFAULT_MAX_CONCURRENT)),
     key(
         "env",
         Kind::Table(ENV),
@@ -361,9 +383,10 @@ pub const TOP: &[KeySpec] = &[
     ),
     key(
         "enforcement",
-        Kind::Choice(&["required", "best_effort"]),
+        words::<Enforcement>(),
         "Refuse jobs whose confinement cannot be fully applied here, or run them with what can be.",
-    ),
+    )
+    .with_default(Builtin::Word(DEFAULT_ENFORCEMENT.name())),
     key(
         "search_path",
         Kind::PathList,
@@ -411,108 +434,3 @@ pub const TOP: &[KeySpec] = &[
         "The opt-in system call filter (Linux).",
     ),
 ];
-
-/// The names of a section's keys, in order.
-pub fn names(specs: &'static [KeySpec]) -> impl Iterator<Item = &'static str> {
-    specs.iter().map(|k| k.name)
-}
-
-/// The JSON Schema (draft 2020-12) of the policy format.
-pub fn json_schema() -> Value {
-    let mut schema = table_schema(TOP);
-    let object = schema.as_object_mut().expect("a table schema is an object");
-    object.insert(
-        "$schema".into(),
-        json!("https://json-schema.org/draft/2020-12/schema"),
-    );
-    object.insert(
-        "$id".into(),
-        json!("https://jobwarden.invalid/policy/v1.schema.json"),
-    );
-    object.insert("title".into(), json!("jobwarden trust policy, version 1"));
-    object.insert(
-        "description".into(),
-        json!("Which plugins may run which binaries, and with what environment, paths, ports and limits. Documented key by key in policy/README.md."),
-    );
-    object.insert("required".into(), json!(["version"]));
-    schema
-}
-
-fn table_schema(specs: &'static [KeySpec]) -> Value {
-    let mut properties = serde_json::Map::new();
-    for spec in specs {
-        let mut value = kind_schema(spec.kind);
-        if let Some(object) = value.as_object_mut() {
-            object.insert("description".into(), json!(spec.doc));
-        }
-        properties.insert(spec.name.into(), value);
-    }
-    json!({"type": "object", "properties": properties, "additionalProperties": false})
-}
-
-fn kind_schema(kind: Kind) -> Value {
-    const SIZE_PATTERN: &str =
-        r"^\s*[0-9_]+\s*(B|b|K|k|KiB|Ki|M|MiB|Mi|G|GiB|Gi|T|TiB|Ti|kB|KB|MB|GB|TB)?\s*$";
-    const PATH_PATTERN: &str = r"^(/|\{(repo|home|tmp)\}(/|$))";
-    match kind {
-        Kind::Integer { min } => json!({"type": "integer", "minimum": min}),
-        Kind::Number { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
-        Kind::Bool => json!({"type": "boolean"}),
-        Kind::Str => json!({"type": "string"}),
-        Kind::Choice(values) => json!({"enum": values}),
-        Kind::Size { unlimited } => {
-            let mut any = vec![
-                json!({"type": "integer", "minimum": 1}),
-                json!({"type": "string", "pattern": SIZE_PATTERN}),
-            ];
-            if unlimited {
-                any.push(json!({"const": "unlimited"}));
-            }
-            json!({"anyOf": any})
-        }
-        Kind::CountOrUnlimited => {
-            json!({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "unlimited"}]})
-        }
-        Kind::Sha256 => json!({"type": "string", "pattern": "^(sha256:)?[0-9a-fA-F]{64}$"}),
-        Kind::Path => json!({"type": "string", "pattern": PATH_PATTERN}),
-        Kind::PathList => {
-            json!({"type": "array", "items": {"type": "string", "pattern": PATH_PATTERN}, "uniqueItems": true})
-        }
-        Kind::GlobList | Kind::StringList | Kind::RegexList => {
-            json!({"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": true})
-        }
-        Kind::Ports { allow_zero } => json!({
-            "type": "array",
-            "items": {"type": "integer", "minimum": if allow_zero { 0 } else { 1 }, "maximum": 65535},
-            "uniqueItems": true
-        }),
-        Kind::StringTable => json!({
-            "type": "object",
-            "propertyNames": {"pattern": "^[^=\\u0000]+$"},
-            "additionalProperties": {"type": "string"}
-        }),
-        Kind::Table(specs) => table_schema(specs),
-        Kind::NamedTables(specs) => {
-            json!({"type": "object", "additionalProperties": table_schema(specs)})
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shipped_schema_is_the_generated_one() {
-        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
-        let shipped = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/policy/jobwarden.schema.json"
-        ))
-        .unwrap_or_default();
-        assert!(
-            generated == shipped,
-            "policy/jobwarden.schema.json is out of date: run `cargo run -- schema > policy/jobwarden.schema.json`"
-        );
-    }
-}
