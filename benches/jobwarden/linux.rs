@@ -229,8 +229,83 @@ fn spawn_to_exit(sizes: &Sizes) {
     measure("host holding 512 MiB:");
     drop(held);
     phases(sizes, dir.path());
-    println!("   targets: ≤ 1.25× at 0 MiB, ≤ 1.5× at 512 MiB");
+    layer_costs(sizes, dir.path());
+    println!(
+        "   targets: ≤ 1.25× at 0 MiB, ≤ 1.5× at 512 MiB; the kernel baseline ≤ +0.2 ms, flat in the host's size"
+    );
     println!();
+}
+
+/// What each layer of the kernel baseline costs: spawn → exit with every
+/// layer on, against the same with one layer switched off (the testing aid),
+/// all hosts measured round-robin so noise hits them alike; then the whole
+/// baseline at 0 and 512 MiB held, which must not grow with the host.
+fn layer_costs(sizes: &Sizes, repo: &std::path::Path) {
+    use jobwarden::sandbox::BaselineLayer;
+    let text = jobwarden::policy::EMBEDDED_DEFAULT.replace(
+        "enforcement = \"required\"",
+        "enforcement = \"best_effort\"",
+    );
+    let policy = Policy::from_toml("bench", &text).unwrap().policy;
+    let host = |off: &[BaselineLayer]| {
+        let mut b = PolicyJobHost::builder(policy.clone(), repo).tmp_dir(repo);
+        for layer in off {
+            b = b.without_baseline(*layer);
+        }
+        b.build().unwrap()
+    };
+    let mut variants: Vec<(String, PolicyJobHost)> = vec![("all on".into(), host(&[]))];
+    for layer in BaselineLayer::ALL {
+        variants.push((format!("{layer:?}"), host(&[layer])));
+    }
+    variants.push(("none".into(), host(&BaselineLayer::ALL)));
+    let round = |variants: &[(String, PolicyJobHost)], rounds: usize| {
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+        for _ in 0..rounds {
+            for (i, (_, host)) in variants.iter().enumerate() {
+                let plugin = host.plugin("cli");
+                let t = Instant::now();
+                let id = plugin.spawn(JobSpawnRequest::new("true", Vec::<String>::new()));
+                wait_end(&plugin, &id);
+                times[i].push(t.elapsed());
+            }
+        }
+        times.into_iter().map(median).collect::<Vec<_>>()
+    };
+    let medians = round(&variants, sizes.spawns.min(200));
+    let all = medians[0];
+    let costs: Vec<String> = variants[1..variants.len() - 1]
+        .iter()
+        .zip(&medians[1..])
+        .map(|((name, _), t)| format!("{name} {}", signed_us(all, *t)))
+        .collect();
+    println!(
+        "   kernel baseline, each layer's cost (median with it − without): {}",
+        costs.join(" · ")
+    );
+    let none = medians[medians.len() - 1];
+    println!(
+        "   whole baseline at 0 MiB: {} with it, {} without: {}",
+        ms(all),
+        ms(none),
+        signed_us(none, all)
+    );
+    let held = hold_memory(512);
+    let ends = [variants.remove(0), variants.pop().unwrap()];
+    let medians = round(&ends, sizes.spawns.min(200));
+    drop(held);
+    println!(
+        "   whole baseline at 512 MiB: {} with it, {} without: {}",
+        ms(medians[0]),
+        ms(medians[1]),
+        signed_us(medians[1], medians[0])
+    );
+}
+
+/// `+123 µs`: how much `with` costs over `without`.
+fn signed_us(without: Duration, with: Duration) -> String {
+    let delta = with.as_secs_f64() - without.as_secs_f64();
+    format!("{:+.0} µs", delta * 1e6)
 }
 
 /// Where the time of one confined spawn goes, measured through the public

@@ -121,7 +121,7 @@ pub fn decide(
         &values,
         &mut notes,
     );
-    let network = fold_network(&layers);
+    let network = fold_network(&layers, &values, &mut notes);
     let output = fold_output(&[&policy.base, &plugin_rule.layer], &layers);
     let progress = fold_progress(&layers);
 
@@ -642,9 +642,17 @@ fn build_filesystem(
     for name in DEFAULT_PROTECTED {
         plan.protected.push(PlanPath {
             path: values.repo.join(name),
-            key: "built-in protected paths".into(),
+            key: PROTECTED_KEY.into(),
         });
     }
+    for layer in layers {
+        for entry in &layer.filesystem.protected {
+            resolve(&mut plan.protected, entry);
+        }
+    }
+    plan.git = last(layers, |l| &l.filesystem.git)
+        .cloned()
+        .unwrap_or_else(|| Sourced::builtin(crate::policy::DEFAULT_GIT_ACCESS));
     plan
 }
 
@@ -652,14 +660,49 @@ fn build_filesystem(
 /// everything git runs or reads configuration from (`.git`; how much of it,
 /// `filesystem.git` says), `.gitmodules`, and the settings editors and
 /// shells act on when the user next opens the directory.
+/// The key the plan gives [`DEFAULT_PROTECTED`] entries.
+pub const PROTECTED_KEY: &str = "built-in protected paths";
+
 pub const DEFAULT_PROTECTED: &[&str] = &[".git", ".gitmodules", ".vscode", ".idea", ".envrc"];
 
-fn fold_network(layers: &[&Layer]) -> NetworkPlan {
+fn fold_network(
+    layers: &[&Layer],
+    values: &Placeholders<'_>,
+    notes: &mut Vec<String>,
+) -> NetworkPlan {
+    let flag = |get: fn(&Layer) -> &Option<Sourced<bool>>, default: bool| {
+        last(layers, get)
+            .cloned()
+            .unwrap_or_else(|| Sourced::builtin(default))
+    };
     let mut plan = NetworkPlan {
         unrestricted: last(layers, |l| &l.network.unrestricted)
             .map_or(DEFAULT_NETWORK_UNRESTRICTED, |u| u.value),
+        udp: flag(|l| &l.network.udp, crate::policy::DEFAULT_UDP),
+        netlink_route: flag(
+            |l| &l.network.netlink_route,
+            crate::policy::DEFAULT_NETLINK_ROUTE,
+        ),
         ..NetworkPlan::default()
     };
+    let any = flag(|l| &l.network.unix_any, crate::policy::DEFAULT_UNIX_ANY);
+    if any.value {
+        plan.unix.push(PlanPath {
+            path: "*".into(),
+            key: any.key,
+        });
+    }
+    for layer in layers {
+        for entry in &layer.network.unix {
+            match entry.value.resolve(values) {
+                Ok(path) => plan.unix.push(PlanPath {
+                    path,
+                    key: entry.key.clone(),
+                }),
+                Err(e) => notes.push(format!("`{}` skipped: {e}", entry.key)),
+            }
+        }
+    }
     for layer in layers {
         for port in &layer.network.connect {
             if !plan.connect.iter().any(|p| p.value == port.value) {

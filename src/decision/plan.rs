@@ -1,5 +1,6 @@
 //! What the decision produces: a fully resolved [`Plan`] or a [`Denial`].
 
+pub use crate::policy::GitAccess;
 use crate::policy::{
     Enforcement, Limit, OutputMode, ProgressPattern, Sanitize, Sourced, units::format_size,
 };
@@ -108,22 +109,6 @@ impl Default for FilesystemPlan {
             git: Sourced::builtin(GitAccess::ReadOnly),
         }
     }
-}
-
-/// How much of `.git` (the repository's, and nested repositories') a job
-/// may write when the repository is writable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GitAccess {
-    /// All of `.git` is read-only: git can read, not commit.
-    ReadOnly,
-    /// git can commit: only what runs code or changes git's configuration
-    /// stays read-only (`hooks`, `config`, `info`, and the same in
-    /// `modules/*`).
-    Commit,
-    /// `.git` is as writable as the rest of the repository (a plugin that
-    /// installs hooks on purpose).
-    Writable,
 }
 
 /// Network access: TCP ports (Landlock), and which other kinds of socket
@@ -313,6 +298,24 @@ impl fmt::Display for Plan {
                 writeln!(f, "    {title:<10} {}  ({})", p.path.display(), p.key)?;
             }
         }
+        for p in &self.filesystem.protected {
+            writeln!(
+                f,
+                "    protected  {}  ({}; read-only inside writable roots)",
+                p.path.display(),
+                p.key
+            )?;
+        }
+        writeln!(
+            f,
+            "    git        .git {}  ({})",
+            match self.filesystem.git.value {
+                GitAccess::ReadOnly => "read-only",
+                GitAccess::Commit => "writable but for hooks, config and info",
+                GitAccess::Writable => "writable",
+            },
+            self.filesystem.git.key
+        )?;
         write!(f, "  network   ")?;
         if self.network.unrestricted {
             writeln!(f, "unrestricted")?;
@@ -335,6 +338,23 @@ impl fmt::Display for Plan {
                 ports(&self.network.connect),
                 ports(&self.network.bind)
             )?;
+        }
+        if !self.network.unrestricted {
+            let grant = |on: &Sourced<bool>| {
+                if on.value {
+                    format!("allowed ({})", on.key)
+                } else {
+                    "refused".to_string()
+                }
+            };
+            writeln!(f, "    udp        {}", grant(&self.network.udp))?;
+            writeln!(f, "    netlink    {}", grant(&self.network.netlink_route))?;
+            if self.network.unix.is_empty() {
+                writeln!(f, "    unix       refused (socketpair only)")?;
+            }
+            for p in &self.network.unix {
+                writeln!(f, "    unix       {}  ({})", p.path.display(), p.key)?;
+            }
         }
         let l = &self.limits;
         writeln!(f, "  limits")?;

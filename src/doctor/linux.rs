@@ -102,33 +102,6 @@ fn detected_checks(support: &HostSupport) -> Vec<Check> {
 
 fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) -> Vec<Check> {
     let mut checks = Vec::new();
-    let refused = |name: &'static str,
-                   what: &str,
-                   errno: i32,
-                   result: Option<(JobEnd, String, Vec<Item>)>| {
-        let (verdict, detail) = match result {
-            Some((JobEnd::Exited { code }, out, _)) if code == errno => (
-                Verdict::Works,
-                format!("a probe job was refused {what}: {}", denial(&out)),
-            ),
-            Some((JobEnd::Exited { code: 0 }, _, _)) => {
-                (Verdict::Fails, format!("a probe job succeeded {what}"))
-            }
-            Some((end, out, _)) => (
-                Verdict::Fails,
-                format!("unexpected result {what}: {end:?} {}", out.trim()),
-            ),
-            None => (
-                Verdict::Unverified,
-                "the probe job could not run".to_string(),
-            ),
-        };
-        Check {
-            name,
-            verdict,
-            detail,
-        }
-    };
     let target = ["/etc/hostname", "/etc/passwd", "/etc/os-release"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -278,7 +251,39 @@ fn live_checks(probe: &Path, options: &SupportOptions, support: &HostSupport) ->
             detail: "the escape probe did not run".into(),
         },
     });
+    checks.extend(super::baseline::checks(probe, options, support));
     checks
+}
+
+/// A check that passes when the probe job was refused with `errno`.
+pub(super) fn refused(
+    name: &'static str,
+    what: &str,
+    errno: i32,
+    result: Option<(JobEnd, String, Vec<Item>)>,
+) -> Check {
+    let (verdict, detail) = match result {
+        Some((JobEnd::Exited { code }, out, _)) if code == errno => (
+            Verdict::Works,
+            format!("a probe job was refused {what}: {}", denial(&out)),
+        ),
+        Some((JobEnd::Exited { code: 0 }, _, _)) => {
+            (Verdict::Fails, format!("a probe job succeeded {what}"))
+        }
+        Some((end, out, _)) => (
+            Verdict::Fails,
+            format!("unexpected result {what}: {end:?} {}", out.trim()),
+        ),
+        None => (
+            Verdict::Unverified,
+            "the probe job could not run".to_string(),
+        ),
+    };
+    Check {
+        name,
+        verdict,
+        detail,
+    }
 }
 
 fn denial(output: &str) -> String {

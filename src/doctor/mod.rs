@@ -17,6 +17,8 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 // The checks that depend on what the platform offers.
+#[cfg(target_os = "linux")]
+mod baseline;
 #[cfg_attr(target_os = "linux", path = "linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "portable.rs")]
 mod checks;
@@ -95,7 +97,7 @@ version = 1
 enforcement = "best_effort"
 [filesystem]
 read = ["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "{probe_dir}"]
-read_write = ["{{tmp}}"]
+read_write = ["{{repo}}", "{{tmp}}"]
 [limits]
 timeout_secs = 30
 kill_grace_secs = 0.2

@@ -6,7 +6,7 @@
 //! default`). Nothing else writes these values again.
 
 use super::model::{Enforcement, Limit, Pattern};
-use super::sections::{OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
+use super::sections::{GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
 use std::time::Duration;
 
 /// `enforcement`: refuse what cannot be fully enforced.
@@ -19,6 +19,14 @@ pub const DEFAULT_DENY_DEFAULTS: bool = true;
 
 /// `network.unrestricted`: TCP is confined to the listed ports.
 pub const DEFAULT_NETWORK_UNRESTRICTED: bool = false;
+/// UDP sockets are refused unless granted.
+pub const DEFAULT_UDP: bool = false;
+/// Netlink route sockets are refused unless granted.
+pub const DEFAULT_NETLINK_ROUTE: bool = false;
+/// UNIX sockets are refused unless granted.
+pub const DEFAULT_UNIX_ANY: bool = false;
+/// `.git` is read-only.
+pub const DEFAULT_GIT_ACCESS: GitAccess = GitAccess::ReadOnly;
 
 /// `limits.cpu_secs`, `memory`, `processes`, `open_files`, `file_size`:
 /// no limit unless the policy sets one.

@@ -29,14 +29,15 @@ pub mod units;
 mod validate;
 
 pub use defaults::{
-    BUILTIN_ENV_DENY, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS,
+    BUILTIN_ENV_DENY, DEFAULT_GIT_ACCESS, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_TIMEOUT_SECS,
+    DEFAULT_NETLINK_ROUTE, DEFAULT_TIMEOUT_SECS, DEFAULT_UDP, DEFAULT_UNIX_ANY,
     MIN_PROGRESS_INTERVAL, builtin_deny_patterns,
 };
 pub(crate) use diagnostic::line_col as line_col_of;
 pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
 pub use model::*;
 pub use sections::{
-    ArgRules, BinaryRule, EnvLayer, FilesystemLayer, Layer, LimitsLayer, NetworkLayer,
+    ArgRules, BinaryRule, EnvLayer, FilesystemLayer, GitAccess, Layer, LimitsLayer, NetworkLayer,
     OnDisallowed, OnLongTimeout, OutputLayer, OutputMode, PluginRule, ProgressLayer,
     ProgressPattern, Sanitize, SeccompLayer, check_env_name, valid_binary_name, valid_plugin_name,
 };

@@ -458,7 +458,11 @@ mod tests {
             match spec.kind {
                 Kind::Table(inner) => write_table(out, &child, inner, level),
                 Kind::NamedTables(inner) => {
-                    let level = if spec.name == "binaries" { "binary" } else { "plugin" };
+                    let level = if spec.name == "binaries" {
+                        "binary"
+                    } else {
+                        "plugin"
+                    };
                     write_table(out, &format!("{child}.x"), inner, level);
                 }
                 _ => {}

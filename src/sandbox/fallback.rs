@@ -75,6 +75,10 @@ impl Support {
     pub fn subreaper(&self) -> bool {
         false
     }
+
+    pub fn mount_namespace(&self) -> Result<&'static str, String> {
+        Err(format!("no mount namespace on {PLATFORM}"))
+    }
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         vec![("confinement", WHY.into())]
     }

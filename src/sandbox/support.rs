@@ -78,6 +78,12 @@ impl HostSupport {
         self.0.tree_mechanism(what)
     }
 
+    /// How jobs get their own mount namespace (the kernel baseline's
+    /// `noexec` writable roots and read-only protected paths), or why not.
+    pub fn mount_namespace(&self) -> Result<&'static str, String> {
+        self.0.mount_namespace()
+    }
+
     /// Whether orphans of jobs are re-parented to the host (a subreaper).
     pub fn subreaper(&self) -> bool {
         self.0.subreaper()

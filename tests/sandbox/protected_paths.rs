@@ -117,3 +117,37 @@ fn a_policy_cannot_be_refused_for_a_missing_layer_silently() {
         "{error}"
     );
 }
+
+#[test]
+fn commit_mode_lets_git_write_its_objects_but_not_its_hooks_or_config() {
+    let fx = Fixture::new("\n[plugins.tests.filesystem]\ngit = \"commit\"\n");
+    make_repository(&fx.repo);
+    let index = fx.repo.join(".git/index");
+    fx.probe(&["write", index.to_str().unwrap()]).assert_ok();
+    let object = fx.repo.join(".git/objects/ab");
+    fx.probe(&["mkdir", object.to_str().unwrap()]).assert_ok();
+    for relative in [".git/hooks/pre-commit", ".git/config", ".git/info/exclude"] {
+        let path = fx.repo.join(relative);
+        fx.probe(&["write", path.to_str().unwrap()])
+            .assert_denied("EROFS");
+    }
+}
+
+#[test]
+fn writable_git_and_extra_protected_paths_follow_the_policy() {
+    let fx = Fixture::new(
+        "\n[plugins.tests.filesystem]\ngit = \"writable\"\nprotected = [\"{repo}/Makefile\", \"{repo}/.tasks\"]\n",
+    );
+    make_repository(&fx.repo);
+    std::fs::write(fx.repo.join("Makefile"), "all:\n").unwrap();
+    let hook = fx.repo.join(".git/hooks/pre-commit");
+    fx.probe(&["write", hook.to_str().unwrap()]).assert_ok();
+    let makefile = fx.repo.join("Makefile");
+    fx.probe(&["write", makefile.to_str().unwrap()])
+        .assert_denied("EROFS");
+    // A missing protected entry is held while the job runs.
+    let task = fx.repo.join(".tasks/run.sh");
+    fx.probe(&["write", task.to_str().unwrap()])
+        .assert_denied("EROFS");
+    assert!(!fx.repo.join(".tasks").exists());
+}

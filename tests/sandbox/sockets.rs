@@ -129,3 +129,65 @@ fn an_unrestricted_network_is_not_filtered() {
     let item = out.enforcement.as_ref().unwrap().item("sockets").unwrap();
     assert_eq!(item.status, Status::NotRequested);
 }
+
+#[test]
+fn udp_and_unix_sockets_flow_where_the_policy_grants_them() {
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let fx = Fixture::new("\n[binaries.probe.network]\nudp = true\nunix_any = true\n");
+    let out = fx.probe(&["udp-send", &target]);
+    out.assert_ok();
+    let mut buf = [0u8; 64];
+    let (n, _) = listener.recv_from(&mut buf).expect("the granted datagram");
+    assert_eq!(&buf[..n], b"hello from the job");
+    let report = out.enforcement.as_ref().unwrap();
+    assert!(
+        report
+            .item("sockets")
+            .unwrap()
+            .detail
+            .contains("binaries.probe.network.udp"),
+        "{report}"
+    );
+    assert_eq!(
+        report.item("unix_sockets").unwrap().status,
+        Status::Enforced
+    );
+
+    let outside = tempfile::tempdir().unwrap();
+    let path = outside.path().join("granted.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    fx.probe(&["unix-connect", path.to_str().unwrap()])
+        .assert_ok();
+}
+
+#[test]
+fn a_listed_unix_socket_is_reported_partial_because_the_kernel_cannot_single_it_out() {
+    let outside = tempfile::tempdir().unwrap();
+    let path = outside.path().join("listed.sock");
+    let _listener = UnixListener::bind(&path).unwrap();
+    let grant = format!(
+        "\n[binaries.probe.network]\nunix = [\"{}\"]\n",
+        path.display()
+    );
+    // Under `required`, the job is refused, naming the item.
+    let error = Fixture::new(&grant).probe(&["print", "never"]).error();
+    assert!(error.contains("unix_sockets partial"), "{error}");
+    // Under best effort it runs, and the socket it names is reachable.
+    let out = Fixture::best_effort(&grant, |b| b).probe(&["unix-connect", path.to_str().unwrap()]);
+    out.assert_ok();
+    let item = out
+        .enforcement
+        .as_ref()
+        .unwrap()
+        .item("unix_sockets")
+        .unwrap();
+    assert_eq!(item.status, Status::Partial);
+    assert!(
+        item.detail.contains("every pathname UNIX socket"),
+        "{item:?}"
+    );
+}

@@ -45,6 +45,9 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
         "rename" => std::fs::rename(arg(0), arg(1)).map(|()| String::new()),
         "remove-dir" => std::fs::remove_dir_all(arg(0)).map(|()| String::new()),
         "mounts" => std::fs::read_to_string("/proc/self/mountinfo"),
+        // load-copy DIR: copies this program into DIR and runs the copy
+        // through the ELF loader (`print loaded` if it runs).
+        "load-copy" => load_copy(arg(0)),
         _ => return None,
     })
 }
@@ -165,4 +168,28 @@ fn create(path: &str, mode: &str) -> io::Result<String> {
     // SAFETY: our own descriptor.
     unsafe { libc::close(fd as i32) };
     Ok(String::new())
+}
+
+fn load_copy(dir: &str) -> io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = std::path::Path::new(dir).join("probe-copy");
+    std::fs::copy("/proc/self/exe", &copy)?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+    let loader = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+    let args = [
+        cstr(loader),
+        cstr(&copy.display().to_string()),
+        cstr("print"),
+        cstr("loaded"),
+    ];
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let _ = io::stdout().flush();
+    // SAFETY: execv with a NULL-terminated argv of live strings; returns
+    // only on failure.
+    unsafe { libc::execv(argv[0], argv.as_ptr()) };
+    Err(io::Error::last_os_error())
 }

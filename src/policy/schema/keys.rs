@@ -9,7 +9,7 @@ use super::{BelowMin, Builtin, KeySpec, Kind, Place};
 use crate::policy::defaults::*;
 use crate::policy::diagnostic::Code;
 use crate::policy::model::{Choice, Enforcement};
-use crate::policy::sections::{OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
+use crate::policy::sections::{GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
 
 const fn key(name: &'static str, kind: Kind, doc: &'static str) -> KeySpec {
     KeySpec::new(name, kind, doc)
@@ -66,8 +66,19 @@ pub const FILESYSTEM: &[KeySpec] = &[
     key(
         "execute",
         Kind::PathList,
-        "Paths the job may execute beneath.",
+        "Paths the job may execute beneath (inside a writable root, this keeps them executable).",
     ),
+    key(
+        "protected",
+        Kind::PathList,
+        "Paths kept read-only inside writable roots, added to the built-in list (.git, .gitmodules, .vscode, .idea, .envrc); a missing one is held by an empty directory while a job runs, so it cannot be created either.",
+    ),
+    key(
+        "git",
+        words::<GitAccess>(),
+        "How much of the repository's .git a job may write: read_only, commit (all but hooks, config and info), or writable.",
+    )
+    .with_default(Builtin::Word(DEFAULT_GIT_ACCESS.name())),
 ];
 
 pub const NETWORK: &[KeySpec] = &[
@@ -81,8 +92,31 @@ pub const NETWORK: &[KeySpec] = &[
         Kind::Ports { allow_zero: true },
         "TCP ports the job may bind (0: an ephemeral port).",
     ),
-    key("unrestricted", Kind::Bool, "No TCP restriction at all.")
-        .with_default(Builtin::Bool(DEFAULT_NETWORK_UNRESTRICTED)),
+    key(
+        "unrestricted",
+        Kind::Bool,
+        "No network restriction at all (TCP, UDP, UNIX and every other socket).",
+    )
+    .with_default(Builtin::Bool(DEFAULT_NETWORK_UNRESTRICTED)),
+    key(
+        "udp",
+        Kind::Bool,
+        "UDP sockets, to any port (a system call filter cannot see the address); DNS needs it.",
+    )
+    .with_default(Builtin::Bool(DEFAULT_UDP)),
+    key(
+        "netlink_route",
+        Kind::Bool,
+        "NETLINK_ROUTE sockets (reading interfaces and routes).",
+    )
+    .with_default(Builtin::Bool(DEFAULT_NETLINK_ROUTE)),
+    key(
+        "unix",
+        Kind::PathList,
+        "Pathname UNIX sockets the job may connect to (on kernels whose Landlock cannot restrict connect() by path, granting any means every path, reported as partial).",
+    ),
+    key("unix_any", Kind::Bool, "Any UNIX socket, by any path.")
+        .with_default(Builtin::Bool(DEFAULT_UNIX_ANY)),
 ];
 
 pub const LIMITS: &[KeySpec] = &[

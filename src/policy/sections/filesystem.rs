@@ -1,8 +1,25 @@
-//! `[filesystem]`: the paths a job may read, write and execute.
+//! `[filesystem]`: the paths a job may read, write and execute, and what
+//! stays read-only inside the writable ones.
 
-use crate::policy::model::Sourced;
+use crate::policy::model::{Sourced, choice};
 use crate::policy::section::Section;
 use crate::policy::template::PathTemplate;
+
+choice! {
+    /// How much of the repository's `.git` (and nested repositories') a job
+    /// may write when the repository is writable.
+    pub enum GitAccess {
+        /// All of `.git` is read-only: git can read, not commit.
+        ReadOnly = "read_only",
+        /// git can commit: only what runs code or changes git's
+        /// configuration stays read-only (`hooks`, `config`, `info`, and the
+        /// same in `modules/*`).
+        Commit = "commit",
+        /// `.git` is as writable as the rest of the repository (a plugin
+        /// that installs hooks on purpose).
+        Writable = "writable",
+    }
+}
 
 /// Filesystem rules of one level.
 #[derive(Debug, Clone, Default)]
@@ -10,6 +27,9 @@ pub struct FilesystemLayer {
     pub read: Vec<Sourced<PathTemplate>>,
     pub read_write: Vec<Sourced<PathTemplate>>,
     pub execute: Vec<Sourced<PathTemplate>>,
+    /// Kept read-only inside writable roots, added to the built-in list.
+    pub protected: Vec<Sourced<PathTemplate>>,
+    pub git: Option<Sourced<GitAccess>>,
 }
 
 impl FilesystemLayer {
@@ -18,6 +38,8 @@ impl FilesystemLayer {
             read: s.paths("read"),
             read_write: s.paths("read_write"),
             execute: s.paths("execute"),
+            protected: s.paths("protected"),
+            git: s.choice("git"),
         }
     }
 }

@@ -23,7 +23,7 @@ mod seccomp;
 
 pub use binaries::{ArgRules, BinaryRule, valid_binary_name};
 pub use env::{EnvLayer, OnDisallowed, check_env_name};
-pub use filesystem::FilesystemLayer;
+pub use filesystem::{FilesystemLayer, GitAccess};
 pub use limits::{LimitsLayer, OnLongTimeout};
 pub use network::NetworkLayer;
 pub use output::{OutputLayer, OutputMode, Sanitize};

@@ -8,7 +8,6 @@ use super::mounts::beneath_any;
 use crate::decision::GitAccess;
 use crate::sandbox::layer::Job;
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,8 +62,10 @@ pub(crate) fn protected_paths(job: &Job<'_>, writable: &[PathBuf]) -> Vec<Protec
             }
             continue;
         }
+        // The built-in files (`.gitmodules`, `.envrc`) run nothing by being
+        // created; everything else a missing entry names is held.
         let placeholder =
-            PLACEHOLDER_DIRS.contains(&name) || entry.path.as_os_str().as_bytes().ends_with(b"/");
+            PLACEHOLDER_DIRS.contains(&name) || entry.key != crate::decision::PROTECTED_KEY;
         wanted.push((entry.path.clone(), entry.key.clone(), placeholder));
     }
     if git != GitAccess::Writable {

@@ -193,6 +193,14 @@ impl Support {
         self.subreaper
     }
 
+    pub fn mount_namespace(&self) -> Result<&'static str, String> {
+        match &self.mount_namespace {
+            Ok(MountNamespace::Privileged) => Ok("unshare(CLONE_NEWNS) with CAP_SYS_ADMIN"),
+            Ok(MountNamespace::UserNamespace) => Ok("an unprivileged user namespace"),
+            Err(why) => Err(why.clone()),
+        }
+    }
+
     /// What was detected, as labelled lines for `jobwarden doctor`.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let mut lines = vec![(
@@ -213,6 +221,13 @@ impl Support {
                 }
                 (None, _) => format!("ABI {}", ll.abi),
                 (Some(why), _) => format!("unavailable: {why}"),
+            },
+        ));
+        lines.push((
+            "mount ns",
+            match self.mount_namespace() {
+                Ok(how) => format!("each job gets its own, by {how}"),
+                Err(why) => format!("unavailable: {why}"),
             },
         ));
         let cg = &self.cgroups;

@@ -95,6 +95,10 @@ impl Support {
         false
     }
 
+    pub fn mount_namespace(&self) -> Result<&'static str, String> {
+        Err(format!("no mount namespace on {PLATFORM}"))
+    }
+
     /// What was detected, as labelled lines for `jobwarden doctor`.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let mut lines = vec![(
