@@ -42,7 +42,7 @@ pub fn run(
             println!(
                 "policy {} (enforcement {}):",
                 report.policy,
-                report.enforcement.word()
+                report.enforcement.describe()
             );
             for check in &report.checks {
                 let who = format!("{} → {}", check.plugin, check.binary);

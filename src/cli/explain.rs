@@ -66,9 +66,7 @@ fn print_here(plan: &jobwarden::Plan, support: &SupportOptions) {
     for item in &weaker {
         println!("    {:<13} {}: {}", item.kind, item.status, item.detail);
     }
-    if report.refusal(plan.enforcement).is_some() {
-        println!(
-            "    => `enforcement = \"required\"`: this job would be refused here before it runs"
-        );
+    if let Some(why) = report.refusal(&plan.enforcement) {
+        println!("    => this job would be refused here before it runs: {why}");
     }
 }

@@ -148,7 +148,7 @@ pub fn decide(
         seccomp: last(&layers, |l| &l.seccomp.deny_dangerous)
             .cloned()
             .unwrap_or_else(|| Sourced::builtin(DEFAULT_DENY_DANGEROUS)),
-        enforcement: policy.enforcement,
+        enforcement: policy.enforcement.clone(),
         policy_sha256: policy.origin.sha256.clone(),
         notes,
     })

@@ -2,7 +2,7 @@
 
 pub use crate::policy::GitAccess;
 use crate::policy::{
-    Enforcement, Limit, OutputMode, ProgressPattern, Sanitize, Sourced, units::format_size,
+    EnforcementPolicy, Limit, OutputMode, ProgressPattern, Sanitize, Sourced, units::format_size,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,8 +57,8 @@ pub struct Plan {
     pub progress: ProgressPlan,
     /// Whether the seccomp filter of dangerous system calls applies.
     pub seccomp: Sourced<bool>,
-    /// Whether missing confinement refuses the job.
-    pub enforcement: Enforcement,
+    /// Whether missing confinement refuses the job, per group of items.
+    pub enforcement: EnforcementPolicy,
     /// sha256 of the policy the plan came from.
     pub policy_sha256: String,
     /// Things the admin may want to know (a clamped timeout, a skipped path).
@@ -416,7 +416,7 @@ impl fmt::Display for Plan {
                 self.seccomp.key
             )?;
         }
-        writeln!(f, "  enforcement {:?}", self.enforcement)?;
+        writeln!(f, "  enforcement {}", self.enforcement.describe())?;
         for note in &self.notes {
             writeln!(f, "  note: {note}")?;
         }

@@ -10,7 +10,7 @@
 use crate::contract::{JobEvent, JobSpawnRequest};
 use crate::decision::{DecisionContext, decide};
 use crate::host::{JobEnd, PluginHandle, PolicyJobHost};
-use crate::policy::{Enforcement, Policy};
+use crate::policy::{EnforcementPolicy, Policy};
 use crate::sandbox::Item;
 use crate::sandbox::{HostSupport, SupportOptions, assess};
 use serde::Serialize;
@@ -71,7 +71,7 @@ pub struct PolicyCheck {
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
     pub policy: String,
-    pub enforcement: Enforcement,
+    pub enforcement: EnforcementPolicy,
     pub checks: Vec<PolicyCheck>,
     /// True when `enforcement = "required"` and some job would be refused here.
     pub would_refuse: bool,
@@ -178,7 +178,7 @@ pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> Pol
             let (items, note) = match decide(policy, &plugin.name, &request, &ctx) {
                 Ok(plan) => {
                     let report = assess(&plan, support);
-                    if report.refusal(policy.enforcement).is_some() {
+                    if report.refusal(&policy.enforcement).is_some() {
                         would_refuse = true;
                     }
                     (Some(report.items), None)
@@ -195,7 +195,7 @@ pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> Pol
     }
     PolicyReport {
         policy: policy.origin.name.clone(),
-        enforcement: policy.enforcement,
+        enforcement: policy.enforcement.clone(),
         checks,
         would_refuse,
     }

@@ -10,7 +10,9 @@
 
 use super::defaults::{DEFAULT_DENY_DEFAULTS, DEFAULT_ENFORCEMENT};
 use super::diagnostic::{Code, Diagnostic, Severity};
-use super::model::{Enforcement, Policy, PolicyOrigin, Sourced};
+use super::model::{
+    BUILTIN, Enforcement, EnforcementGroup, EnforcementPolicy, Policy, PolicyOrigin, Sourced,
+};
 use super::reader::{Reader, span_of};
 use super::schema;
 use super::section::{Level, Section};
@@ -85,9 +87,7 @@ fn read_policy(
     let root_span = span_of(&root);
     let mut top = Section::open(reader, String::new(), root, "", schema::TOP, Level::Top)?;
     let version = read_version(&mut top, root_span.end);
-    let enforcement = top
-        .choice::<Enforcement>("enforcement")
-        .map_or(DEFAULT_ENFORCEMENT, |e| e.value);
+    let enforcement = read_enforcement(&mut top);
     let search_path = read_search_path(&mut top);
     let base = Layer::read(&mut top);
     let binaries = read_binaries(&mut top);
@@ -114,6 +114,33 @@ fn read_policy(
     };
     validate::policy(reader, &policy);
     Some(policy)
+}
+
+/// `enforcement`: a word for every group, or a table with one per group
+/// (a group left out is required: fail closed).
+fn read_enforcement(top: &mut Section<'_, '_, '_>) -> EnforcementPolicy {
+    let read = top.choice_or_table::<Enforcement, _>("enforcement", |table| {
+        let mut level = |group: EnforcementGroup| {
+            table
+                .choice::<Enforcement>(group.name())
+                .unwrap_or_else(|| {
+                    Sourced::new(
+                        DEFAULT_ENFORCEMENT,
+                        format!("enforcement.{} (left out: required)", group.name()),
+                    )
+                })
+        };
+        EnforcementPolicy {
+            confinement: level(EnforcementGroup::Confinement),
+            limits: level(EnforcementGroup::Limits),
+            cleanup: level(EnforcementGroup::Cleanup),
+        }
+    });
+    match read {
+        Some(Ok(word)) => EnforcementPolicy::all(word.value, &word.key),
+        Some(Err(table)) => table,
+        None => EnforcementPolicy::all(DEFAULT_ENFORCEMENT, BUILTIN),
+    }
 }
 
 /// `version`: required, and one this build reads. `end` is where the

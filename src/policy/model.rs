@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 pub struct Policy {
     /// Schema version; always 1 for now.
     pub version: u32,
-    /// Whether a job whose confinement cannot be fully applied is refused.
-    pub enforcement: Enforcement,
+    /// Whether a job whose confinement cannot be fully applied is refused,
+    /// per group of report items.
+    pub enforcement: EnforcementPolicy,
     /// Directories searched, in order, for binaries without an explicit path.
     pub search_path: Vec<Sourced<PathTemplate>>,
     /// Whether the built-in env deny list (`LD_*`, `*_TOKEN`, …) applies.
@@ -113,6 +114,94 @@ impl Enforcement {
             Enforcement::Required => "required",
             Enforcement::BestEffort => "best_effort",
         }
+    }
+}
+
+/// What a report item is about, for `enforcement`: whether its absence
+/// makes a job unsafe, or only weakens its resource accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementGroup {
+    /// What keeps the job in: filesystem, network, sockets, scopes,
+    /// privileges, the kernel baseline, its session and descriptors.
+    Confinement,
+    /// Resource limits: CPU, memory, processes, open files, file size, core
+    /// dumps.
+    Limits,
+    /// That nothing the job started outlives it: whole-tree cleanup and
+    /// dying with the host.
+    Cleanup,
+}
+
+impl EnforcementGroup {
+    /// Every group, in the order messages list them.
+    pub const ALL: [EnforcementGroup; 3] = [
+        EnforcementGroup::Confinement,
+        EnforcementGroup::Limits,
+        EnforcementGroup::Cleanup,
+    ];
+
+    /// The group's key under `enforcement`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnforcementGroup::Confinement => "confinement",
+            EnforcementGroup::Limits => "limits",
+            EnforcementGroup::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// Whether missing confinement refuses a job, per group of report items.
+/// `enforcement = "required"` sets every group; the table form
+/// (`enforcement = { confinement = "required", limits = "best_effort" }`)
+/// sets each, and a group it leaves out is required.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EnforcementPolicy {
+    pub confinement: Sourced<Enforcement>,
+    pub limits: Sourced<Enforcement>,
+    pub cleanup: Sourced<Enforcement>,
+}
+
+impl EnforcementPolicy {
+    /// The same level for every group, set by `key`.
+    pub fn all(level: Enforcement, key: &str) -> Self {
+        Self {
+            confinement: Sourced::new(level, key),
+            limits: Sourced::new(level, key),
+            cleanup: Sourced::new(level, key),
+        }
+    }
+
+    /// The level of `group`, and the key that set it.
+    pub fn of(&self, group: EnforcementGroup) -> &Sourced<Enforcement> {
+        match group {
+            EnforcementGroup::Confinement => &self.confinement,
+            EnforcementGroup::Limits => &self.limits,
+            EnforcementGroup::Cleanup => &self.cleanup,
+        }
+    }
+
+    /// Whether every group is required.
+    pub fn all_required(&self) -> bool {
+        EnforcementGroup::ALL
+            .iter()
+            .all(|g| self.of(*g).value == Enforcement::Required)
+    }
+
+    /// `required`, `best_effort`, or the groups spelled out.
+    pub fn describe(&self) -> String {
+        let levels: Vec<Enforcement> = EnforcementGroup::ALL
+            .iter()
+            .map(|g| self.of(*g).value)
+            .collect();
+        if levels.iter().all(|l| *l == levels[0]) {
+            return levels[0].word().to_string();
+        }
+        EnforcementGroup::ALL
+            .iter()
+            .map(|g| format!("{} {}", g.name(), self.of(*g).value.word()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

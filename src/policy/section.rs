@@ -207,6 +207,42 @@ impl<'r, 't, 'de> Section<'r, 't, 'de> {
             .map(|c| Sourced::new(c, key))
     }
 
+    /// One of the words of `T`, or a table whose keys are each one of the
+    /// words of `T` (`Kind::ChoiceOrTable`): the word and its key, or what
+    /// `read` made of the table.
+    pub(crate) fn choice_or_table<T: Choice, R>(
+        &mut self,
+        name: &'static str,
+        read: impl FnOnce(&mut Section<'_, 't, 'de>) -> R,
+    ) -> Option<Result<Sourced<T>, R>> {
+        let Kind::ChoiceOrTable(words, specs) = self.kind(name) else {
+            self.mismatch(name, "a choice or a table")
+        };
+        if words != T::NAMES {
+            self.mismatch(name, std::any::type_name::<T>());
+        }
+        let (key, _, value) = self.take(name)?;
+        if value.as_str().is_some() {
+            let choices: Vec<(&'static str, T)> = words
+                .iter()
+                .copied()
+                .zip(T::VALUES.iter().copied())
+                .collect();
+            return self
+                .reader
+                .choice(&key, value, &choices)
+                .map(|c| Ok(Sourced::new(c, key)));
+        }
+        if value.as_table().is_none() {
+            self.reader.wrong_type(&key, &value, "a string or a table");
+            return None;
+        }
+        let mut section = Section::open(self.reader, key, value, name, specs, self.level)?;
+        let read = read(&mut section);
+        section.finish();
+        Some(Err(read))
+    }
+
     /// A string (`Kind::Str`, `Kind::Sha256`, `Kind::Path`), with its span,
     /// for a section that checks it itself.
     pub(crate) fn text(&mut self, name: &str) -> Option<(Sourced<String>, Span)> {
@@ -414,7 +450,7 @@ mod tests {
             Kind::Number { min, .. } => format!("{min:?}"),
             Kind::Bool => "true".into(),
             Kind::Str => "\"x\"".into(),
-            Kind::Choice(words) => format!("\"{}\"", words[0]),
+            Kind::Choice(words) | Kind::ChoiceOrTable(words, _) => format!("\"{}\"", words[0]),
             Kind::Size { min, .. } => min.max(1).to_string(),
             Kind::CountOrUnlimited { min } => min.max(1).to_string(),
             Kind::Sha256 => format!("\"{}\"", "0".repeat(64)),

@@ -95,7 +95,7 @@ pub fn prepare(
         layer.prepare(&mut job, &mut spec, &mut report)?;
     }
     report.sort();
-    if let Some(reason) = report.refusal(plan.enforcement) {
+    if let Some(reason) = report.refusal(&plan.enforcement) {
         return Err(PrepareError::EnforcementRequired {
             reason,
             report: Box::new(report),

@@ -7,7 +7,7 @@
 //! "required"`, a report with a required item not fully enforced stops the
 //! job before it executes.
 
-use crate::policy::Enforcement;
+use crate::policy::{Enforcement, EnforcementGroup, EnforcementPolicy};
 use serde::Serialize;
 use std::fmt;
 
@@ -142,6 +142,25 @@ item_kinds! {
     JobObject => "job_object",
 }
 
+impl ItemKind {
+    /// Which `enforcement` group decides whether this item, weaker than
+    /// asked, refuses a job.
+    pub fn group(self) -> EnforcementGroup {
+        match self {
+            ItemKind::Cpu
+            | ItemKind::Memory
+            | ItemKind::Processes
+            | ItemKind::OpenFiles
+            | ItemKind::FileSize
+            | ItemKind::CoreDumps
+            | ItemKind::Cgroup
+            | ItemKind::JobObject => EnforcementGroup::Limits,
+            ItemKind::TreeCleanup | ItemKind::ParentDeath => EnforcementGroup::Cleanup,
+            _ => EnforcementGroup::Confinement,
+        }
+    }
+}
+
 impl fmt::Display for ItemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
@@ -243,8 +262,8 @@ impl Item {
     }
 
     /// Whether this item refuses a job whose policy says `enforcement`.
-    pub fn refuses(&self, enforcement: Enforcement) -> bool {
-        enforcement == Enforcement::Required
+    pub fn refuses(&self, enforcement: &EnforcementPolicy) -> bool {
+        enforcement.of(self.kind.group()).value == Enforcement::Required
             && self.requirement == Requirement::Required
             && self.status.is_weaker()
     }
@@ -324,20 +343,62 @@ impl EnforcementReport {
         out
     }
 
-    /// Why a policy that says `enforcement` refuses this job, if it does.
-    pub fn refusal(&self, enforcement: Enforcement) -> Option<String> {
-        let parts: Vec<String> = self
+    /// Why a policy that says `enforcement` refuses this job, if it does:
+    /// each item missing, and the key that would let the job run anyway.
+    pub fn refusal(&self, enforcement: &EnforcementPolicy) -> Option<String> {
+        let refusing: Vec<&Item> = self
             .items
             .iter()
             .filter(|i| i.refuses(enforcement))
-            .map(|i| format!("{} {} ({})", i.kind, i.status, i.detail))
             .collect();
-        if parts.is_empty() {
+        if refusing.is_empty() {
             return None;
         }
+        let parts: Vec<String> = refusing
+            .iter()
+            .map(|i| format!("{} {} ({})", i.kind, i.status, i.detail))
+            .collect();
+        let mut groups: Vec<EnforcementGroup> = refusing.iter().map(|i| i.kind.group()).collect();
+        groups.dedup();
+        groups.sort_by_key(|g| EnforcementGroup::ALL.iter().position(|a| a == g));
+        groups.dedup();
+        // A policy that set `enforcement` as one word is told the word; one
+        // that set the groups, the group's key.
+        let fixes: Vec<String> = if groups
+            .iter()
+            .all(|g| enforcement.of(*g).key.starts_with("enforcement."))
+        {
+            groups
+                .iter()
+                .map(|g| format!("`enforcement.{} = \"best_effort\"`", g.name()))
+                .collect()
+        } else {
+            vec![format!(
+                "`enforcement = {{ {} }}` (or `enforcement = \"best_effort\"`)",
+                EnforcementGroup::ALL
+                    .iter()
+                    .map(|g| format!(
+                        "{} = \"{}\"",
+                        g.name(),
+                        if groups.contains(g) {
+                            "best_effort"
+                        } else {
+                            enforcement.of(*g).value.word()
+                        }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )]
+        };
         Some(format!(
-            "the policy requires full confinement, but this machine cannot apply it: {}; set `enforcement = \"best_effort\"` to run anyway with what can be applied",
-            parts.join("; ")
+            "the policy requires {}, but this machine cannot apply it: {}; set {} to run anyway with what can be applied",
+            groups
+                .iter()
+                .map(|g| g.name())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            parts.join("; "),
+            fixes.join(" and ")
         ))
     }
 }
@@ -380,15 +441,29 @@ mod tests {
             "left behind",
             Requirement::Advisory,
         ));
-        assert_eq!(report.refusal(Enforcement::Required), None);
+        let required = EnforcementPolicy::all(Enforcement::Required, "enforcement");
+        assert_eq!(report.refusal(&required), None);
         report.push(Item::not_enforced(ItemKind::Memory, "no memory cgroup"));
-        let why = report.refusal(Enforcement::Required).unwrap();
+        let why = report.refusal(&required).unwrap();
         assert!(
             why.contains("memory NOT enforced (no memory cgroup)"),
             "{why}"
         );
         assert!(!why.contains("cgroup left behind"), "{why}");
-        assert_eq!(report.refusal(Enforcement::BestEffort), None);
+        assert!(
+            why.contains("limits = \"best_effort\"") && why.contains("confinement = \"required\""),
+            "{why}"
+        );
+        let best = EnforcementPolicy::all(Enforcement::BestEffort, "enforcement");
+        assert_eq!(report.refusal(&best), None);
+        // Limits best effort, confinement required: only confinement refuses.
+        let mut split = required.clone();
+        split.limits = crate::policy::Sourced::new(Enforcement::BestEffort, "enforcement.limits");
+        assert_eq!(report.refusal(&split), None);
+        report.push(Item::not_enforced(ItemKind::Filesystem, "no Landlock"));
+        let why = report.refusal(&split).unwrap();
+        assert!(why.starts_with("the policy requires confinement"), "{why}");
+        assert!(!why.contains("memory"), "{why}");
     }
 
     #[test]

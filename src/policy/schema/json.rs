@@ -59,6 +59,9 @@ fn kind_schema(kind: Kind) -> Value {
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Str => json!({"type": "string"}),
         Kind::Choice(values) => json!({"enum": values}),
+        Kind::ChoiceOrTable(values, specs) => {
+            json!({"anyOf": [{"enum": values}, table_schema(specs)]})
+        }
         Kind::Size { unlimited, min } => {
             let mut any = vec![
                 json!({"type": "integer", "minimum": min}),

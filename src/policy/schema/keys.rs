@@ -409,6 +409,29 @@ pub const PLUGIN: &[KeySpec] = &[
     ),
 ];
 
+/// `enforcement = { ... }`: one level per group of report items; a group
+/// left out is required.
+pub const ENFORCEMENT: &[KeySpec] = &[
+    key(
+        "confinement",
+        words::<Enforcement>(),
+        "Filesystem, network, sockets, scopes, privileges, the kernel baseline, session and descriptors.",
+    )
+    .with_default(Builtin::Word(DEFAULT_ENFORCEMENT.name())),
+    key(
+        "limits",
+        words::<Enforcement>(),
+        "CPU, memory, processes, open files, file size and core dumps.",
+    )
+    .with_default(Builtin::Word(DEFAULT_ENFORCEMENT.name())),
+    key(
+        "cleanup",
+        words::<Enforcement>(),
+        "Whole-tree cleanup and dying with the host.",
+    )
+    .with_default(Builtin::Word(DEFAULT_ENFORCEMENT.name())),
+];
+
 pub const TOP: &[KeySpec] = &[
     key(
         "version",
@@ -417,8 +440,8 @@ pub const TOP: &[KeySpec] = &[
     ),
     key(
         "enforcement",
-        words::<Enforcement>(),
-        "Refuse jobs whose confinement cannot be fully applied here, or run them with what can be.",
+        Kind::ChoiceOrTable(<Enforcement as Choice>::NAMES, ENFORCEMENT),
+        "Refuse jobs whose confinement cannot be fully applied here (required), or run them with what can be (best_effort); a table sets confinement, limits and cleanup separately.",
     )
     .with_default(Builtin::Word(DEFAULT_ENFORCEMENT.name())),
     key(

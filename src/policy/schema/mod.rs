@@ -33,6 +33,8 @@ pub enum Kind {
     Str,
     /// One of these strings.
     Choice(&'static [&'static str]),
+    /// One of these strings, or a table of these keys (each set per part).
+    ChoiceOrTable(&'static [&'static str], &'static [KeySpec]),
     /// A byte size of at least `min`: an integer or a string like "512 MiB",
     /// and "unlimited" where `unlimited`.
     Size {
