@@ -14,6 +14,10 @@
 //! - [`decision`]: the pure function from policy and request to plan;
 //! - [`capabilities`]: what a plugin's handle may do (spawn, cancel), as the
 //!   embedding host grants it from the plugin's manifest.
+//!
+//! With the `progit` feature, `progit` implements the published
+//! `progit-plugin-sdk` 0.4's `JobHost` for [`PluginHandle`], so ProGit can
+//! inject `Box::new(host.plugin("citadel"))` where it holds the SDK's trait.
 
 // On a platform without a sandbox (`sandbox/fallback.rs`) nothing spawns,
 // so the machinery shared by the real platforms is unused there.
@@ -30,6 +34,8 @@ pub mod host;
 pub mod output;
 pub mod platform;
 pub mod policy;
+#[cfg(feature = "progit")]
+pub mod progit;
 pub mod sandbox;
 pub mod testing;
 
