@@ -1,24 +1,37 @@
 //! The ProGit `JobHost` contract: the types a plugin sees and the trait a host
 //! implements.
 //!
-//! These types are re-created from the published ProGit plugin SDK contract
-//! (`progit_plugin_sdk/traits/jobs.rs`) with the same names, fields and serde
-//! attributes, so a value serialised here deserialises there and back. Golden
-//! tests in `tests/contract_wire.rs` pin the JSON of every variant.
+//! These types mirror `progit_plugin_sdk::traits::jobs` of the published
+//! `progit-plugin-sdk` 0.4 with the same names, fields, field order and serde
+//! attributes, so every value serialises to the same bytes as the SDK's and
+//! deserialises from them. Golden tests in `tests/contract_wire.rs` pin the
+//! JSON of every variant; with the `progit` feature, `tests/progit.rs`
+//! compares those bytes with the SDK's own types.
 //!
 //! # Wire shape
 //!
-//! The SDK's prose says events travel as `{"type", "job_id", "data": {...}}`,
-//! but its serde attributes (`tag = "type"` plus `#[serde(flatten)]` on every
-//! `data` field) produce a *flat* object, and the attributes are what actually
-//! runs. jobwarden follows the attributes:
+//! Every event is `{"type": …, "job_id": …, "data": {…}}`: the payload is a
+//! nested object, as the SDK 0.4 serialises it, as its doc comment promises
+//! and as its tests assert ("data must be a nested object, not flattened"),
+//! so Lua plugins receive `event.data.line`:
 //!
 //! ```json
-//! {"type":"job_started","job_id":"job-1","pid":4242,"started_at":"2026-11-26T14:37:50.960Z"}
+//! {"type":"job_started","job_id":"job-1","data":{"pid":4242,"started_at":"2026-11-26T14:37:50.960Z"}}
 //! ```
+//!
+//! An earlier text of the contract put `#[serde(flatten)]` on every `data`
+//! field, which produced a flat object
+//! (`{"type":"job_started","job_id":"job-1","pid":4242,…}`); jobwarden
+//! emitted that shape before it followed the published SDK. Nothing writes
+//! it any more; [`JobEvent::from_json`] still reads it, for logs kept from
+//! then. Serde's own `Deserialize` of [`JobEvent`] is the SDK's: nested only.
 //!
 //! `JobStatus` carries no serde attributes in the contract, so it uses serde's
 //! default external tagging: `"Pending"`, `{"Running":{"started_at":…,"percent":…}}`.
+
+mod flat;
+
+pub use flat::ReadEventError;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -96,6 +109,9 @@ impl JobSpawnRequest {
 
 /// Everything the host reports about a job, in order.
 ///
+/// Serialised as `{"type": "job_…", "job_id": "…", "data": {…}}` with the
+/// payload nested under `data`, byte for byte as `progit-plugin-sdk` 0.4.
+///
 /// Per job, `JobStarted` comes first (unless the job was refused before it
 /// started), every output and progress event comes before the terminal event,
 /// and there is exactly one terminal event: `JobCompleted`, `JobFailed` or
@@ -104,49 +120,33 @@ impl JobSpawnRequest {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     /// The job's first process exists.
-    JobStarted {
-        job_id: JobId,
-        #[serde(flatten)]
-        data: JobStartedData,
-    },
+    JobStarted { job_id: JobId, data: JobStartedData },
     /// How far the job is, or a heartbeat with its resource use.
     JobProgress {
         job_id: JobId,
-        #[serde(flatten)]
         data: JobProgressData,
     },
     /// One sanitised line of the job's stdout or stderr, or a `system` line
     /// written by jobwarden itself (enforcement report, drops, exit summary).
-    JobLogLine {
-        job_id: JobId,
-        #[serde(flatten)]
-        data: JobLogLineData,
-    },
+    JobLogLine { job_id: JobId, data: JobLogLineData },
     /// A chunk of output, for policies that choose chunk mode.
     JobOutputChunk {
         job_id: JobId,
-        #[serde(flatten)]
         data: JobOutputChunkData,
     },
     /// Terminal: cancelled by the plugin, by its timeout or by host shutdown.
     JobCancelled {
         job_id: JobId,
-        #[serde(flatten)]
         data: JobCancelledData,
     },
     /// Terminal: the job's first process exited with status 0.
     JobCompleted {
         job_id: JobId,
-        #[serde(flatten)]
         data: JobCompletedData,
     },
     /// Terminal: refused by the policy, failed to start, exited non-zero or
     /// was killed by a signal or a limit.
-    JobFailed {
-        job_id: JobId,
-        #[serde(flatten)]
-        data: JobFailedData,
-    },
+    JobFailed { job_id: JobId, data: JobFailedData },
 }
 
 impl JobEvent {
@@ -272,7 +272,8 @@ pub trait JobHost: Send + Sync {
     fn spawn(&self, req: JobSpawnRequest) -> JobId;
 
     /// Cancel one of this plugin's jobs. True when a cancellation was started;
-    /// false when the job had already ended or is not this plugin's.
+    /// false when the job had already ended, is not this plugin's, or the
+    /// handle may not cancel (see [`crate::capabilities`]).
     fn cancel(&self, job_id: &JobId) -> bool;
 
     /// A snapshot of one of this plugin's jobs; `None` for an unknown id.

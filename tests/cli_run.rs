@@ -122,16 +122,36 @@ fn json_mode_prints_the_contract_wire_format() {
         .collect();
     assert_eq!(events[0]["type"], "job_started");
     assert_eq!(events.last().unwrap()["type"], "job_completed");
-    assert!(
-        events
-            .iter()
-            .any(|e| e["type"] == "job_log_line" && e["line"] == "hi" && e["stream"] == "stdout")
-    );
+    assert!(events.iter().any(|e| e["type"] == "job_log_line"
+        && e["data"]["line"] == "hi"
+        && e["data"]["stream"] == "stdout"));
+    // The payload is nested under `data`, as progit-plugin-sdk 0.4 writes it.
+    assert!(events.iter().all(|e| e["data"].is_object()), "{events:?}");
+    assert!(events[0]["data"]["pid"].is_u64(), "{}", events[0]);
     let back: Vec<jobwarden::JobEvent> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(back.len(), events.len());
+}
+
+#[test]
+fn json_mode_prints_a_refusal_as_the_one_job_failed_a_plugin_gets() {
+    let out = run(&["--json", "--", "bash", "-c", "id"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let event: jobwarden::JobEvent = serde_json::from_str(&lines[0]).unwrap();
+    let jobwarden::JobEvent::JobFailed { data, .. } = event else {
+        panic!("{}", lines[0])
+    };
+    assert_eq!(data.exit_code, None);
+    assert!(
+        data.error.contains("plugins.cli.binaries"),
+        "{}",
+        data.error
+    );
+    assert!(data.error.contains("hint"), "{}", data.error);
 }
 
 #[test]

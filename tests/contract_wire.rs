@@ -1,10 +1,14 @@
 //! Golden tests of the contract's wire format: the exact JSON of every
 //! `JobEvent` and `JobStatus` variant and of `JobSpawnRequest`, and a round
 //! trip of each. A change here breaks every plugin that parses events.
+//!
+//! The shape is the published `progit-plugin-sdk` 0.4's: each event's
+//! payload nested under `data`. With `--features progit`, `tests/progit.rs`
+//! also compares these bytes with the SDK's own types.
 
 use jobwarden::contract::*;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 fn golden<T>(value: T, expected: &str)
 where
@@ -18,213 +22,344 @@ where
 
 const AT: &str = "2026-11-26T14:37:50.960Z";
 
-#[test]
-fn job_started_is_flat() {
-    golden(
-        JobEvent::JobStarted {
-            job_id: "job-1".into(),
-            data: JobStartedData {
-                pid: Some(4242),
-                started_at: AT.into(),
-            },
-        },
+fn event(job_id: &str, make: impl FnOnce(JobId) -> JobEvent) -> JobEvent {
+    make(job_id.into())
+}
+
+/// One case per variant, and one per optional field left empty.
+fn event_goldens() -> Vec<(JobEvent, &'static str)> {
+    vec![
+        (
+            event("job-1", |job_id| JobEvent::JobStarted {
+                job_id,
+                data: JobStartedData {
+                    pid: Some(4242),
+                    started_at: AT.into(),
+                },
+            }),
+            r#"{"type":"job_started","job_id":"job-1","data":{"pid":4242,"started_at":"2026-11-26T14:37:50.960Z"}}"#,
+        ),
+        (
+            event("job-1", |job_id| JobEvent::JobStarted {
+                job_id,
+                data: JobStartedData {
+                    pid: None,
+                    started_at: AT.into(),
+                },
+            }),
+            r#"{"type":"job_started","job_id":"job-1","data":{"pid":null,"started_at":"2026-11-26T14:37:50.960Z"}}"#,
+        ),
+        (
+            event("job-2", |job_id| JobEvent::JobProgress {
+                job_id,
+                data: JobProgressData {
+                    percent: Some(42),
+                    step: Some("Compiling module 3/7".into()),
+                },
+            }),
+            r#"{"type":"job_progress","job_id":"job-2","data":{"percent":42,"step":"Compiling module 3/7"}}"#,
+        ),
+        (
+            event("job-2", |job_id| JobEvent::JobProgress {
+                job_id,
+                data: JobProgressData {
+                    percent: None,
+                    step: None,
+                },
+            }),
+            r#"{"type":"job_progress","job_id":"job-2","data":{"percent":null,"step":null}}"#,
+        ),
+        (
+            event("job-3", |job_id| JobEvent::JobLogLine {
+                job_id,
+                data: JobLogLineData {
+                    line: "\u{1b}[32mok\u{1b}[0m".into(),
+                    stream: "stdout".into(),
+                },
+            }),
+            r#"{"type":"job_log_line","job_id":"job-3","data":{"line":"\u001b[32mok\u001b[0m","stream":"stdout"}}"#,
+        ),
+        (
+            // The bytes are an array of numbers, as serde writes a Vec<u8>.
+            event("job-4", |job_id| JobEvent::JobOutputChunk {
+                job_id,
+                data: JobOutputChunkData {
+                    bytes: vec![104, 105, 10],
+                    stream: "stderr".into(),
+                },
+            }),
+            r#"{"type":"job_output_chunk","job_id":"job-4","data":{"bytes":[104,105,10],"stream":"stderr"}}"#,
+        ),
+        (
+            event("job-5", |job_id| JobEvent::JobCancelled {
+                job_id,
+                data: JobCancelledData {
+                    reason: "timeout after 30 s".into(),
+                    cancelled_at: AT.into(),
+                },
+            }),
+            r#"{"type":"job_cancelled","job_id":"job-5","data":{"reason":"timeout after 30 s","cancelled_at":"2026-11-26T14:37:50.960Z"}}"#,
+        ),
+        (
+            event("job-6", |job_id| JobEvent::JobCompleted {
+                job_id,
+                data: JobCompletedData {
+                    exit_code: 0,
+                    completed_at: AT.into(),
+                    output_tail: Some("done\n".into()),
+                },
+            }),
+            r#"{"type":"job_completed","job_id":"job-6","data":{"exit_code":0,"completed_at":"2026-11-26T14:37:50.960Z","output_tail":"done\n"}}"#,
+        ),
+        (
+            event("job-6", |job_id| JobEvent::JobCompleted {
+                job_id,
+                data: JobCompletedData {
+                    exit_code: 0,
+                    completed_at: AT.into(),
+                    output_tail: None,
+                },
+            }),
+            r#"{"type":"job_completed","job_id":"job-6","data":{"exit_code":0,"completed_at":"2026-11-26T14:37:50.960Z","output_tail":null}}"#,
+        ),
+        (
+            event("job-7", |job_id| JobEvent::JobFailed {
+                job_id,
+                data: JobFailedData {
+                    exit_code: Some(2),
+                    error: "exited with status 2".into(),
+                    failed_at: AT.into(),
+                },
+            }),
+            r#"{"type":"job_failed","job_id":"job-7","data":{"exit_code":2,"error":"exited with status 2","failed_at":"2026-11-26T14:37:50.960Z"}}"#,
+        ),
+        (
+            event("job-7", |job_id| JobEvent::JobFailed {
+                job_id,
+                data: JobFailedData {
+                    exit_code: None,
+                    error: "killed by the CPU time limit".into(),
+                    failed_at: AT.into(),
+                },
+            }),
+            r#"{"type":"job_failed","job_id":"job-7","data":{"exit_code":null,"error":"killed by the CPU time limit","failed_at":"2026-11-26T14:37:50.960Z"}}"#,
+        ),
+    ]
+}
+
+/// The same events in the flat shape jobwarden wrote before it followed the
+/// published SDK (the earlier contract text's `#[serde(flatten)]`).
+fn flat_event_goldens() -> Vec<(JobEvent, &'static str)> {
+    let flat = [
         r#"{"type":"job_started","job_id":"job-1","pid":4242,"started_at":"2026-11-26T14:37:50.960Z"}"#,
-    );
-    golden(
-        JobEvent::JobStarted {
-            job_id: "job-1".into(),
-            data: JobStartedData {
-                pid: None,
-                started_at: AT.into(),
-            },
-        },
         r#"{"type":"job_started","job_id":"job-1","pid":null,"started_at":"2026-11-26T14:37:50.960Z"}"#,
-    );
-}
-
-#[test]
-fn job_progress() {
-    golden(
-        JobEvent::JobProgress {
-            job_id: "job-2".into(),
-            data: JobProgressData {
-                percent: Some(42),
-                step: Some("Compiling module 3/7".into()),
-            },
-        },
         r#"{"type":"job_progress","job_id":"job-2","percent":42,"step":"Compiling module 3/7"}"#,
-    );
-    golden(
-        JobEvent::JobProgress {
-            job_id: "job-2".into(),
-            data: JobProgressData {
-                percent: None,
-                step: None,
-            },
-        },
         r#"{"type":"job_progress","job_id":"job-2","percent":null,"step":null}"#,
-    );
-}
-
-#[test]
-fn job_log_line() {
-    golden(
-        JobEvent::JobLogLine {
-            job_id: "job-3".into(),
-            data: JobLogLineData {
-                line: "\u{1b}[32mok\u{1b}[0m".into(),
-                stream: "stdout".into(),
-            },
-        },
         r#"{"type":"job_log_line","job_id":"job-3","line":"\u001b[32mok\u001b[0m","stream":"stdout"}"#,
-    );
-}
-
-#[test]
-fn job_output_chunk_bytes_are_a_number_array() {
-    golden(
-        JobEvent::JobOutputChunk {
-            job_id: "job-4".into(),
-            data: JobOutputChunkData {
-                bytes: vec![104, 105, 10],
-                stream: "stderr".into(),
-            },
-        },
         r#"{"type":"job_output_chunk","job_id":"job-4","bytes":[104,105,10],"stream":"stderr"}"#,
-    );
-}
-
-#[test]
-fn job_cancelled() {
-    golden(
-        JobEvent::JobCancelled {
-            job_id: "job-5".into(),
-            data: JobCancelledData {
-                reason: "timeout after 30 s".into(),
-                cancelled_at: AT.into(),
-            },
-        },
         r#"{"type":"job_cancelled","job_id":"job-5","reason":"timeout after 30 s","cancelled_at":"2026-11-26T14:37:50.960Z"}"#,
-    );
-}
-
-#[test]
-fn job_completed() {
-    golden(
-        JobEvent::JobCompleted {
-            job_id: "job-6".into(),
-            data: JobCompletedData {
-                exit_code: 0,
-                completed_at: AT.into(),
-                output_tail: Some("done\n".into()),
-            },
-        },
         r#"{"type":"job_completed","job_id":"job-6","exit_code":0,"completed_at":"2026-11-26T14:37:50.960Z","output_tail":"done\n"}"#,
-    );
-    golden(
-        JobEvent::JobCompleted {
-            job_id: "job-6".into(),
-            data: JobCompletedData {
-                exit_code: 0,
-                completed_at: AT.into(),
-                output_tail: None,
-            },
-        },
         r#"{"type":"job_completed","job_id":"job-6","exit_code":0,"completed_at":"2026-11-26T14:37:50.960Z","output_tail":null}"#,
-    );
-}
-
-#[test]
-fn job_failed() {
-    golden(
-        JobEvent::JobFailed {
-            job_id: "job-7".into(),
-            data: JobFailedData {
-                exit_code: Some(2),
-                error: "exited with status 2".into(),
-                failed_at: AT.into(),
-            },
-        },
         r#"{"type":"job_failed","job_id":"job-7","exit_code":2,"error":"exited with status 2","failed_at":"2026-11-26T14:37:50.960Z"}"#,
-    );
-    golden(
-        JobEvent::JobFailed {
-            job_id: "job-7".into(),
-            data: JobFailedData {
-                exit_code: None,
-                error: "killed by the CPU time limit".into(),
-                failed_at: AT.into(),
-            },
-        },
         r#"{"type":"job_failed","job_id":"job-7","exit_code":null,"error":"killed by the CPU time limit","failed_at":"2026-11-26T14:37:50.960Z"}"#,
-    );
+    ];
+    let nested = event_goldens();
+    assert_eq!(flat.len(), nested.len(), "one flat text per golden");
+    nested
+        .into_iter()
+        .zip(flat)
+        .map(|((event, _), text)| (event, text))
+        .collect()
 }
 
-#[test]
-fn every_event_variant_has_a_golden_test() {
-    // If a variant is added to the contract, this match stops compiling and
-    // points here: add its golden test above.
-    fn covered(event: &JobEvent) -> &'static str {
-        match event {
-            JobEvent::JobStarted { .. } => "job_started",
-            JobEvent::JobProgress { .. } => "job_progress",
-            JobEvent::JobLogLine { .. } => "job_log_line",
-            JobEvent::JobOutputChunk { .. } => "job_output_chunk",
-            JobEvent::JobCancelled { .. } => "job_cancelled",
-            JobEvent::JobCompleted { .. } => "job_completed",
-            JobEvent::JobFailed { .. } => "job_failed",
-        }
+fn status_goldens() -> Vec<(JobStatus, &'static str)> {
+    vec![
+        (JobStatus::Pending, r#""Pending""#),
+        (
+            JobStatus::Running {
+                started_at: AT.into(),
+                percent: Some(10),
+            },
+            r#"{"Running":{"started_at":"2026-11-26T14:37:50.960Z","percent":10}}"#,
+        ),
+        (
+            JobStatus::Running {
+                started_at: AT.into(),
+                percent: None,
+            },
+            r#"{"Running":{"started_at":"2026-11-26T14:37:50.960Z","percent":null}}"#,
+        ),
+        (
+            JobStatus::Cancelled {
+                reason: "cancelled by plugin ci".into(),
+            },
+            r#"{"Cancelled":{"reason":"cancelled by plugin ci"}}"#,
+        ),
+        (
+            JobStatus::Completed { exit_code: 0 },
+            r#"{"Completed":{"exit_code":0}}"#,
+        ),
+        (
+            JobStatus::Failed {
+                exit_code: Some(1),
+                error: "exited with status 1".into(),
+            },
+            r#"{"Failed":{"exit_code":1,"error":"exited with status 1"}}"#,
+        ),
+        (
+            JobStatus::Failed {
+                exit_code: None,
+                error: "denied".into(),
+            },
+            r#"{"Failed":{"exit_code":null,"error":"denied"}}"#,
+        ),
+    ]
+}
+
+/// The serde tag of an event. The match is exhaustive: a new variant stops
+/// this compiling until it gets an arm here.
+fn event_tag(event: &JobEvent) -> &'static str {
+    match event {
+        JobEvent::JobStarted { .. } => "job_started",
+        JobEvent::JobProgress { .. } => "job_progress",
+        JobEvent::JobLogLine { .. } => "job_log_line",
+        JobEvent::JobOutputChunk { .. } => "job_output_chunk",
+        JobEvent::JobCancelled { .. } => "job_cancelled",
+        JobEvent::JobCompleted { .. } => "job_completed",
+        JobEvent::JobFailed { .. } => "job_failed",
     }
-    let event = JobEvent::JobStarted {
-        job_id: "x".into(),
-        data: JobStartedData {
-            pid: None,
-            started_at: AT.into(),
-        },
-    };
-    assert_eq!(covered(&event), "job_started");
+}
+
+/// The serde tag of a status, exhaustively.
+fn status_tag(status: &JobStatus) -> &'static str {
+    match status {
+        JobStatus::Pending => "Pending",
+        JobStatus::Running { .. } => "Running",
+        JobStatus::Cancelled { .. } => "Cancelled",
+        JobStatus::Completed { .. } => "Completed",
+        JobStatus::Failed { .. } => "Failed",
+    }
+}
+
+/// Every variant name the type's own derived `Deserialize` knows, read from
+/// serde's "unknown variant `?`, expected one of `a`, `b`, …" error. This
+/// list comes from the enum definition itself, so it grows with the enum
+/// whether or not anyone remembers these tests.
+fn variants_serde_knows<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    unknown: serde_json::Value,
+) -> BTreeSet<String> {
+    let err = serde_json::from_value::<T>(unknown)
+        .unwrap_err()
+        .to_string();
+    let list = err
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("serde's unknown-variant message changed: {err}"))
+        .1;
+    list.split(", ")
+        .map(|name| name.trim().trim_matches('`').to_string())
+        .collect()
 }
 
 #[test]
-fn job_status_uses_external_tagging() {
-    golden(JobStatus::Pending, r#""Pending""#);
-    golden(
-        JobStatus::Running {
-            started_at: AT.into(),
-            percent: Some(10),
-        },
-        r#"{"Running":{"started_at":"2026-11-26T14:37:50.960Z","percent":10}}"#,
+fn every_event_serialises_to_its_golden_and_back() {
+    for (event, expected) in event_goldens() {
+        golden(event, expected);
+    }
+}
+
+#[test]
+fn every_event_variant_has_a_golden() {
+    let all = variants_serde_knows::<JobEvent>(json!({"type": "?", "job_id": "x"}));
+    assert_eq!(all.len(), 7, "{all:?}");
+    let goldens = event_goldens();
+    let covered: BTreeSet<String> = goldens
+        .iter()
+        .map(|(event, _)| event_tag(event).to_string())
+        .collect();
+    assert_eq!(
+        covered, all,
+        "every JobEvent variant needs a golden in event_goldens()"
     );
-    golden(
-        JobStatus::Running {
-            started_at: AT.into(),
-            percent: None,
-        },
-        r#"{"Running":{"started_at":"2026-11-26T14:37:50.960Z","percent":null}}"#,
-    );
-    golden(
-        JobStatus::Cancelled {
-            reason: "cancelled by plugin ci".into(),
-        },
-        r#"{"Cancelled":{"reason":"cancelled by plugin ci"}}"#,
-    );
-    golden(
-        JobStatus::Completed { exit_code: 0 },
-        r#"{"Completed":{"exit_code":0}}"#,
-    );
-    golden(
-        JobStatus::Failed {
-            exit_code: Some(1),
-            error: "exited with status 1".into(),
-        },
-        r#"{"Failed":{"exit_code":1,"error":"exited with status 1"}}"#,
-    );
-    golden(
-        JobStatus::Failed {
-            exit_code: None,
-            error: "denied".into(),
-        },
-        r#"{"Failed":{"exit_code":null,"error":"denied"}}"#,
+    // The exhaustive match and the tags on the wire agree.
+    for (event, text) in &goldens {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value["type"], event_tag(event), "{text}");
+    }
+}
+
+#[test]
+fn every_event_nests_its_payload_under_data() {
+    for (event, text) in event_goldens() {
+        let value = serde_json::to_value(&event).unwrap();
+        let mut keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["data", "job_id", "type"], "{text}");
+        assert!(value["data"].is_object(), "{text}");
+        assert_eq!(&value["job_id"], event.job_id().as_str(), "{text}");
+    }
+}
+
+#[test]
+fn the_flat_shape_of_the_earlier_text_is_still_read_but_never_written() {
+    let flat = flat_event_goldens();
+    let covered: BTreeSet<&str> = flat.iter().map(|(event, _)| event_tag(event)).collect();
+    assert_eq!(covered.len(), 7, "a flat case per variant: {covered:?}");
+    for (event, text) in flat {
+        assert_eq!(
+            JobEvent::from_json(text).unwrap(),
+            event,
+            "flat text read: {text}"
+        );
+        assert_ne!(serde_json::to_string(&event).unwrap(), text);
+        // Serde's own Deserialize is the SDK's: nested only, like the SDK's
+        // type, so a consumer sees the same answer from both.
+        let err = serde_json::from_str::<JobEvent>(text).unwrap_err();
+        assert!(err.to_string().contains("missing field `data`"), "{err}");
+    }
+    for (event, text) in event_goldens() {
+        assert_eq!(JobEvent::from_json(text).unwrap(), event, "nested: {text}");
+    }
+}
+
+#[test]
+fn reading_an_event_names_the_shape_that_failed() {
+    let err = JobEvent::from_json("job_started").unwrap_err();
+    assert!(matches!(err, ReadEventError::Json(_)), "{err}");
+    assert!(err.to_string().contains("one JSON object"), "{err}");
+
+    let err =
+        JobEvent::from_json(r#"{"type":"job_started","job_id":"j","data":{"pid":1}}"#).unwrap_err();
+    assert!(matches!(err, ReadEventError::Nested(_)), "{err}");
+    assert!(err.to_string().contains("started_at"), "{err}");
+    assert!(err.to_string().contains("progit-plugin-sdk 0.4"), "{err}");
+
+    let err = JobEvent::from_json(r#"{"type":"job_started","job_id":"j","pid":1}"#).unwrap_err();
+    assert!(matches!(err, ReadEventError::Flat(_)), "{err}");
+    assert!(err.to_string().contains("started_at"), "{err}");
+    assert!(err.to_string().contains("\"data\""), "{err}");
+
+    let err = JobEvent::from_json(r#"{"type":"job_finished","job_id":"j","data":{}}"#).unwrap_err();
+    assert!(err.to_string().contains("job_finished"), "{err}");
+}
+
+#[test]
+fn every_status_serialises_to_its_golden_and_back() {
+    for (status, expected) in status_goldens() {
+        golden(status, expected);
+    }
+}
+
+#[test]
+fn every_status_variant_has_a_golden() {
+    let all = variants_serde_knows::<JobStatus>(json!("?"));
+    assert_eq!(all.len(), 5, "{all:?}");
+    let covered: BTreeSet<String> = status_goldens()
+        .iter()
+        .map(|(status, _)| status_tag(status).to_string())
+        .collect();
+    assert_eq!(
+        covered, all,
+        "every JobStatus variant needs a golden in status_goldens()"
     );
 }
 

@@ -97,7 +97,8 @@ enum Command {
     Run {
         #[command(flatten)]
         job: JobArgs,
-        /// Print every event as one JSON line on stdout (the contract's wire format).
+        /// Print every event as one JSON line on stdout, in the wire format of
+        /// progit-plugin-sdk 0.4: `{"type", "job_id", "data": {…}}`.
         #[arg(long)]
         json: bool,
     },

@@ -41,16 +41,20 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
         .build()
         .map_err(|e| CliError::from(e).exit(EXIT_OWN_ERROR))?;
     let plugin = host.plugin(&args.plugin);
-    let id = match plugin.try_spawn(request) {
-        Ok(id) => id,
-        Err(denial) => {
-            if json {
-                let event = serde_json::json!({"type": "denied", "rule": denial.rule, "reason": denial.reason, "hint": denial.hint});
-                println!("{event}");
+    let id = if json {
+        // With --json every line is a contract event that the SDK's
+        // `JobEvent` reads, so a refusal is what a plugin gets from `spawn`:
+        // one `JobFailed` whose error names the rule and the hint (exit 126
+        // below). `explain --json` gives the denial as structured fields.
+        plugin.spawn(request)
+    } else {
+        match plugin.try_spawn(request) {
+            Ok(id) => id,
+            Err(denial) => {
+                eprintln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
+                eprintln!("jobwarden: hint: {}", denial.hint);
+                return Ok(ExitCode::from(EXIT_DENIED));
             }
-            eprintln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
-            eprintln!("jobwarden: hint: {}", denial.hint);
-            return Ok(ExitCode::from(EXIT_DENIED));
         }
     };
 

@@ -29,6 +29,7 @@ pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
 pub use shared::FINISHED_JOBS_KEPT;
 
+use crate::capabilities::JobCapabilities;
 use crate::contract::{JobEvent, JobHost, JobId, JobSpawnRequest, JobStatus};
 use crate::decision::Denial;
 use crate::policy::Policy;
@@ -111,9 +112,17 @@ impl PolicyJobHost {
 
     /// The handle a plugin gets: it sees, cancels and drains only its own jobs.
     pub fn plugin(&self, name: &str) -> PluginHandle {
+        self.plugin_with(name, JobCapabilities::ALL)
+    }
+
+    /// A plugin's handle with only `capabilities` (e.g. spawn but not
+    /// cancel, for a manifest without `jobs_cancel`; see
+    /// [`crate::capabilities`]).
+    pub fn plugin_with(&self, name: &str, capabilities: JobCapabilities) -> PluginHandle {
         PluginHandle {
             shared: self.shared.clone(),
             plugin: Arc::from(name),
+            capabilities,
         }
     }
 
@@ -192,12 +201,18 @@ impl Drop for PolicyJobHost {
 pub struct PluginHandle {
     shared: Arc<Shared>,
     plugin: Arc<str>,
+    capabilities: JobCapabilities,
 }
 
 impl PluginHandle {
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.plugin
+    }
+
+    /// What the embedding host let this plugin do.
+    pub fn capabilities(&self) -> JobCapabilities {
+        self.capabilities
     }
 
     /// Like [`JobHost::spawn`], but a refused request returns the denial
@@ -258,6 +273,15 @@ impl JobHost for PluginHandle {
     }
 
     fn cancel(&self, job_id: &JobId) -> bool {
+        if !self.capabilities.cancel {
+            // The contract's answer for "no cancellation was sent" is false;
+            // the embedder hears why, since the plugin cannot be told more.
+            self.shared.warn(format!(
+                "plugin {} may not cancel jobs (its handle lacks the cancel capability); cancel of {job_id} refused",
+                self.plugin
+            ));
+            return false;
+        }
         match self.shared.owned_record(&self.plugin, job_id) {
             Some(record) if !record.status.is_finished() => {
                 self.shared.send(Command::Cancel {

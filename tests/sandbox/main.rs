@@ -10,6 +10,7 @@
 mod harness;
 
 mod audit;
+mod capabilities;
 mod cleanup;
 mod degraded;
 mod environment;
