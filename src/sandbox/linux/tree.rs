@@ -254,6 +254,16 @@ fn fallback_members(
     live_leaders: &HashSet<i32>,
 ) -> Vec<Stat> {
     let alive = |s: &&Stat| s.state != b'Z';
+    // Never another job's: a leader of any host's job, or a process held by
+    // a job cgroup (this job has none). Pids are reused quickly (a
+    // `pid_max` of 32768 wraps in seconds on a busy machine), so a session
+    // or group id that once was this job's can belong to another job now.
+    let foreign = |s: &Stat| {
+        s.pid != leader
+            && (live_leaders.contains(&s.pid)
+                || is_any_hosts_leader(s.pid)
+                || procs::cgroup_contains(s.pid, "/jobwarden-"))
+    };
     let mut members: Vec<Stat> = all
         .iter()
         .filter(alive)
@@ -263,21 +273,21 @@ fn fallback_members(
                 || known.contains(&(s.pid, s.start_ticks))
                 || known.iter().any(|(pid, _)| *pid == s.session)
                 // Re-parented to the host (a subreaper) from a foreign
-                // session after this job started: a setsid escapee — unless
-                // it is a job of any host here, or tracked by a job cgroup.
+                // session after this job started: a setsid escapee.
                 || (s.ppid == host.pid
                     && s.session != host.session
-                    && !live_leaders.contains(&s.pid)
-                    && s.start_ticks >= leader_start
-                    && !is_any_hosts_leader(s.pid)
-                    && !procs::cgroup_contains(s.pid, "/jobwarden-"))
+                    && s.start_ticks >= leader_start)
         })
+        .filter(|s| !foreign(s))
         .copied()
         .collect();
     loop {
         let before = members.len();
         for s in all.iter().filter(alive) {
-            if members.iter().any(|m| m.pid == s.ppid) && !members.iter().any(|m| m.pid == s.pid) {
+            if members.iter().any(|m| m.pid == s.ppid)
+                && !members.iter().any(|m| m.pid == s.pid)
+                && !foreign(s)
+            {
                 members.push(*s);
             }
         }
