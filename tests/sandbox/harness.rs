@@ -265,3 +265,41 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// True when process `pid` has ended: it no longer exists, or it is a
+/// zombie nobody reaped yet (a dead escapee re-parented to this test
+/// process, which reaps only what it knows).
+pub fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// Kills `pid` and reaps it if it became this process's child (orphans
+/// are re-parented to the test process once a host made it a subreaper).
+pub fn kill_and_reap(pid: i32) {
+    // SAFETY: kill(2) and waitpid(2) with integers; WNOHANG never blocks
+    // on a process that is not our child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    reap_if_ours(pid);
+}
+
+/// Reaps `pid` if it is a zombie child of this process (waits briefly for
+/// it to die).
+pub fn reap_if_ours(pid: i32) {
+    for _ in 0..100 {
+        // SAFETY: waitpid with WNOHANG on one pid.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if r != 0 {
+            return; // reaped, or not our child (ECHILD)
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
