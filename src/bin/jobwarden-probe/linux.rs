@@ -29,7 +29,7 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
     // pointers to locals that outlive the call, or deliberately invalid
     // pointers the kernel checks and refuses with EFAULT.
     let ret = |r: libc::c_long| last_error(r as i32, String::new());
-    let bad_pointer = 1usize as *const libc::c_char;
+    let bad_pointer = std::ptr::dangling::<libc::c_char>();
     Some(match name {
         "ptrace-me" => ret(unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) }),
         "vm-read" => vm_copy(false),
