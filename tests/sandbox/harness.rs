@@ -303,3 +303,51 @@ pub fn reap_if_ours(pid: i32) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The variable that tells a child test which role its parent gave it.
+const CHILD_ROLE: &str = "JOBWARDEN_TEST_CHILD";
+
+/// A command running test `name` of this test binary in a child process.
+/// Child tests are `#[ignore]`d (they only make sense run by their parent)
+/// and begin with [`child_role`]. Some tests need a process of their own:
+/// a host that runs as another user, holds a terminal, or is killed.
+pub fn child_test(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ROLE, name);
+    command
+}
+
+/// Checks that this child test was started by its parent (not by
+/// `cargo test -- --ignored`).
+pub fn child_role(name: &str) {
+    assert_eq!(
+        std::env::var(CHILD_ROLE).as_deref(),
+        Ok(name),
+        "{name} runs only as the child process of its parent test"
+    );
+}
+
+/// Asserts that a child test ran and passed, showing its output if not.
+pub fn assert_child_passed(output: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -32,6 +32,9 @@ pub(crate) struct Support {
     pub without_baseline: Vec<String>,
     #[serde(skip)]
     pub disabled: Vec<BaselineLayer>,
+    /// Testing aid: jobs keep the host's session (no `setsid`).
+    #[serde(skip)]
+    pub keep_session: bool,
 }
 
 /// How a job gets its own mount namespace.
@@ -160,6 +163,7 @@ impl Support {
                 .map(|l| format!("{l:?}"))
                 .collect(),
             disabled: options.without_baseline.clone(),
+            keep_session: options.keep_session,
         }
     }
 
