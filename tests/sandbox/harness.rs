@@ -351,3 +351,62 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+impl Fixture {
+    /// The plan the host would make for `request` from plugin `plugin`,
+    /// without running it: for tests that change the world between the
+    /// decision and the start.
+    pub fn plan(&self, plugin: &str, request: &JobSpawnRequest) -> jobwarden::Plan {
+        let job_tmp = self.dir.path().join(format!("planned-{}", unique()));
+        let ctx = jobwarden::DecisionContext {
+            repo: &self.repo,
+            home: None,
+            job_tmp: &job_tmp,
+            host_env: &[],
+        };
+        jobwarden::decide(&self.host.policy(), plugin, request, &ctx)
+            .unwrap_or_else(|denial| panic!("{denial}"))
+    }
+}
+
+/// Prepares `plan` as the host would (opens and hashes the program,
+/// opens the working directory, builds the Landlock ruleset, creates the
+/// job's cgroups) without starting it.
+pub fn prepare(
+    plan: &jobwarden::Plan,
+) -> Result<jobwarden::sandbox::os::Prepared, jobwarden::sandbox::PrepareError> {
+    use jobwarden::sandbox::os::{HostSupport, SupportOptions};
+    let support = HostSupport::detect(&SupportOptions::default());
+    // Named like a host's job cgroups, after this (live) process, so no
+    // other host removes them as stale.
+    let job_name = format!("jobwarden-{}-test-{}", std::process::id(), unique());
+    jobwarden::sandbox::os::prepare(
+        plan,
+        &support,
+        &job_name,
+        &mut jobwarden::sandbox::HashCache::default(),
+    )
+}
+
+/// A number not used before in this process.
+pub fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Copies the probe to `path` (mode 0755), with `extra` bytes appended
+/// (an ELF file runs the same with trailing bytes; its hash differs).
+pub fn copy_probe(path: &Path, extra: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(PROBE).unwrap();
+    bytes.extend_from_slice(extra);
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The sha256 of a file, in hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
