@@ -62,7 +62,17 @@ fn an_executable_repo_script_cannot_be_executed_from_an_allowed_shell() {
     let fx = Fixture::new("");
     let hook = executable_hook(&fx);
     // Control: the file itself runs (its mode allows it), outside jobwarden.
-    let direct = std::process::Command::new(&hook).output().unwrap();
+    // (A freshly written file may be briefly "busy" while another test's
+    // process start holds a copy of the writer's descriptor.)
+    let direct = (0..50)
+        .find_map(|_| match std::process::Command::new(&hook).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            other => Some(other.unwrap()),
+        })
+        .expect("the script stayed busy");
     assert_eq!(String::from_utf8_lossy(&direct.stdout), "ran\n");
     // sh may read the repo, but it cannot exec anything but itself: not
     // the script, not another system binary.

@@ -374,13 +374,13 @@ impl Fixture {
 /// job's cgroups) without starting it.
 pub fn prepare(
     plan: &jobwarden::Plan,
-) -> Result<jobwarden::sandbox::os::Prepared, jobwarden::sandbox::PrepareError> {
-    use jobwarden::sandbox::os::{HostSupport, SupportOptions};
+) -> Result<jobwarden::sandbox::Prepared, jobwarden::sandbox::PrepareError> {
+    use jobwarden::sandbox::{HostSupport, SupportOptions};
     let support = HostSupport::detect(&SupportOptions::default());
     // Named like a host's job cgroups, after this (live) process, so no
     // other host removes them as stale.
     let job_name = format!("jobwarden-{}-test-{}", std::process::id(), unique());
-    jobwarden::sandbox::os::prepare(
+    jobwarden::sandbox::prepare(
         plan,
         &support,
         &job_name,

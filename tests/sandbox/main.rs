@@ -25,6 +25,7 @@ mod environment;
 mod events;
 mod exec_allowlist;
 mod filesystem;
+mod host_death;
 mod limits;
 mod network;
 mod pinned_binary;

@@ -28,6 +28,19 @@ fn pin_policy(path: &Path, sha: &str) -> String {
 /// before starting it; returns the inodes of the running, the hashed and
 /// the replacement file.
 fn swap_between_hash_and_exec(pinned: bool) -> (u64, u64, u64) {
+    // A freshly written binary may be briefly "busy" (ETXTBSY) while
+    // another test's process start still holds a copy of the writer's
+    // descriptor: then the whole attempt is made again.
+    for _ in 0..50 {
+        if let Some(inodes) = try_swap_between_hash_and_exec(pinned) {
+            return inodes;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the binary stayed busy");
+}
+
+fn try_swap_between_hash_and_exec(pinned: bool) -> Option<(u64, u64, u64)> {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("pinned");
     copy_probe(&program, b"");
@@ -43,28 +56,26 @@ fn swap_between_hash_and_exec(pinned: bool) -> (u64, u64, u64) {
     let fx = Fixture::new(&pin_policy(&program, &sha));
     let plan = fx.plan("pin", &JobSpawnRequest::new("pinned", ["sleep", "30"]));
     let prepared = prepare(&plan).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(prepared.spec.exec_fd.is_some(), pinned);
+    if pinned {
+        let pin = prepared.report.item("binary_pin").unwrap();
+        assert_eq!(pin.status, jobwarden::sandbox::Status::Enforced, "{pin:?}");
+    }
 
     std::fs::rename(&other, &program).unwrap();
-    let mut spawner = jobwarden::sandbox::os::Spawner::new().unwrap();
-    // A freshly written binary may be briefly "busy" while another test's
-    // process start still holds a copy of the writer's descriptor.
-    let spawned = (0..50)
-        .find_map(|_| match spawner.spawn(&prepared.spec) {
-            Ok(spawned) => Some(spawned),
-            Err(e) if e.exec_failure().and_then(|e| e.raw_os_error()) == Some(libc::ETXTBSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            }
-            Err(e) => panic!("{e}"),
-        })
-        .expect("the binary stayed busy");
-    let running = std::fs::metadata(format!("/proc/{}/exe", spawned.pid))
+    let mut spawner = jobwarden::sandbox::Spawner::new().unwrap();
+    let started = match spawner.spawn(prepared) {
+        Ok(started) => started,
+        Err(jobwarden::sandbox::SpawnError::Exec(e)) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+            return None;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let running = std::fs::metadata(format!("/proc/{}/exe", started.pid()))
         .unwrap()
         .ino();
-    kill_and_reap(spawned.pid);
-    prepared.containment.abandon();
-    (running, hashed, replacement)
+    // Dropping the started job kills it and removes its cgroups.
+    drop(started);
+    Some((running, hashed, replacement))
 }
 
 #[test]
