@@ -19,8 +19,10 @@
 //! - `legacy-tiocsti`: `dev.tty.legacy_tiocsti = 1` (or a kernel without
 //!   the switch);
 //! - `tmux`, `example-tui`: tools the TUI test drives;
+//! - `ia32-emulation`: the kernel runs 32-bit system calls (x86_64);
+//! - `cgroups`: any cgroup hierarchy jobwarden can create job cgroups in;
 //! - `windows-job-limits`: a Windows that enforces job object limits
-//!   (Wine does not).
+//!   (Wine does not); `macos-limits`: macOS limits for a whole tree (none).
 
 #![allow(dead_code, unused_macros)]
 
