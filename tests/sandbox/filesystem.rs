@@ -90,8 +90,21 @@ fn device_ioctls_are_refused_even_on_read_write_devices() {
 #[test]
 fn control_below_landlock_abi_5_the_device_answers_its_ioctls() {
     let fx = Fixture::best_effort("", |b| b.landlock_abi_max(4));
-    fx.probe(&["dev-ioctl", "/dev/null", "0x5401"])
-        .assert_denied("ENOTTY");
+    let out = fx.probe(&["dev-ioctl", "/dev/null", "0x5401"]);
+    out.assert_denied("ENOTTY");
+    // And the report says so.
+    let filesystem = out
+        .enforcement
+        .as_ref()
+        .unwrap()
+        .item("filesystem")
+        .unwrap();
+    assert!(
+        filesystem
+            .detail
+            .contains("device ioctls not restrictable below ABI 5"),
+        "{filesystem:?}"
+    );
 }
 
 #[test]
