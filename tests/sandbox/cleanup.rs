@@ -122,14 +122,20 @@ fn control_without_jobwarden_the_escapee_outlives_its_first_process() {
     );
 }
 
-/// The signal that ended job `id`, from the host's audit log.
+/// The signal that ended job `id`, from the host's audit log (written by
+/// its own thread: the record may follow the terminal event shortly).
 fn audited_signal(audit: &std::path::Path, id: &jobwarden::JobId) -> Option<i64> {
-    let text = std::fs::read_to_string(audit).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|r| r["record"] == "job_end" && r["job_id"] == id.as_str())
-        .unwrap_or_else(|| panic!("no end record for {id}: {text}"))["signal"]
-        .as_i64()
+    let mut record = None;
+    let found = eventually(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["record"] == "job_end" && r["job_id"] == id.as_str());
+        record.is_some()
+    });
+    assert!(found, "no end record for {id} in {}", audit.display());
+    record.unwrap()["signal"].as_i64()
 }
 
 /// Cancels a job running `args` once it printed `ready`; returns its
