@@ -2,6 +2,7 @@
 //! and no abstract UNIX socket outside the job (Landlock's scope, ABI 6).
 
 use crate::harness::*;
+use jobwarden::sandbox::BaselineLayer;
 use std::net::TcpListener;
 
 #[test]
@@ -75,15 +76,24 @@ fn abstract_listener() -> (std::os::unix::net::UnixListener, String) {
 #[test]
 fn abstract_unix_sockets_of_the_host_are_out_of_reach() {
     let (_listener, name) = abstract_listener();
-    let fx = Fixture::new("");
-    fx.probe(&["abstract-connect", &name])
+    // As jobs run, the sockets layer refuses AF_UNIX before anything else.
+    Fixture::new("")
+        .probe(&["abstract-connect", &name])
+        .assert_denied("EACCES");
+    // Landlock's scope on its own (the sockets layer off, as for a policy
+    // that grants UNIX sockets): EPERM.
+    Fixture::without("", &[BaselineLayer::Sockets])
+        .probe(&["abstract-connect", &name])
         .assert_denied("EPERM");
 }
 
 #[test]
 fn control_below_landlock_abi_6_the_abstract_socket_is_reachable() {
     let (listener, name) = abstract_listener();
-    let fx = Fixture::best_effort("", |b| b.landlock_abi_max(5));
+    let fx = Fixture::best_effort("", |b| {
+        b.landlock_abi_max(5)
+            .without_baseline(BaselineLayer::Sockets)
+    });
     let out = fx.probe(&["abstract-connect", &name]);
     out.assert_ok();
     listener.set_nonblocking(true).unwrap();

@@ -27,9 +27,9 @@ struct Data {
 }
 
 impl Data {
-    fn call(nr: i64, args: [u64; 6]) -> Self {
+    fn call(nr: impl Into<i64>, args: [u64; 6]) -> Self {
         Self {
-            nr: nr as u32,
+            nr: nr.into() as u32,
             arch: AUDIT_ARCH,
             args,
         }
@@ -181,7 +181,7 @@ fn expected(rules: &[Rule], data: &Data) -> Option<Vec<i32>> {
     if cfg!(target_arch = "x86_64") && data.nr >= X32_SYSCALL_BIT {
         return Some(vec![libc::EPERM]);
     }
-    if i64::from(data.nr) == libc::SYS_clone3 as i64 {
+    if data.nr == libc::SYS_clone3 as u32 {
         return Some(vec![libc::ENOSYS]);
     }
     let errnos: Vec<i32> = rules
@@ -368,7 +368,7 @@ fn the_programs_agree_with_the_rules_for_every_system_call_number() {
 fn everything_security_md_promises_is_denied() {
     let (_, programs) = strict();
     let verdict =
-        |nr: libc::c_long, args: [u64; 6]| name(run_all(&programs, &Data::call(nr.into(), args)));
+        |nr: libc::c_long, args: [u64; 6]| name(run_all(&programs, &Data::call(nr, args)));
     let eperm = format!("errno {}", libc::EPERM);
     let eacces = format!("errno {}", libc::EACCES);
     let enosys = format!("errno {}", libc::ENOSYS);
@@ -463,7 +463,7 @@ fn everything_security_md_promises_is_denied() {
     assert_eq!(verdict(libc::SYS_io_uring_setup, [0; 6]), enosys);
     // x32 numbers on x86_64; any other architecture is killed.
     if cfg!(target_arch = "x86_64") {
-        let x32 = libc::SYS_getpid as i64 | X32_SYSCALL_BIT as i64;
+        let x32 = libc::SYS_getpid | X32_SYSCALL_BIT as libc::c_long;
         assert_eq!(name(run_all(&programs, &Data::call(x32, [0; 6]))), eperm);
     }
     const AUDIT_ARCH_I386: u32 = 0x4000_0003;
@@ -510,7 +510,7 @@ fn ordinary_work_is_allowed() {
         ("sealed memfd", libc::SYS_memfd_create, sealed_memfd),
     ] {
         assert_eq!(
-            name(run_all(&programs, &Data::call(nr.into(), args))),
+            name(run_all(&programs, &Data::call(nr, args))),
             "allow",
             "{what}"
         );
