@@ -4,6 +4,10 @@
 // Linux only: probes Landlock and cgroups.
 #![cfg(target_os = "linux")]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::process::Command;
 
 fn doctor(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -53,7 +57,10 @@ fn doctor_probes_landlock_and_cgroups_for_real() {
         assert_eq!(verdict("tcp"), "works", "{json}");
         assert_eq!(verdict("scopes"), "works", "{json}");
     } else {
-        eprintln!("note: this kernel has Landlock ABI {abi}; CI machines have 7");
+        skipped_part!(
+            "landlock-abi-6",
+            "this kernel has Landlock ABI {abi}: the filesystem, TCP and scope probes were not checked"
+        );
     }
     // The cgroup facts match what a job's report says it got.
     let support = &machine["support"]["cgroups"];
@@ -64,7 +71,8 @@ fn doctor_probes_landlock_and_cgroups_for_real() {
             .iter()
             .any(|c| c == "pids");
     assert_eq!(verdict("pids_limit") == "works", has_pids, "{json}");
-    assert_ne!(verdict("tree_kill"), "FAILS", "{json}");
+    // Verdicts are lower-case words: works, fails, unverified, unavailable.
+    assert_eq!(verdict("tree_kill"), "works", "{json}");
     assert!(
         !json.contains("\"fails\""),
         "no probe may show confinement failing: {json}"
@@ -93,12 +101,17 @@ fn doctor_refuses_a_required_policy_the_machine_cannot_honour() {
 
 #[test]
 fn doctor_accepts_a_policy_this_machine_honours() {
-    let (code, out) = doctor(&["--policy", "policy/default.toml"], &[]);
-    if kernel_abi() >= 6 {
-        assert_eq!(code, Some(0), "{out}");
-        assert!(
-            out.contains("cli → git                    everything it asks is enforced here"),
-            "{out}"
+    if kernel_abi() < 6 {
+        skip!(
+            "landlock-abi-6",
+            "this kernel has Landlock ABI {}: the default policy requires scopes",
+            kernel_abi()
         );
     }
+    let (code, out) = doctor(&["--policy", "policy/default.toml"], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("cli → git                    everything it asks is enforced here"),
+        "{out}"
+    );
 }

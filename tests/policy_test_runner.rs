@@ -53,6 +53,41 @@ fn skipped_cases_say_why_and_do_not_fail_the_run() {
         "{stdout}"
     );
     assert!(stdout.contains("1 skipped\n1 passed, 0 failed"), "{stdout}");
+    // A program missing here is not a confinement this machine lacks.
+    let out = jobwarden_test(&[
+        "--require-live",
+        "tests/fixtures/policy-tests/skipping.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_case_whose_unconfined_control_fails_proves_nothing_and_fails_under_require_live() {
+    let file = "tests/fixtures/policy-tests/unconfined-control.toml";
+    let out = jobwarden_test(&[file]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("  skip  the control fails (live, line 4): run unconfined, the same command fails too (exit status: 1): a refusal would not prove the sandbox here"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  pass  the control succeeds (live)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 skipped\n1 passed, 0 failed"), "{stdout}");
+
+    let out = jobwarden_test(&["--require-live", file]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("  FAIL  the control fails (live, line 4): not proven on this machine (--require-live): run unconfined"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("1 passed, 1 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //! platform confines less, the tests assert that the report says so and
 //! that a `required` policy refuses.
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
 use jobwarden::contract::{JobEvent, JobSpawnRequest, STREAM_STDOUT};
 use jobwarden::host::{JobEnd, PluginHandle, PolicyJobHost};
 use jobwarden::platform::ENV_IGNORE_CASE;
@@ -252,13 +256,27 @@ fn environment_names_follow_the_platform_case_rules() {
     }
 }
 
+/// What a limit test needs: a cgroup controller on Linux, job object
+/// limits that are enforced (not Wine) on Windows.
+fn limit_requirement(linux: &'static str) -> &'static str {
+    if cfg!(windows) {
+        "windows-job-limits"
+    } else if cfg!(target_os = "macos") {
+        "macos-limits"
+    } else {
+        linux
+    }
+}
+
 #[test]
 fn the_process_limit_holds_for_the_whole_tree() {
     let fixture = Fixture::new(policy("best_effort", "processes = 3"));
     let out = fixture.run(JobSpawnRequest::new("probe", ["tree", "6", "5"]));
     if out.status("processes") != Status::Enforced {
-        eprintln!("skipped: this machine does not enforce a process limit for the tree");
-        return;
+        skip!(
+            limit_requirement("cgroup-pids"),
+            "this machine does not enforce a process limit for the tree"
+        );
     }
     assert!(out.stdout().contains("denied"), "{out:#?}");
     assert_ne!(out.end, Some(JobEnd::Exited { code: 0 }), "{out:#?}");
@@ -270,8 +288,10 @@ fn the_memory_limit_holds() {
     let fixture = Fixture::new(policy("best_effort", "memory = \"128MiB\""));
     let out = fixture.run(JobSpawnRequest::new("probe", ["alloc", "512"]));
     if out.status("memory") != Status::Enforced {
-        eprintln!("skipped: this machine does not enforce a memory limit");
-        return;
+        skip!(
+            limit_requirement("cgroup-memory"),
+            "this machine does not enforce a memory limit"
+        );
     }
     assert!(!out.stdout().contains("512 MiB touched"), "{out:#?}");
     assert_ne!(out.end, Some(JobEnd::Exited { code: 0 }), "{out:#?}");

@@ -4,6 +4,10 @@
 // Linux only: drives tmux.
 #![cfg(target_os = "linux")]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,14 +34,12 @@ fn wait_for(session: &str, needle: &str) -> String {
 #[test]
 fn the_tui_starts_shows_and_cancels_jobs() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed (CI installs it)");
-        return;
+        skip!("tmux", "tmux is not installed (CI installs it)");
     }
     let tui = concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/examples/tui");
     if !std::path::Path::new(tui).exists() {
         // `cargo test` builds examples; a custom target dir would move it.
-        eprintln!("skipped: {tui} was not built");
-        return;
+        skip!("example-tui", "{tui} was not built");
     }
     let session = format!("jobwarden-tui-{}", std::process::id());
     tmux(&[

@@ -91,6 +91,11 @@ enum Command {
         /// Test files (see policy/README.md for the format).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Fail live cases this machine cannot confine (or prove) instead
+        /// of skipping them: for CI, where a run that could not confine
+        /// must be red. Cases whose program is not installed still skip.
+        #[arg(long)]
+        require_live: bool,
     },
     /// Run one job under the policy: exit with its status; 124 timeout,
     /// 125 jobwarden error, 126 denied, 128+N signal, 130 Ctrl-C.
@@ -148,7 +153,10 @@ pub fn main() -> ExitCode {
         Command::Check { policies } => Ok(check::run(&policies)),
         Command::Explain { job, json } => explain::run(&job, json, &support),
         Command::Run { job, json } => run::run(&job, json, &support),
-        Command::Test { files } => Ok(test::run(&files, &support)),
+        Command::Test {
+            files,
+            require_live,
+        } => Ok(test::run(&files, require_live, &support)),
         Command::Doctor { policy, json } => doctor::run(policy.as_deref(), json, &support),
         Command::Schema => {
             let schema = jobwarden::policy::schema::json_schema();

@@ -1,13 +1,15 @@
-//! `jobwarden test FILE...`: run policy test files. One line per case, then
-//! `N passed, N failed`. Exit 0 only when every case passed (skips allowed),
-//! 1 when a case failed, 2 when a test file or its policy is unusable.
+//! `jobwarden test [--require-live] FILE...`: run policy test files. One
+//! line per case, then `N passed, N failed`. Exit 0 only when every case
+//! passed (skips allowed), 1 when a case failed, 2 when a test file or its
+//! policy is unusable. A live case this machine cannot confine is a skip,
+//! or with `--require-live` a failure.
 
 use jobwarden::sandbox::SupportOptions;
 use jobwarden::testing::{RunOptions, TestFile, TestFileError, Verdict, run_file};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(files: &[PathBuf], support: &SupportOptions) -> ExitCode {
+pub fn run(files: &[PathBuf], require_live: bool, support: &SupportOptions) -> ExitCode {
     let probe = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join("jobwarden-probe")))
@@ -57,6 +59,17 @@ pub fn run(files: &[PathBuf], support: &SupportOptions) -> ExitCode {
                     println!("  FAIL  {} ({kind}, line {}): {why}", case.name, case.line);
                 }
                 Verdict::Skip(why) => {
+                    skipped += 1;
+                    println!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
+                }
+                Verdict::CannotConfine(why) if require_live => {
+                    failed += 1;
+                    println!(
+                        "  FAIL  {} ({kind}, line {}): not proven on this machine (--require-live): {why}",
+                        case.name, case.line
+                    );
+                }
+                Verdict::CannotConfine(why) => {
                     skipped += 1;
                     println!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
                 }

@@ -121,6 +121,14 @@ impl HostBuilder {
         self
     }
 
+    /// Testing aid (Linux): jobs keep the host's session and controlling
+    /// terminal (no `setsid`); their report says `session` NOT enforced.
+    /// Only for tests that show, as a control, what the session prevents.
+    pub fn without_session(mut self) -> Self {
+        self.support.keep_session = true;
+        self
+    }
+
     /// Detection options at once (the CLI's `--simulate-*` flags).
     pub fn support_options(mut self, options: SupportOptions) -> Self {
         self.support = options;

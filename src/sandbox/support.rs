@@ -17,6 +17,11 @@ pub struct SupportOptions {
     /// Switch off layers of the kernel baseline (Linux), so a test can show
     /// that an attempt the layer refuses succeeds without it.
     pub without_baseline: Vec<BaselineLayer>,
+    /// Let jobs keep the host's session and controlling terminal (no
+    /// `setsid`; Linux). Only for tests that show, as a control, what the
+    /// session prevents; the report then says `session` NOT enforced, so
+    /// `required` policies refuse.
+    pub keep_session: bool,
 }
 
 /// The layers of the Linux kernel baseline a test can switch off.

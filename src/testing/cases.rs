@@ -72,6 +72,9 @@ pub enum KilledBy {
 pub struct LiveExpectation {
     pub exit_code: Option<i32>,
     pub denied_by_sandbox: bool,
+    /// Run the same command unconfined first: it must succeed, or the
+    /// sandbox would not be what refuses it (file permissions would).
+    pub unconfined_control: bool,
     pub killed_by: Option<KilledBy>,
     pub output_contains: Vec<String>,
     pub output_not_contains: Vec<String>,
@@ -164,6 +167,11 @@ const CASE: &[KeySpec] = &[
         "denied_by_sandbox",
         Kind::Bool,
         "Live: the job got EACCES/EPERM doing what it tried.",
+    ),
+    KeySpec::new(
+        "unconfined_control",
+        Kind::Bool,
+        "Live: the same command must succeed unconfined, so a refusal is the sandbox's.",
     ),
     KeySpec::new(
         "killed_by",
@@ -428,6 +436,14 @@ fn read_case(
             .boolean(&format!("{path}.denied_by_sandbox"), v)
             .unwrap_or(false);
     }
+    // A precondition of a live case, not an expectation of its own.
+    let mut control_key = None;
+    if let Some((k, v)) = table.take("unconfined_control") {
+        control_key = Some(key_span(&k));
+        expectation.unconfined_control = reader
+            .boolean(&format!("{path}.unconfined_control"), v)
+            .unwrap_or(false);
+    }
     if let Some((k, v)) = table.take("killed_by") {
         live_keys.push(key_span(&k));
         expectation.killed_by = reader.choice(
@@ -498,7 +514,7 @@ fn read_case(
     };
     let kind = match (live, expect) {
         (false, Some((allow, _))) => {
-            if let Some(k) = live_keys.first() {
+            if let Some(k) = live_keys.first().or(control_key.as_ref()) {
                 reader
                     .error(
                         Code::InvalidValue,

@@ -2,7 +2,9 @@
 //! as real jobs under a real host, each judged against what it expects.
 //!
 //! A live case that needs confinement this machine cannot give is reported
-//! as skipped with the reason, never as passed.
+//! as [`Verdict::CannotConfine`] with the reason, never as passed: a skip
+//! for an admin trying a policy on a weaker machine, a failure for CI
+//! (`jobwarden test --require-live`), which must prove the confinement.
 
 use super::cases::{
     Case, CaseKind, Decision, Home, KilledBy, LiveExpectation, PolicyRef, TestFile,
@@ -35,8 +37,12 @@ pub enum Verdict {
     Pass,
     /// What was expected and what happened.
     Fail(String),
-    /// Why this machine cannot run the case.
+    /// Why this machine cannot run the case (its program is not installed).
     Skip(String),
+    /// Why this machine cannot prove the case: it cannot confine the job
+    /// as the case needs, the probe is missing, or the unconfined control
+    /// failed too (the refusal would not be the sandbox's).
+    CannotConfine(String),
 }
 
 /// One case's result.
@@ -97,16 +103,22 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
 
     let mut results = Vec::new();
     let mut host: Option<PolicyJobHost> = None;
+    let derived = with_probes(&policy, file, options.probe.as_deref());
     for case in &file.cases {
         let verdict = match &case.kind {
             CaseKind::Static(decision) => run_static(&policy, &workspace, case, decision),
             CaseKind::Live(expectation) => {
+                let control = expectation
+                    .unconfined_control
+                    .then(|| run_unconfined(&derived, &workspace, case))
+                    .flatten();
                 if case.probe_as && options.probe.is_none() {
-                    Verdict::Skip("jobwarden-probe was not found next to jobwarden".into())
+                    Verdict::CannotConfine("jobwarden-probe was not found next to jobwarden".into())
+                } else if let Some(why) = control {
+                    Verdict::CannotConfine(why)
                 } else {
                     if host.is_none() {
-                        let derived = with_probes(&policy, file, options.probe.as_deref());
-                        match PolicyJobHost::builder(derived, &workspace.repo)
+                        match PolicyJobHost::builder(derived.clone(), &workspace.repo)
                             .home(Some(workspace.home.clone()))
                             .tmp_dir(workspace.dir.path())
                             .support_options(options.support.clone())
@@ -303,6 +315,67 @@ fn with_probes(policy: &Arc<Policy>, file: &TestFile, probe: Option<&Path>) -> A
     Arc::new(derived)
 }
 
+/// The case's command run as an ordinary process, without any
+/// confinement (the policy's program, arguments, environment and working
+/// directory): `None` when it succeeded, else why the case proves nothing
+/// here. A case that expects the sandbox to refuse something the host
+/// itself may not do (read `/etc/shadow` as a normal user) would otherwise
+/// pass on file permissions alone.
+fn run_unconfined(policy: &Policy, workspace: &Workspace, case: &Case) -> Option<String> {
+    let binary = if case.probe_as {
+        probe_name(&case.binary)
+    } else {
+        case.binary.clone()
+    };
+    let job_tmp = workspace.dir.path().join("unconfined-control");
+    let ctx = DecisionContext {
+        repo: &workspace.repo,
+        home: Some(&workspace.home),
+        job_tmp: &job_tmp,
+        host_env: &workspace.host_env,
+    };
+    // A request the policy refuses is reported by the live run itself.
+    let plan = decide(
+        policy,
+        &case.plugin,
+        &workspace.request(case, &binary),
+        &ctx,
+    )
+    .ok()?;
+    let _ = std::fs::create_dir_all(&job_tmp);
+    let started = std::process::Command::new(&plan.program)
+        .args(&plan.args)
+        .env_clear()
+        .envs(&plan.env)
+        .current_dir(&plan.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut child = match started {
+        Ok(child) => child,
+        Err(e) => return Some(format!("the unconfined control could not start: {e}")),
+    };
+    let deadline = Instant::now() + LIVE_SLACK;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some("the unconfined control did not finish".into());
+            }
+        }
+    };
+    let _ = std::fs::remove_dir_all(&job_tmp);
+    (!status.success()).then(|| {
+        format!(
+            "run unconfined, the same command fails too ({status}): a refusal would not prove the sandbox here"
+        )
+    })
+}
+
 fn probe_name(binary: &str) -> String {
     format!("jobwarden-probe-as-{binary}")
 }
@@ -432,7 +505,7 @@ fn judge(
             ));
         }
         Some(JobEnd::EnforcementUnavailable) => {
-            return Verdict::Skip(format!(
+            return Verdict::CannotConfine(format!(
                 "this machine cannot enforce what the policy requires: {error_text}"
             ));
         }
@@ -456,7 +529,7 @@ fn judge(
             if let Some(item) = report.item(need)
                 && item.status != Status::Enforced
             {
-                return Verdict::Skip(format!(
+                return Verdict::CannotConfine(format!(
                     "{need} is not fully enforced here: {}",
                     item.detail
                 ));

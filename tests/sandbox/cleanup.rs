@@ -78,38 +78,114 @@ fn a_cancel_kills_the_tree_and_cancel_after_the_end_is_false() {
 
 #[test]
 fn leftovers_die_when_the_first_process_exits() {
-    // `escape 0` exits at once, leaving the daemonised grandchild behind.
+    // The first process exits after 0.2 s; its daemonised grandchild would
+    // sleep for a minute.
     let fx = Fixture::new("");
-    let out = fx.probe(&["escape", "0.2"]);
+    let out = fx.probe(&["escape", "0.2", "60"]);
+    assert_eq!(out.code(), 0, "the first process exited by itself");
     let pid = escaped_pid(&out.events).expect("the probe printed its escapee");
     assert!(
-        eventually(Duration::from_secs(3), || !alive(pid)),
+        eventually(Duration::from_secs(3), || dead(pid)),
         "{pid} survived its job"
     );
 }
 
 #[test]
-fn sigterm_is_escalated_to_sigkill_after_the_grace_period() {
-    let fx = Fixture::new("");
+fn control_without_jobwarden_the_escapee_outlives_its_first_process() {
+    // The same probe run directly: when its first process has exited, the
+    // grandchild is still there. What kills it in the test above is the
+    // host's cleanup, not the probe.
+    use std::io::BufRead;
+    let mut leader = std::process::Command::new(PROBE)
+        .args(["escape", "0.2", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The escapee holds the pipe open: read its pid line, not to the end.
+    let mut lines = std::io::BufReader::new(leader.stdout.take().unwrap()).lines();
+    let pid: i32 = lines
+        .find_map(|l| {
+            l.ok()?
+                .strip_prefix("probe: escaped pid ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("the probe printed its escapee");
+    assert!(leader.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let survived = !dead(pid);
+    kill_and_reap(pid);
+    assert!(
+        survived,
+        "the escapee {pid} died by itself: the test above would prove nothing"
+    );
+}
+
+/// The signal that ended job `id`, from the host's audit log (written by
+/// its own thread: the record may follow the terminal event shortly).
+fn audited_signal(audit: &std::path::Path, id: &jobwarden::JobId) -> Option<i64> {
+    let mut record = None;
+    let found = eventually(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["record"] == "job_end" && r["job_id"] == id.as_str());
+        record.is_some()
+    });
+    assert!(found, "no end record for {id} in {}", audit.display());
+    record.unwrap()["signal"].as_i64()
+}
+
+/// Cancels a job running `args` once it printed `ready`; returns its
+/// leader's pid and the signal that ended it.
+fn cancel_when(args: &[&str], ready: &str) -> (i32, Option<i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let fx = Fixture::with("", |b| b.audit_log(&audit));
     let plugin = fx.plugin();
-    let id = plugin.spawn(JobSpawnRequest::new("probe", ["ignore-term", "60"]));
+    let id = plugin.spawn(JobSpawnRequest::new("probe", args.iter().copied()));
     let mut seen = Vec::new();
-    while !seen.iter().any(|e| matches!(e, JobEvent::JobLogLine { data, .. } if data.line.contains("ignoring SIGTERM"))) {
+    while !seen
+        .iter()
+        .any(|e| matches!(e, JobEvent::JobLogLine { data, .. } if data.line.contains(ready)))
+    {
         seen.extend(plugin.wait_events(Duration::from_millis(200)));
+        assert!(!seen.iter().any(JobEvent::is_terminal), "{seen:#?}");
     }
-    let started = std::time::Instant::now();
+    let leader = seen
+        .iter()
+        .find_map(|e| match e {
+            JobEvent::JobStarted { data, .. } => data.pid,
+            _ => None,
+        })
+        .expect("JobStarted carries the pid") as i32;
     assert!(plugin.cancel(&id));
     let events = collect(&plugin, &id, Duration::from_secs(30));
     assert!(
         matches!(events.last(), Some(JobEvent::JobCancelled { .. })),
         "{events:#?}"
     );
-    // The policy's grace is 0.5 s; it took at least that, and not forever.
-    assert!(
-        started.elapsed() >= Duration::from_millis(450),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(plugin.end(&id), Some(JobEnd::Cancelled));
+    (leader, audited_signal(&audit, &id))
+}
+
+#[test]
+fn sigterm_is_escalated_to_sigkill_after_the_grace_period() {
+    // The probe ignores SIGTERM: only the escalation can end it.
+    let (leader, signal) = cancel_when(&["ignore-term", "60"], "ignoring SIGTERM");
+    assert_eq!(signal, Some(libc::SIGKILL as i64), "it died of SIGKILL");
+    assert!(dead(leader), "{leader} is gone");
+}
+
+#[test]
+fn control_a_job_that_honours_sigterm_ends_by_sigterm() {
+    // The polite stop comes first: a job that does not ignore it dies of
+    // SIGTERM, so the SIGKILL above is the escalation, not the first signal.
+    let (leader, signal) = cancel_when(&["say", "60000", "ready"], "ready");
+    assert_eq!(signal, Some(libc::SIGTERM as i64), "it died of SIGTERM");
+    assert!(dead(leader), "{leader} is gone");
 }
 
 #[test]
@@ -151,7 +227,7 @@ fn dropping_the_host_leaves_no_process_behind() {
 fn no_zombie_children_are_left() {
     let fx = Fixture::new("");
     for _ in 0..3 {
-        let _ = fx.probe(&["escape", "0.1"]);
+        let _ = fx.probe(&["escape", "0.1", "60"]);
     }
     let me = std::process::id() as i32;
     let zombies_of_jobs = || {

@@ -7,7 +7,7 @@
 use crate::harness::*;
 use jobwarden::JobEnd;
 use jobwarden::contract::JobEvent;
-use jobwarden::sandbox::Status;
+use jobwarden::sandbox::{EnforcementReport, Status};
 use std::net::TcpListener;
 
 const LIMITS: &str = "\n[binaries.probe.limits]\nprocesses = 20\nmemory = \"256MiB\"\n";
@@ -189,4 +189,157 @@ fn the_simulate_flag_caps_the_abi_for_explain_too() {
         text.contains("everything the plan asks is enforced"),
         "{text}"
     );
+}
+
+/// A fixture at Landlock ABI `abi` (best effort) whose jobs may read, but
+/// not write, `ro/file` in a directory of the test's own.
+fn capped_with_read_only_file(abi: u32) -> (Fixture, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("read-only.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let extra = format!(
+        "\n[plugins.tests.filesystem]\nread = [\"{}\"]\n",
+        dir.path().display()
+    );
+    let fx = Fixture::best_effort(&extra, |b| b.landlock_abi_max(abi));
+    (fx, file, dir)
+}
+
+/// What the kernel lets a job do at a capped ABI, next to what the report
+/// says: filesystem reads outside the list, truncation of a read-only
+/// file, TCP to a port not allowed, signalling the host.
+fn kernel_answers_at(abi: u32) -> (Vec<&'static str>, EnforcementReport) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (fx, file, _dir) = capped_with_read_only_file(abi);
+    let mut open = Vec::new();
+    let read = fx.probe(&["read", "/etc/hostname"]);
+    if read.code() == 0 {
+        open.push("read outside");
+    }
+    let truncate = fx.probe(&["truncate", file.to_str().unwrap()]);
+    if truncate.code() == 0 {
+        open.push("truncate");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "");
+    } else {
+        truncate.assert_denied("EACCES");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    }
+    if fx.probe(&["connect", &format!("127.0.0.1:{port}")]).code() == 0 {
+        open.push("tcp");
+    }
+    let host = std::process::id().to_string();
+    if fx.probe(&["kill", &host, "0"]).code() == 0 {
+        open.push("signal host");
+    }
+    (open, read.enforcement.unwrap())
+}
+
+#[test]
+fn at_abi_1_the_kernel_allows_exactly_what_the_report_calls_unenforced() {
+    let (open, report) = kernel_answers_at(1);
+    // Reads stay confined; truncation, TCP and signals are open.
+    assert_eq!(open, ["truncate", "tcp", "signal host"], "{report}");
+    let filesystem = report.item("filesystem").unwrap();
+    assert_eq!(filesystem.status, Status::Partial, "{report}");
+    assert!(filesystem.detail.contains("truncat"), "{filesystem:?}");
+    assert_eq!(report.item("network").unwrap().status, Status::NotEnforced);
+    assert_eq!(report.item("scopes").unwrap().status, Status::NotEnforced);
+}
+
+#[test]
+fn at_abi_3_truncation_is_confined_and_tcp_and_signals_are_not() {
+    let (open, report) = kernel_answers_at(3);
+    assert_eq!(open, ["tcp", "signal host"], "{report}");
+    assert_eq!(report.item("filesystem").unwrap().status, Status::Enforced);
+    assert_eq!(report.item("network").unwrap().status, Status::NotEnforced);
+    assert_eq!(report.item("scopes").unwrap().status, Status::NotEnforced);
+}
+
+#[test]
+fn control_at_the_full_abi_the_kernel_refuses_all_four() {
+    if kernel_abi() < 6 {
+        skip!(
+            "landlock-abi-6",
+            "this kernel has Landlock ABI {}",
+            kernel_abi()
+        );
+    }
+    let (open, report) = kernel_answers_at(kernel_abi());
+    assert_eq!(open, Vec::<&str>::new(), "{report}");
+}
+
+/// The kernel's Landlock ABI, asked directly.
+fn kernel_abi() -> u32 {
+    // SAFETY: the version query of landlock_create_ruleset reads nothing.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    ret.max(0) as u32
+}
+
+#[test]
+fn without_cgroups_the_process_limit_is_as_weak_as_reported() {
+    // processes = 20, tried with 30 children.
+    let weak = Fixture::best_effort(LIMITS, |b| b.without_cgroups());
+    let out = weak.probe(&["fork", "30"]);
+    let processes = out
+        .enforcement
+        .as_ref()
+        .unwrap()
+        .item("processes")
+        .unwrap()
+        .clone();
+    if is_root() {
+        // RLIMIT_NPROC does not bind root: not enforced, and indeed not.
+        assert_eq!(processes.status, Status::NotEnforced, "{processes:?}");
+        out.assert_ok();
+    } else {
+        // RLIMIT_NPROC counts every process of the user: partial.
+        assert_eq!(processes.status, Status::Partial, "{processes:?}");
+    }
+    // Control: with the pids cgroup the same job stops at the limit.
+    let full = Fixture::best_effort(LIMITS, |b| b);
+    let out = full.probe(&["fork", "30"]);
+    let item = out
+        .enforcement
+        .as_ref()
+        .unwrap()
+        .item("processes")
+        .unwrap()
+        .clone();
+    if item.status != Status::Enforced {
+        skip!("cgroup-pids", "no pids cgroup here: {}", item.detail);
+    }
+    out.assert_denied("EAGAIN");
+}
+
+#[test]
+fn without_cgroups_the_memory_limit_still_binds_each_process() {
+    // memory = 256 MiB as address space per process (RLIMIT_AS): one
+    // process cannot touch 512 MiB.
+    let fx = Fixture::best_effort(LIMITS, |b| b.without_cgroups());
+    let out = fx.probe(&["alloc", "512"]);
+    let memory = out
+        .enforcement
+        .as_ref()
+        .unwrap()
+        .item("memory")
+        .unwrap()
+        .clone();
+    assert_eq!(memory.status, Status::Partial, "{memory:?}");
+    assert!(
+        !out.stdout().join("").contains("512 MiB touched"),
+        "{out:#?}"
+    );
+    assert_ne!(out.end, Some(JobEnd::Exited { code: 0 }), "{out:#?}");
+    // Control: the limit is what stopped it.
+    Fixture::best_effort("", |b| b.without_cgroups())
+        .probe(&["alloc", "512"])
+        .assert_ok();
 }

@@ -48,17 +48,54 @@ binaries = ["probe-with-helper"]
     out.assert_denied("EACCES");
 }
 
+/// Writes an executable `hook.sh` into the repo.
+fn executable_hook(fx: &Fixture) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = fx.repo.join("hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hook
+}
+
 #[test]
-fn a_shell_script_in_the_repo_cannot_be_run_through_the_shell_either() {
+fn an_executable_repo_script_cannot_be_executed_from_an_allowed_shell() {
     let fx = Fixture::new("");
-    std::fs::write(fx.repo.join("hook.sh"), "#!/bin/sh\necho ran\n").unwrap();
-    // sh may read the repo, but it cannot exec anything but itself.
+    let hook = executable_hook(&fx);
+    // Control: the file itself runs (its mode allows it), outside jobwarden.
+    // (A freshly written file may be briefly "busy" while another test's
+    // process start holds a copy of the writer's descriptor.)
+    let direct = (0..50)
+        .find_map(|_| match std::process::Command::new(&hook).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            other => Some(other.unwrap()),
+        })
+        .expect("the script stayed busy");
+    assert_eq!(String::from_utf8_lossy(&direct.stdout), "ran\n");
+    // sh may read the repo, but it cannot exec anything but itself: not
+    // the script, not another system binary.
     let out = fx.run(jobwarden::JobSpawnRequest::new(
         "sh",
-        ["-c", "./hook.sh; id; echo code=$?"],
+        ["-c", "./hook.sh; echo hook=$?; id; echo id=$?"],
     ));
     let all = [out.stdout(), out.stderr()].concat().join("\n");
     assert!(!all.contains("ran"), "{all}");
-    assert!(all.contains("Permission denied"), "{all}");
+    assert!(all.contains("hook.sh: Permission denied"), "{all}");
+    assert!(all.contains("hook=126"), "{all}");
     assert!(!all.contains("uid="), "{all}");
+    assert!(all.contains("id=126"), "{all}");
+}
+
+#[test]
+fn an_allowed_shell_may_still_interpret_a_repo_script_by_design() {
+    // What the exec allowlist does not claim: a shell the policy allows
+    // reads and interprets any script it can read (`sh hook.sh`): no exec
+    // happens. Policies that allow an interpreter allow what it reads.
+    let fx = Fixture::new("");
+    executable_hook(&fx);
+    let out = fx.run(jobwarden::JobSpawnRequest::new("sh", ["hook.sh"]));
+    assert_eq!(out.stdout(), ["ran"], "{out:#?}");
+    assert_eq!(out.code(), 0);
 }

@@ -265,3 +265,148 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// True when process `pid` has ended: it no longer exists, or it is a
+/// zombie nobody reaped yet (a dead escapee re-parented to this test
+/// process, which reaps only what it knows).
+pub fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// Kills `pid` and reaps it if it became this process's child (orphans
+/// are re-parented to the test process once a host made it a subreaper).
+pub fn kill_and_reap(pid: i32) {
+    // SAFETY: kill(2) and waitpid(2) with integers; WNOHANG never blocks
+    // on a process that is not our child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    reap_if_ours(pid);
+}
+
+/// Reaps `pid` if it is a zombie child of this process (waits briefly for
+/// it to die).
+pub fn reap_if_ours(pid: i32) {
+    for _ in 0..100 {
+        // SAFETY: waitpid with WNOHANG on one pid.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if r != 0 {
+            return; // reaped, or not our child (ECHILD)
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The variable that tells a child test which role its parent gave it.
+const CHILD_ROLE: &str = "JOBWARDEN_TEST_CHILD";
+
+/// A command running test `name` of this test binary in a child process.
+/// Child tests are `#[ignore]`d (they only make sense run by their parent)
+/// and begin with [`child_role`]. Some tests need a process of their own:
+/// a host that runs as another user, holds a terminal, or is killed.
+pub fn child_test(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ROLE, name);
+    command
+}
+
+/// Checks that this child test was started by its parent (not by
+/// `cargo test -- --ignored`).
+pub fn child_role(name: &str) {
+    assert_eq!(
+        std::env::var(CHILD_ROLE).as_deref(),
+        Ok(name),
+        "{name} runs only as the child process of its parent test"
+    );
+}
+
+/// Asserts that a child test ran and passed, showing its output if not.
+pub fn assert_child_passed(output: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Fixture {
+    /// The plan the host would make for `request` from plugin `plugin`,
+    /// without running it: for tests that change the world between the
+    /// decision and the start.
+    pub fn plan(&self, plugin: &str, request: &JobSpawnRequest) -> jobwarden::Plan {
+        let job_tmp = self.dir.path().join(format!("planned-{}", unique()));
+        let ctx = jobwarden::DecisionContext {
+            repo: &self.repo,
+            home: None,
+            job_tmp: &job_tmp,
+            host_env: &[],
+        };
+        jobwarden::decide(&self.host.policy(), plugin, request, &ctx)
+            .unwrap_or_else(|denial| panic!("{denial}"))
+    }
+}
+
+/// Prepares `plan` as the host would (opens and hashes the program,
+/// opens the working directory, builds the Landlock ruleset, creates the
+/// job's cgroups) without starting it.
+pub fn prepare(
+    plan: &jobwarden::Plan,
+) -> Result<jobwarden::sandbox::Prepared, jobwarden::sandbox::PrepareError> {
+    use jobwarden::sandbox::{HostSupport, SupportOptions};
+    let support = HostSupport::detect(&SupportOptions::default());
+    // Named like a host's job cgroups, after this (live) process, so no
+    // other host removes them as stale.
+    let job_name = format!("jobwarden-{}-test-{}", std::process::id(), unique());
+    jobwarden::sandbox::prepare(
+        plan,
+        &support,
+        &job_name,
+        &mut jobwarden::sandbox::HashCache::default(),
+    )
+}
+
+/// A number not used before in this process.
+pub fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Copies the probe to `path` (mode 0755), with `extra` bytes appended
+/// (an ELF file runs the same with trailing bytes; its hash differs).
+pub fn copy_probe(path: &Path, extra: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(PROBE).unwrap();
+    bytes.extend_from_slice(extra);
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The sha256 of a file, in hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

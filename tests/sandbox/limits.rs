@@ -40,6 +40,11 @@ fn the_memory_limit_kills_a_hog() {
             })
         );
     } else {
+        skipped_part!(
+            "cgroup-memory",
+            "no memory cgroup: only the per-process RLIMIT_AS fallback was tested ({})",
+            memory.detail
+        );
         // RLIMIT_AS: the allocation fails and the probe aborts.
         assert!(
             error.contains("signal") || error.contains("status"),
@@ -81,11 +86,11 @@ fn a_fork_bomb_is_contained_by_the_pids_cgroup() {
     let report = check.enforcement.unwrap();
     let processes = report.item("processes").unwrap();
     if processes.status != Status::Enforced {
-        eprintln!(
-            "skipped: no pids cgroup on this machine ({}); as root, RLIMIT_NPROC would not hold a fork bomb",
+        skip!(
+            "cgroup-pids",
+            "no pids cgroup on this machine ({}); as root, RLIMIT_NPROC would not hold a fork bomb",
             processes.detail
         );
-        return;
     }
     let out = fx.probe(&["fork", "5000"]);
     out.assert_denied("EAGAIN");

@@ -2,23 +2,33 @@
 //! kernel refused. One file per behaviour; `harness.rs` holds the helpers.
 //!
 //! These run as root on Landlock ABI 7 in CI; nothing here is mocked. A test
-//! that needs a kernel feature this machine lacks says so and skips.
+//! that needs a kernel feature this machine lacks says so and skips with
+//! `skip!` (counted by `.ci/run`, which fails when the CI machine has what
+//! the test said was missing).
 
 // Linux only: the Linux sandbox.
 #![cfg(target_os = "linux")]
+
+#[macro_use]
+#[path = "../support/skip.rs"]
+mod skip;
 
 mod harness;
 
 mod audit;
 mod capabilities;
 mod cleanup;
+mod cwd_swap;
 mod degraded;
+mod descriptors;
 mod environment;
 mod events;
 mod exec_allowlist;
 mod filesystem;
+mod host_death;
 mod limits;
 mod network;
+mod pinned_binary;
 mod privileges;
 mod progress;
 mod protected_paths;

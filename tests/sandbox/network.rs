@@ -1,6 +1,8 @@
-//! Invariant 4 (network): TCP connect and bind only to the policy's ports.
+//! Invariant 4 (network): TCP connect and bind only to the policy's ports,
+//! and no abstract UNIX socket outside the job (Landlock's scope, ABI 6).
 
 use crate::harness::*;
+use jobwarden::sandbox::BaselineLayer;
 use std::net::TcpListener;
 
 #[test]
@@ -58,4 +60,44 @@ fn unrestricted_network_is_reported_as_such() {
         report.item("network").unwrap().status,
         jobwarden::sandbox::Status::NotRequested
     );
+}
+
+/// A listening abstract UNIX socket (`@name`) in the host.
+fn abstract_listener() -> (std::os::unix::net::UnixListener, String) {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("jobwarden-test-{}-{}", std::process::id(), unique());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    (
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap(),
+        name,
+    )
+}
+
+#[test]
+fn abstract_unix_sockets_of_the_host_are_out_of_reach() {
+    let (_listener, name) = abstract_listener();
+    // As jobs run, the sockets layer refuses AF_UNIX before anything else.
+    Fixture::new("")
+        .probe(&["abstract-connect", &name])
+        .assert_denied("EACCES");
+    // Landlock's scope on its own (the sockets layer off, as for a policy
+    // that grants UNIX sockets): EPERM.
+    Fixture::without("", &[BaselineLayer::Sockets])
+        .probe(&["abstract-connect", &name])
+        .assert_denied("EPERM");
+}
+
+#[test]
+fn control_below_landlock_abi_6_the_abstract_socket_is_reachable() {
+    let (listener, name) = abstract_listener();
+    let fx = Fixture::best_effort("", |b| {
+        b.landlock_abi_max(5)
+            .without_baseline(BaselineLayer::Sockets)
+    });
+    let out = fx.probe(&["abstract-connect", &name]);
+    out.assert_ok();
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_ok(), "the connection arrived");
+    let scopes = out.enforcement.as_ref().unwrap().item("scopes").unwrap();
+    assert_eq!(scopes.status, jobwarden::sandbox::Status::NotEnforced);
 }

@@ -18,9 +18,11 @@ fn root_without_capabilities_cannot_chown() {
     let fx = Fixture::new("");
     let file = fx.repo.join("mine");
     std::fs::write(&file, "x").unwrap();
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the test runs as non-root, where chown is refused anyway");
-        return;
+    if !is_root() {
+        skip!(
+            "root",
+            "the test runs as non-root, where chown is refused anyway"
+        );
     }
     fx.probe(&["chown", file.to_str().unwrap()])
         .assert_denied("EPERM");

@@ -24,7 +24,10 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
         "fork" => fork(num(0, 1)),
         "tree" => tree(num(0, 10), arg(1).parse().unwrap_or(30.0)),
         "ignore-term" => ignore_term(arg(0).parse().unwrap_or(60.0)),
-        "escape" => escape(arg(0).parse().unwrap_or(60.0)),
+        "escape" => {
+            let leader: f64 = arg(0).parse().unwrap_or(60.0);
+            escape(leader, arg(1).parse().unwrap_or(leader))
+        }
         #[cfg(target_os = "linux")]
         other => return linux::action(other, rest),
         #[cfg(not(target_os = "linux"))]
@@ -75,6 +78,10 @@ pub fn error_name(errno: i32) -> &'static str {
         libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
         libc::EPROTOTYPE => "EPROTOTYPE",
         libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ENODEV => "ENODEV",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ENOTSOCK => "ENOTSOCK",
         _ => "E?",
     }
 }
@@ -284,6 +291,15 @@ fn tree(n: u64, secs: f64) -> io::Result<String> {
     Ok(format!("{n} children"))
 }
 
+/// A `timespec` for `secs` seconds, prepared before a fork.
+fn duration_timespec(secs: f64) -> libc::timespec {
+    let d = Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::from_secs(60));
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
 fn ignore_term(secs: f64) -> io::Result<String> {
     // SAFETY: ignoring SIGTERM has no memory-safety implications.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
@@ -294,11 +310,14 @@ fn ignore_term(secs: f64) -> io::Result<String> {
 }
 
 /// Leaves a grandchild in its own session (the classic daemon double
-/// fork), prints its pid, and sleeps.
-fn escape(secs: f64) -> io::Result<String> {
+/// fork), prints its pid, and sleeps `secs`; the grandchild sleeps
+/// `escapee_secs` (fractions allowed), so it can outlive the job's first
+/// process.
+fn escape(secs: f64, escapee_secs: f64) -> io::Result<String> {
     let mut fds = [0; 2];
     // SAFETY: pipe into a local array.
     last_error(unsafe { libc::pipe(fds.as_mut_ptr()) }, ())?;
+    let nap = duration_timespec(escapee_secs);
     // SAFETY: single-threaded; the child only forks, setsids, writes a pid and sleeps.
     let child = unsafe { libc::fork() };
     if child == 0 {
@@ -309,7 +328,9 @@ fn escape(secs: f64) -> io::Result<String> {
                 let me = libc::getpid().to_string();
                 libc::write(fds[1], me.as_ptr() as *const libc::c_void, me.len());
                 libc::close(fds[1]);
-                libc::sleep(secs as u32);
+                // nanosleep, not sleep(3): sleep takes whole seconds and
+                // would turn 0.2 into 0.
+                libc::nanosleep(&nap, std::ptr::null_mut());
                 libc::_exit(0);
             }
             libc::_exit(0);
@@ -330,152 +351,8 @@ fn escape(secs: f64) -> io::Result<String> {
     Ok(pid)
 }
 
-/// System calls the seccomp layer denies, each attempted the way a job
-/// would, so a test can compare the answer with and without the filter.
+// Actions only Linux has: the system calls of the seccomp layer, Landlock's
+// scopes, descriptors, terminals.
 #[cfg(target_os = "linux")]
-mod linux {
-    use super::{cstr, last_error};
-    use std::io;
-
-    pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
-        let arg = |i: usize| rest.get(i).map(String::as_str).unwrap_or("");
-        let number = |text: &str| match text.strip_prefix("0x") {
-            Some(hex) => u64::from_str_radix(hex, 16).unwrap_or(0),
-            None => text.parse().unwrap_or(0),
-        };
-        // SAFETY (all): raw system calls with integer arguments or pointers
-        // to locals that outlive the call.
-        let ret = |r: libc::c_long| last_error(r as i32, String::new());
-        Some(match name {
-            "ptrace-me" => ret(unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) }),
-            "vm-read" => vm_read(),
-            "pidfd-getfd" => {
-                // A copy of our own stdin through a pidfd of ourselves.
-                let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-                if pidfd < 0 {
-                    ret(pidfd)
-                } else {
-                    ret(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) })
-                }
-            }
-            "perf" => perf(),
-            "bpf" => bpf(),
-            // UFFD_USER_MODE_ONLY: allowed for unprivileged users.
-            "userfaultfd" => {
-                ret(unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | 1) })
-            }
-            // KEYCTL_GET_KEYRING_ID of the session keyring, not creating it.
-            "keyctl" => ret(unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) }),
-            "add-key" => {
-                let (kind, desc, data) = (cstr("user"), cstr("jobwarden-probe"), b"x");
-                // KEY_SPEC_PROCESS_KEYRING.
-                ret(unsafe {
-                    libc::syscall(
-                        libc::SYS_add_key,
-                        kind.as_ptr(),
-                        desc.as_ptr(),
-                        data.as_ptr(),
-                        1,
-                        -2,
-                    )
-                })
-            }
-            "mount" => {
-                let (src, target, fs) = (cstr("none"), cstr(arg(0)), cstr("tmpfs"));
-                ret(unsafe {
-                    libc::mount(
-                        src.as_ptr(),
-                        target.as_ptr(),
-                        fs.as_ptr(),
-                        0,
-                        std::ptr::null(),
-                    )
-                } as libc::c_long)
-            }
-            "unshare" => ret(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as libc::c_long),
-            // stdin is /dev/null: no namespace, so EINVAL unless filtered.
-            "setns" => ret(unsafe { libc::setns(0, 0) } as libc::c_long),
-            "clone-newuser" => clone_newuser(),
-            // An empty clone_args: EINVAL unless filtered.
-            "clone3" => ret(unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0) }),
-            #[cfg(target_arch = "x86_64")]
-            "x32-getpid" => ret(unsafe { libc::syscall(libc::SYS_getpid | 0x4000_0000) }),
-            // ioctl REQUEST on stdin (/dev/null: ENOTTY unless filtered).
-            "ioctl" => {
-                let request = number(arg(0));
-                ret(unsafe { libc::syscall(libc::SYS_ioctl, 0, request, 0) })
-            }
-            "seccomp-status" => std::fs::read_to_string("/proc/self/status").map(|s| {
-                s.lines()
-                    .filter(|l| l.starts_with("Seccomp"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }),
-            other => return super::super::baseline::action(other, rest),
-        })
-    }
-
-    fn vm_read() -> io::Result<String> {
-        let source = [7u8; 16];
-        let mut target = [0u8; 16];
-        let local = libc::iovec {
-            iov_base: target.as_mut_ptr().cast(),
-            iov_len: target.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: source.as_ptr() as *mut libc::c_void,
-            iov_len: source.len(),
-        };
-        // SAFETY: reads our own memory into a local buffer.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        last_error(n as i32, format!("{n} bytes"))
-    }
-
-    fn perf() -> io::Result<String> {
-        // struct perf_event_attr: type, size, config, then flags at byte 40;
-        // a software CPU clock of this process, user space only.
-        let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
-        attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
-        attr[8..16].copy_from_slice(&0u64.to_ne_bytes()); // PERF_COUNT_SW_CPU_CLOCK
-        attr[40..48].copy_from_slice(&((1u64 << 5) | (1 << 6)).to_ne_bytes()); // exclude kernel, hv
-        // SAFETY: a local attribute block of the size it declares.
-        let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) };
-        last_error(fd as i32, String::new())
-    }
-
-    fn bpf() -> io::Result<String> {
-        // BPF_MAP_CREATE of a small array map.
-        let mut attr = [0u32; 32];
-        attr[0] = 2; // BPF_MAP_TYPE_ARRAY
-        attr[1] = 4; // key size
-        attr[2] = 4; // value size
-        attr[3] = 1; // max entries
-        // SAFETY: a local attribute block of the size given.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), 128) };
-        last_error(fd as i32, String::new())
-    }
-
-    fn clone_newuser() -> io::Result<String> {
-        // SAFETY: a fork-like clone; the child exits at once.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-                0,
-                0,
-                0,
-                0,
-            )
-        };
-        if pid == 0 {
-            // SAFETY: leave the child without running destructors.
-            unsafe { libc::_exit(0) };
-        }
-        if pid > 0 {
-            // SAFETY: reap our own child.
-            unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
-        }
-        last_error(pid as i32, String::new())
-    }
-}
+#[path = "linux.rs"]
+mod linux;

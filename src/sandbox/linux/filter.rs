@@ -345,3 +345,9 @@ mod tests {
         assert!(programs[0].len() > 7);
     }
 }
+
+// The compiled programs, run by a small classic-BPF interpreter against
+// the rules of real jobs' filters.
+#[cfg(test)]
+#[path = "filter_tests.rs"]
+mod interpreted;

@@ -81,10 +81,13 @@ impl Layer for Seccomp {
         // Without a rule there is no filter at all (a test's control with
         // every baseline layer switched off).
         if filter::available().is_ok() && !rules.is_empty() {
-            let programs = filter::compile(rules)
+            let programs = filter::compile(rules.clone())
                 .map_err(|why| PrepareError::Seccomp { source: why.into() })?;
             spec.seccomp = Some(programs);
         }
+        // Kept beside the programs: the unit tests check one against the
+        // other (`filter_tests.rs`).
+        spec.seccomp_rules = rules;
         Ok(outcome)
     }
 

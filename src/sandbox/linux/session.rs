@@ -17,15 +17,23 @@ impl Layer for Session {
 
     fn predict(&self, _job: &mut Job<'_>) {}
 
-    fn apply(&self, _job: &mut Job<'_>, spec: &mut Spec) -> Result<(), PrepareError> {
-        spec.new_session = true;
+    fn apply(&self, job: &mut Job<'_>, spec: &mut Spec) -> Result<(), PrepareError> {
+        spec.new_session = !job.support.keep_session;
         spec.parent_death_signal = Some(libc::SIGKILL);
         spec.only_stdio = true;
         Ok(())
     }
 
-    fn report(&self, _job: &Job<'_>, _: &(), report: &mut EnforcementReport) {
+    fn report(&self, job: &Job<'_>, _: &(), report: &mut EnforcementReport) {
         report_session(report);
+        if job.support.keep_session {
+            // The testing aid `HostBuilder::without_session`.
+            report.items.retain(|i| i.kind != ItemKind::Session);
+            report.push(Item::not_enforced(
+                ItemKind::Session,
+                "the job keeps the host's session and controlling terminal (testing aid `without_session`)",
+            ));
+        }
         report.push(Item::enforced(
             ItemKind::ParentDeath,
             "dies with host",

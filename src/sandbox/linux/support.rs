@@ -32,6 +32,9 @@ pub(crate) struct Support {
     pub without_baseline: Vec<String>,
     #[serde(skip)]
     pub disabled: Vec<BaselineLayer>,
+    /// Testing aid: jobs keep the host's session (no `setsid`).
+    #[serde(skip)]
+    pub keep_session: bool,
 }
 
 /// How a job gets its own mount namespace.
@@ -160,6 +163,7 @@ impl Support {
                 .map(|l| format!("{l:?}"))
                 .collect(),
             disabled: options.without_baseline.clone(),
+            keep_session: options.keep_session,
         }
     }
 
@@ -294,13 +298,22 @@ impl Support {
                     continue;
                 }
                 let path = entry.path();
+                let mut killed = false;
                 if let Ok(procs) = std::fs::read_to_string(path.join("cgroup.procs")) {
                     for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
                         // SAFETY: kill(2) of a process left in a stale job cgroup of ours.
                         unsafe { libc::kill(p, libc::SIGKILL) };
+                        killed = true;
                     }
                 }
-                let _ = std::fs::remove_dir(&path);
+                // A killed process leaves the cgroup only once it has died
+                // (a few milliseconds): until then rmdir fails with EBUSY.
+                for _ in 0..if killed { 100 } else { 1 } {
+                    if std::fs::remove_dir(&path).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
             }
         }
     }

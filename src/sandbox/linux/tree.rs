@@ -367,6 +367,12 @@ impl Reaper {
         if self.retry_at.is_some_and(|at| now >= at) {
             let host = self.host;
             self.candidates.retain(|((pid, start), since)| {
+                // A job's first process belongs to its exit watch, which
+                // needs its status (the signal that ended it): never reap
+                // it here.
+                if live_leaders.contains(pid) {
+                    return false;
+                }
                 let ours = procs::stat(*pid).is_some_and(|s| {
                     s.state == b'Z' && s.ppid == host.pid && s.start_ticks == *start
                 });
