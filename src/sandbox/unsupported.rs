@@ -41,6 +41,9 @@ impl Layer for Unsupported {
                 ItemKind::Network if job.plan.network.unrestricted => {
                     Some(Item::network_unrestricted())
                 }
+                ItemKind::Sockets | ItemKind::UnixSockets if job.plan.network.unrestricted => {
+                    continue;
+                }
                 ItemKind::Seccomp if !job.plan.seccomp.value => continue,
                 ItemKind::OpenFiles => unlimited(&limits.open_files),
                 ItemKind::FileSize => unlimited(&limits.file_size),

@@ -54,6 +54,36 @@ pub(crate) static LAYERS: &[&dyn Enforce] = &[
             why: "not enforced on macOS: jobwarden has no network sandbox there",
         },
         Gap {
+            kind: ItemKind::WriteXorExecute,
+            status: Status::NotEnforced,
+            short: "writable not executable",
+            why: "not enforced on macOS: what a job writes in the repository can be executed",
+        },
+        Gap {
+            kind: ItemKind::ProtectedPaths,
+            status: Status::NotEnforced,
+            short: "protected paths",
+            why: "not enforced on macOS: .git hooks and config, .vscode and the like stay writable inside a writable repository",
+        },
+        Gap {
+            kind: ItemKind::Sockets,
+            status: Status::NotEnforced,
+            short: "sockets",
+            why: "not enforced on macOS: a job may create any socket (UDP, raw, …)",
+        },
+        Gap {
+            kind: ItemKind::UnixSockets,
+            status: Status::NotEnforced,
+            short: "unix sockets",
+            why: "not enforced on macOS: a job may connect to any UNIX socket it can reach",
+        },
+        Gap {
+            kind: ItemKind::SetuidBits,
+            status: Status::NotEnforced,
+            short: "no setuid bits",
+            why: "not enforced on macOS: a job may set setuid or setgid bits on files it owns",
+        },
+        Gap {
             kind: ItemKind::Scopes,
             status: Status::NotEnforced,
             short: "scopes",

@@ -34,6 +34,30 @@ pub(crate) static LAYERS: &[&dyn Enforce] = &[
             why: "not enforced on Windows: jobwarden has no network sandbox there",
         },
         Gap {
+            kind: ItemKind::WriteXorExecute,
+            status: Status::NotEnforced,
+            short: "writable not executable",
+            why: "not enforced on Windows: what a job writes in the repository can be executed",
+        },
+        Gap {
+            kind: ItemKind::ProtectedPaths,
+            status: Status::NotEnforced,
+            short: "protected paths",
+            why: "not enforced on Windows: .git hooks and config, .vscode and the like stay writable inside a writable repository",
+        },
+        Gap {
+            kind: ItemKind::Sockets,
+            status: Status::NotEnforced,
+            short: "sockets",
+            why: "not enforced on Windows: a job may create any socket (UDP, raw, …)",
+        },
+        Gap {
+            kind: ItemKind::UnixSockets,
+            status: Status::NotEnforced,
+            short: "unix sockets",
+            why: "not enforced on Windows: a job may connect to any UNIX socket it can reach",
+        },
+        Gap {
             kind: ItemKind::Scopes,
             status: Status::NotEnforced,
             short: "scopes",
