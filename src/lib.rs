@@ -31,6 +31,8 @@ pub mod contract;
 pub mod decision;
 pub mod doctor;
 pub mod host;
+#[cfg(any(feature = "lua", feature = "luajit"))]
+pub mod lua;
 pub mod output;
 pub mod platform;
 pub mod policy;
