@@ -15,9 +15,67 @@
 //! - [`capabilities`]: what a plugin's handle may do (spawn, cancel), as the
 //!   embedding host grants it from the plugin's manifest.
 //!
-//! With the `progit` feature, `progit` implements the published
-//! `progit-plugin-sdk` 0.4's `JobHost` for [`PluginHandle`], so ProGit can
-//! inject `Box::new(host.plugin("citadel"))` where it holds the SDK's trait.
+//! - [`host`]: [`PolicyJobHost`], which runs what the decision allowed on
+//!   its own thread and hands each plugin a [`PluginHandle`];
+//! - [`sandbox`]: the enforcement layers a job's processes start under
+//!   (Landlock, seccomp, mount namespace, rlimits, cgroup on Linux) and the
+//!   [`sandbox::EnforcementReport`] that says which of them held;
+//! - [`output`]: lines, progress and the bounded per-plugin event queues;
+//! - [`testing`] and [`doctor`]: what `jobwarden test` and `jobwarden
+//!   doctor` run, for embedders that prove a policy in their own CI.
+//!
+//! # Embedding
+//!
+//! Start from [`PolicyJobHost`]: one host per repository, one
+//! [`PluginHandle`] per plugin, a [`JobHost::spawn`] that never blocks, and
+//! [`JobHost::drain_events`] once per frame of the host's render loop.
+//!
+//! ```no_run
+//! use jobwarden::{JobEvent, JobHost, JobSpawnRequest, Policy, PolicyJobHost};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // An admin's policy file; `Policy::embedded_default()` is the shipped one.
+//! let policy = Policy::load("policy/default.toml")?.policy;
+//! let host = PolicyJobHost::new(policy, "/path/to/repo")?;
+//! let plugin = host.plugin("citadel"); // one handle per plugin
+//!
+//! // Decides, records and returns the id; the process starts on the host's
+//! // thread. A refused request gets an id too, whose only event is
+//! // `JobFailed` naming the rule and the fix.
+//! let id = plugin.spawn(JobSpawnRequest::new("git", ["status"]));
+//!
+//! 'frames: loop {
+//!     for event in plugin.drain_events() {
+//!         match &event {
+//!             JobEvent::JobLogLine { data, .. } => println!("{}", data.line),
+//!             JobEvent::JobProgress { data, .. } => eprintln!("{:?}", data.percent),
+//!             _ if event.is_terminal() => break 'frames,
+//!             _ => {}
+//!         }
+//!     }
+//!     std::thread::sleep(Duration::from_millis(16)); // the next frame
+//! }
+//! println!("{id}: {:?}", plugin.status(&id));
+//! # Ok(())
+//! # }
+//! // Dropping the host cancels what still runs, kills what is left after
+//! // the grace period and reaps everything.
+//! ```
+//!
+//! [`PluginHandle::wait_events`] blocks instead, for command-line tools.
+//! A refused request's reasons are also available as a value:
+//! [`PluginHandle::try_spawn`] returns the [`Denial`].
+//!
+//! # Cargo features
+//!
+//! - `progit`: [`PluginHandle`] implements the published
+//!   `progit-plugin-sdk` 0.4's `JobHost` (module `progit`), so ProGit can
+//!   inject `Box::new(host.plugin("citadel"))` where it holds the SDK's
+//!   trait.
+//! - `lua` (vendored Lua 5.4) or `luajit` (vendored LuaJIT; the one to use
+//!   beside `progit`, which builds LuaJIT itself): the `lua` module installs
+//!   a plugin's `jobs` table into an `mlua` state.
 
 // On a platform without a sandbox (`sandbox/fallback.rs`) nothing spawns,
 // so the machinery shared by the real platforms is unused there.

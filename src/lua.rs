@@ -5,6 +5,22 @@
 //! plugin's [`PluginHandle`], so a plugin's state reaches only its own jobs
 //! (even given another plugin's job id):
 //!
+//! ```no_run
+//! use jobwarden::{Policy, PolicyJobHost};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = PolicyJobHost::new(Policy::embedded_default(), "/path/to/repo")?;
+//! let lua = mlua::Lua::new(); // one state per plugin
+//! jobwarden::lua::install(&lua, host.plugin("citadel"))?;
+//! lua.load(r#"plan = jobs.spawn{ binary = "git", args = { "status" } }"#)
+//!     .exec()?;
+//! // Every frame, the plugin's own code drains: `jobs.drain()`.
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! In the plugin:
+//!
 //! ```lua
 //! local id = jobs.spawn{ label = "plan", binary = "citadel",
 //!                        args = { "plan", "--env", "devnet" }, timeout_secs = 600 }

@@ -49,7 +49,7 @@ pub struct PolicyOrigin {
 
 /// A setting that is one of a few words (`"reject"` or `"drop"`).
 ///
-/// The words are declared once, with the enum (by [`choice!`]): the key
+/// The words are declared once, with the enum (by the crate-private `choice!` macro): the key
 /// specification lists them for editors and "expected one of" notes, the
 /// loader maps a word to its value with them, and serialisation writes them.
 pub trait Choice: Copy + 'static {

@@ -131,8 +131,9 @@ impl Spawner {
 
     /// Starts `prepared` and returns its first process's pid with the
     /// report. For embedders that measure or drive spawning themselves (the
-    /// benchmark); the host uses [`Spawner::start`]. The job's pipes are
-    /// closed and its tree is killed when the returned value is dropped.
+    /// benchmark); the host starts jobs through a crate-private path that
+    /// hands their pipes to its own reader. The job's pipes are closed and
+    /// its tree is killed when the returned value is dropped.
     pub fn spawn(&mut self, prepared: Prepared) -> Result<StartedJob, SpawnError> {
         let spawned = self.start(prepared.spec)?;
         Ok(StartedJob {
