@@ -230,7 +230,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "output_tail_bytes",
-        "version = 1\nsearch_path = [\"/bin\"]\n[output]\ntail_bytes = 0\n[binaries.a.output]\ntail_bytes = -1\n[binaries.b.output]\ntail_bytes = \"2 KiB\"\n[binaries.c.output]\ntail_bytes = false\n",
+        "version = 1\nsearch_path = [\"/bin\"]\n[output]\ntail_bytes = 0\n[binaries.a.output]\ntail_bytes = -1\n[binaries.b.output]\ntail_bytes = \"2 KiB\"\n[binaries.c.output]\ntail_bytes = false\n[binaries.d.output]\ntail_bytes = \"0 B\"\n",
     ),
     (
         "output_queue_bounds",
