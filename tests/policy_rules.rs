@@ -254,6 +254,20 @@ const CASES: &[(&str, &str)] = &[
         "seccomp",
         "version = 1\nsearch_path = [\"/bin\"]\n[seccomp]\ndeny_dangerous = \"yes\"\ndeny_all = true\n[binaries.a.seccomp]\ndeny_dangerous = false\n",
     ),
+    // ---- names at their length limit ---------------------------------
+    (
+        "names_of_128_and_129_characters",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb]\n[binaries.ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc]\n[plugins.pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp]\nbinaries = [\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"]\n[plugins.qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq]\n",
+    ),
+    // ---- placeholders, where the text around them moves them --------
+    (
+        "placeholder_offsets",
+        "version = 1\nsearch_path = [\"{repo}/{tmp}\", \"/{{x}}/{home}\", \"/a}}b/{home}\", \"/x\\u0000y\", \"\"]\n[env]\nset = { A = \"{{{{ {tmp} }} {nope}\", B = \"a}b{hoem}\", C = \"{{x\", D = \"x{{{tmp\" }\n",
+    ),
+    (
+        "a_table_where_a_value_belongs",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a]\nsha256 = { x = 1 }\n",
+    ),
     // ---- sections in the wrong shape ---------------------------------
     (
         "sections_not_tables",
