@@ -336,12 +336,9 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
 }
 
 /// `binaries.git.args.deny[1]` → `binaries.git.args.deny`: the list a
-/// hint tells the admin to edit.
+/// hint tells the admin to edit. Every list item's key ends in its index.
 fn list_key(key: &str) -> &str {
-    match key.rfind('[') {
-        Some(i) if key.ends_with(']') => &key[..i],
-        _ => key,
-    }
+    key.rsplit_once('[').map_or(key, |(list, _)| list)
 }
 
 fn builtin_deny() -> &'static [Pattern] {
