@@ -102,6 +102,28 @@ path = "/bin/true"
 [binaries.bind-only.network]
 bind = [0]
 
+[binaries.sockets]
+path = "/bin/true"
+
+[binaries.sockets.network]
+udp = true
+netlink_route = true
+unix = ["/run/jobwarden-test.sock", "{home}/agent.sock"]
+
+[binaries.sockets.filesystem]
+protected = ["{repo}/secrets"]
+git = "commit"
+
+[binaries.any-unix]
+path = "/bin/true"
+
+[binaries.any-unix.network]
+unix_any = true
+udp = false
+
+[binaries.any-unix.filesystem]
+git = "writable"
+
 [binaries.dropper]
 path = "/bin/true"
 
@@ -120,7 +142,7 @@ path = "/usr"
 path = "{home}/bin/tool"
 
 [plugins.ci]
-binaries = ["git", "true", "limited", "open", "connect-only", "bind-only", "dropper", "missing", "nowhere", "not-a-file", "in-home"]
+binaries = ["git", "true", "limited", "open", "connect-only", "bind-only", "sockets", "any-unix", "dropper", "missing", "nowhere", "not-a-file", "in-home"]
 
 [plugins.ci.network]
 connect = [443, 22]
@@ -141,6 +163,8 @@ version = 1
 search_path = ["/usr/bin", "/bin"]
 [filesystem]
 read = ["/usr", "{home}/.config"]
+[network]
+unix = ["{home}/agent.sock"]
 [binaries.true]
 [binaries.git]
 path = "/usr/bin/git"
@@ -544,6 +568,12 @@ fn plans_as_explain_prints_them() {
         ("connect only", "ci", req("connect-only", &[])),
         ("bind only", "ci", req("bind-only", &[])),
         ("the defaults", "stranger", req("true", &[])),
+        (
+            "sockets by family, protected paths, git may commit",
+            "ci",
+            req("sockets", &[]),
+        ),
+        ("any UNIX socket, .git writable", "ci", req("any-unix", &[])),
     ];
     let mut text = outcomes(&p, &fx, Some(Path::new("/home/user")), &requests);
     // A path under `{home}` on a host without HOME grants nothing, and the

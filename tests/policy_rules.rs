@@ -175,6 +175,10 @@ const CASES: &[(&str, &str)] = &[
         "version = 1\nsearch_path = [\"/bin\"]\n[network]\nunrestricted = true\nbind = [8080]\n[binaries.a.network]\nunrestricted = true\nconnect = [443]\n[binaries.b.network]\nunrestricted = false\nconnect = [443]\n[binaries.c.network]\nunrestricted = true\n",
     ),
     (
+        "network_unrestricted_with_each_socket_family",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a.network]\nunrestricted = true\nudp = false\n[binaries.b.network]\nunrestricted = true\nnetlink_route = true\n[binaries.c.network]\nunrestricted = true\nunix = [\"/run/x.sock\"]\n[binaries.d.network]\nunrestricted = true\nunix_any = false\n[binaries.e.network]\nunrestricted = true\n[binaries.f.network]\nunrestricted = false\nudp = true\nunix_any = true\n",
+    ),
+    (
         "network_unrestricted_type",
         "version = 1\n[network]\nunrestricted = 1\n",
     ),
