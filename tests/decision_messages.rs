@@ -146,6 +146,7 @@ binaries = ["git", "true", "limited", "open", "connect-only", "bind-only", "sock
 
 [plugins.ci.network]
 connect = [443, 22]
+bind = [8080, 9000]
 
 [plugins.ci.output]
 max_queued_events = 100
