@@ -175,6 +175,10 @@ const CASES: &[(&str, &str)] = &[
         "version = 1\nsearch_path = [\"/bin\"]\n[network]\nunrestricted = true\nbind = [8080]\n[binaries.a.network]\nunrestricted = true\nconnect = [443]\n[binaries.b.network]\nunrestricted = false\nconnect = [443]\n[binaries.c.network]\nunrestricted = true\n",
     ),
     (
+        "network_unrestricted_with_each_socket_family",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a.network]\nunrestricted = true\nudp = false\n[binaries.b.network]\nunrestricted = true\nnetlink_route = true\n[binaries.c.network]\nunrestricted = true\nunix = [\"/run/x.sock\"]\n[binaries.d.network]\nunrestricted = true\nunix_any = false\n[binaries.e.network]\nunrestricted = true\n[binaries.f.network]\nunrestricted = false\nudp = true\nunix_any = true\n",
+    ),
+    (
         "network_unrestricted_type",
         "version = 1\n[network]\nunrestricted = 1\n",
     ),
@@ -230,7 +234,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "output_tail_bytes",
-        "version = 1\nsearch_path = [\"/bin\"]\n[output]\ntail_bytes = 0\n[binaries.a.output]\ntail_bytes = -1\n[binaries.b.output]\ntail_bytes = \"2 KiB\"\n[binaries.c.output]\ntail_bytes = false\n",
+        "version = 1\nsearch_path = [\"/bin\"]\n[output]\ntail_bytes = 0\n[binaries.a.output]\ntail_bytes = -1\n[binaries.b.output]\ntail_bytes = \"2 KiB\"\n[binaries.c.output]\ntail_bytes = false\n[binaries.d.output]\ntail_bytes = \"0 B\"\n",
     ),
     (
         "output_queue_bounds",
@@ -253,6 +257,20 @@ const CASES: &[(&str, &str)] = &[
     (
         "seccomp",
         "version = 1\nsearch_path = [\"/bin\"]\n[seccomp]\ndeny_dangerous = \"yes\"\ndeny_all = true\n[binaries.a.seccomp]\ndeny_dangerous = false\n",
+    ),
+    // ---- names at their length limit ---------------------------------
+    (
+        "names_of_128_and_129_characters",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb]\n[binaries.ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc]\n[plugins.pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp]\nbinaries = [\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"]\n[plugins.qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq]\n",
+    ),
+    // ---- placeholders, where the text around them moves them --------
+    (
+        "placeholder_offsets",
+        "version = 1\nsearch_path = [\"{repo}/{tmp}\", \"/{{x}}/{home}\", \"/a}}b/{home}\", \"/x\\u0000y\", \"\"]\n[env]\nset = { A = \"{{{{ {tmp} }} {nope}\", B = \"a}b{hoem}\", C = \"{{x\", D = \"x{{{tmp\" }\n",
+    ),
+    (
+        "a_table_where_a_value_belongs",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a]\nsha256 = { x = 1 }\n",
     ),
     // ---- sections in the wrong shape ---------------------------------
     (

@@ -336,12 +336,9 @@ fn check_args(rule: &BinaryRule, args: &[String]) -> Result<(), Denial> {
 }
 
 /// `binaries.git.args.deny[1]` → `binaries.git.args.deny`: the list a
-/// hint tells the admin to edit.
+/// hint tells the admin to edit. Every list item's key ends in its index.
 fn list_key(key: &str) -> &str {
-    match key.rfind('[') {
-        Some(i) if key.ends_with(']') => &key[..i],
-        _ => key,
-    }
+    key.rsplit_once('[').map_or(key, |(list, _)| list)
 }
 
 fn builtin_deny() -> &'static [Pattern] {
@@ -501,7 +498,9 @@ fn resolve_cwd(repo: &Path, cwd: Option<&str>) -> Result<PathBuf, Denial> {
         )
     })?;
     if !canonical.starts_with(repo) {
-        let via = if canonical != joined && !joined.starts_with("..") {
+        // Only a symlink makes the resolved path differ from the one
+        // written, once `.` and `..` are taken as written.
+        let via = if canonical != lexically_normal(&joined) {
             " (through a symlink)"
         } else {
             ""
@@ -524,6 +523,22 @@ fn resolve_cwd(repo: &Path, cwd: Option<&str>) -> Result<PathBuf, Denial> {
         ));
     }
     Ok(canonical)
+}
+
+/// `path` with `.` dropped and each `..` taking away the component before
+/// it, without looking at the filesystem.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn last<'a, T: 'a>(

@@ -195,6 +195,129 @@ mod tests {
         assert_eq!(joined(&out), input);
     }
 
+    fn pieces(chunks: &[&[u8]], max: usize) -> Vec<(String, LineEnd)> {
+        split(chunks, max)
+            .into_iter()
+            .map(|(l, e)| (String::from_utf8_lossy(&l).into_owned(), e))
+            .collect()
+    }
+
+    fn piece(text: &str, end: LineEnd) -> (String, LineEnd) {
+        (text.to_string(), end)
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_one_piece() {
+        use LineEnd::*;
+        // The terminator right after `max` bytes ends the line: no split.
+        assert_eq!(
+            pieces(&[b"abcd\nef"], 4),
+            [piece("abcd", Newline), piece("ef", Eof)]
+        );
+        assert_eq!(
+            pieces(&[b"abcd\r\nef"], 4),
+            [piece("abcd", CrLf), piece("ef", Eof)]
+        );
+        assert_eq!(
+            pieces(&[b"abcd\ref"], 4),
+            [piece("abcd", Cr), piece("ef", Eof)]
+        );
+        // Split over chunks: the first fills the line exactly.
+        assert_eq!(
+            pieces(&[b"abcd", b"\nef"], 4),
+            [piece("abcd", Newline), piece("ef", Eof)]
+        );
+        assert_eq!(pieces(&[b"ab", b"cd", b"\n"], 4), [piece("abcd", Newline)]);
+        // One byte more is split, and the rest continues the line.
+        assert_eq!(
+            pieces(&[b"abcde\n"], 4),
+            [piece("abcd", Split), piece("e", Newline)]
+        );
+        assert_eq!(
+            pieces(&[b"abc", b"de\n"], 4),
+            [piece("abcd", Split), piece("e", Newline)]
+        );
+    }
+
+    #[test]
+    fn carriage_returns_across_chunks() {
+        use LineEnd::*;
+        assert_eq!(
+            pieces(&[b"a\r", b"\nb"], 100),
+            [piece("a", CrLf), piece("b", Eof)]
+        );
+        assert_eq!(
+            pieces(&[b"a\r", b"b"], 100),
+            [piece("a", Cr), piece("b", Eof)]
+        );
+        assert_eq!(pieces(&[b"a\r"], 100), [piece("a", Cr)]);
+        assert_eq!(pieces(&[b"a\r", b""], 100), [piece("a", Cr)]);
+        assert_eq!(
+            pieces(&[b"x", b"a\r", b"\r\n"], 100),
+            [piece("xa", Cr), piece("", CrLf)]
+        );
+        assert_eq!(pieces(&[b""], 100), []);
+        assert_eq!(pieces(&[b"\n"], 100), [piece("", Newline)]);
+    }
+
+    #[test]
+    fn cuts_fall_before_an_incomplete_character() {
+        use LineEnd::*;
+        // "é" is 2 bytes, "✓" 3, "😀" 4; each cut keeps whole characters.
+        assert_eq!(
+            pieces(&["aaaé".as_bytes()], 4),
+            [piece("aaa", Split), piece("é", Eof)]
+        );
+        assert_eq!(pieces(&["aaé".as_bytes()], 4), [piece("aaé", Eof)]);
+        assert_eq!(
+            pieces(&["aa✓".as_bytes()], 4),
+            [piece("aa", Split), piece("✓", Eof)]
+        );
+        assert_eq!(pieces(&["a✓".as_bytes()], 4), [piece("a✓", Eof)]);
+        assert_eq!(
+            pieces(&["a😀".as_bytes()], 4),
+            [piece("a", Split), piece("😀", Eof)]
+        );
+        assert_eq!(
+            pieces(&["😀😀".as_bytes()], 4),
+            [piece("😀", Split), piece("😀", Eof)]
+        );
+        // Invalid bytes are cut anywhere: nothing to keep whole.
+        assert_eq!(utf8_cut(b"\xff\xff\xff\xff"), 4);
+        assert_eq!(utf8_cut(b"\x80\x80\x80\x80"), 4);
+        assert_eq!(utf8_cut(b"\xe2\x9c"), 2);
+        assert_eq!(utf8_cut(b"a\xe2\x9c"), 1);
+        assert_eq!(utf8_cut(b""), 0);
+    }
+
+    #[test]
+    fn character_widths_from_their_lead_byte() {
+        for (lead, width) in [
+            (0x00, 1),
+            (0x7f, 1),
+            (0x80, 1),
+            (0xbf, 1),
+            (0xc0, 2),
+            (0xdf, 2),
+            (0xe0, 3),
+            (0xef, 3),
+            (0xf0, 4),
+            (0xf7, 4),
+            (0xf8, 1),
+            (0xff, 1),
+        ] {
+            assert_eq!(utf8_width(lead), width, "{lead:#x}");
+        }
+    }
+
+    #[test]
+    fn the_limit_is_at_least_four_bytes() {
+        assert_eq!(
+            pieces(&[b"abcdef"], 1),
+            [piece("abcd", LineEnd::Split), piece("ef", LineEnd::Eof)]
+        );
+    }
+
     #[test]
     fn joins_back_to_the_input() {
         let input: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();

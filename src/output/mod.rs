@@ -260,3 +260,163 @@ impl Tail {
         Some(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Sourced;
+
+    fn output(mode: OutputMode, sanitize: Sanitize, max_line: u64, tail: u64) -> JobOutput {
+        let plan = OutputPlan {
+            mode: Sourced::builtin(mode),
+            sanitize: Sourced::builtin(sanitize),
+            max_line_bytes: Sourced::builtin(max_line),
+            tail_bytes: Sourced::builtin(tail),
+            max_queued_events: Sourced::builtin(100),
+            max_queued_bytes: Sourced::builtin(1 << 20),
+        };
+        JobOutput::new("job-1".into(), &plan, ProgressTracker::default())
+    }
+
+    /// Each event as `stream: text`, chunks as their bytes read as UTF-8.
+    fn shown(events: &[JobEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                JobEvent::JobLogLine { job_id, data } => {
+                    assert_eq!(job_id, "job-1");
+                    format!("{}: {}", data.stream, data.line)
+                }
+                JobEvent::JobOutputChunk { job_id, data } => {
+                    assert_eq!(job_id, "job-1");
+                    format!(
+                        "{} chunk: {}",
+                        data.stream,
+                        String::from_utf8_lossy(&data.bytes)
+                    )
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_from_both_streams() {
+        let mut job = output(OutputMode::Lines, Sanitize::Colors, 80, 16);
+        let mut out = Vec::new();
+        job.feed(Stream::Stdout, b"one\ntw", &mut out);
+        job.feed(Stream::Stderr, b"\x1b]0;x\x07err\xff\n", &mut out);
+        job.feed(Stream::Stdout, b"o\r\rthree", &mut out);
+        job.finish(Stream::Stdout, &mut out);
+        job.finish(Stream::Stderr, &mut out);
+        assert_eq!(
+            shown(&out),
+            [
+                "stdout: one",
+                "stderr: err\u{fffd}",
+                "stdout: two",
+                "stdout: three"
+            ],
+            "a redraw's empty piece is no line"
+        );
+        assert_eq!(job.bytes_read, [14, 11]);
+        assert_eq!(
+            job.tail().as_deref(),
+            Some("one\ntwothree"),
+            "carriage returns are controls"
+        );
+    }
+
+    #[test]
+    fn protocol_lines_are_progress_not_output() {
+        let mut job = output(OutputMode::Lines, Sanitize::Colors, 80, 0);
+        let mut out = Vec::new();
+        job.feed(
+            Stream::Stdout,
+            b"::progress:: 50 half\n\x1b[1m::progress:: 60\x1b[0m\n:not progress\n",
+            &mut out,
+        );
+        assert_eq!(shown(&out), ["stdout: :not progress"]);
+        assert_eq!(
+            job.progress.take_update(),
+            Some((Some(60), Some("half".into())))
+        );
+        assert_eq!(job.tail(), None, "no tail was asked for");
+    }
+
+    #[test]
+    fn chunks_are_sanitised_across_reads() {
+        let mut job = output(OutputMode::Chunks, Sanitize::Strip, 80, 8);
+        let mut out = Vec::new();
+        job.feed(Stream::Stdout, b"plain\n", &mut out);
+        job.feed(Stream::Stdout, b"a\x1b[3", &mut out);
+        job.feed(Stream::Stdout, b"1mb\xc3", &mut out);
+        job.feed(Stream::Stdout, b"\xa9\x1b]0;", &mut out);
+        job.feed(Stream::Stderr, b"\xe2\x9c", &mut out);
+        job.finish(Stream::Stdout, &mut out);
+        job.finish(Stream::Stderr, &mut out);
+        assert_eq!(
+            shown(&out),
+            [
+                "stdout chunk: plain\n",
+                "stdout chunk: a",
+                "stdout chunk: b",
+                "stdout chunk: é",
+                "stderr chunk: \u{fffd}",
+            ]
+        );
+        assert_eq!(
+            job.tail().as_deref(),
+            Some("mbé"),
+            "the last 8 bytes, stripped"
+        );
+    }
+
+    #[test]
+    fn raw_chunks_pass_untouched() {
+        let mut job = output(OutputMode::Chunks, Sanitize::Raw, 80, 4);
+        let mut out = Vec::new();
+        job.feed(Stream::Stdout, b"\x1b]0;t\x07\xff", &mut out);
+        job.finish(Stream::Stdout, &mut out);
+        let JobEvent::JobOutputChunk { data, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(data.bytes, b"\x1b]0;t\x07\xff");
+        assert_eq!(out.len(), 1);
+        assert_eq!(job.tail().as_deref(), Some(";t\u{7}\u{fffd}"));
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_bytes_and_starts_on_a_character() {
+        let mut tail = Tail::new(4);
+        tail.push(b"abcdefgh");
+        assert_eq!(tail.text(Sanitize::Raw).as_deref(), Some("efgh"));
+        tail.push(b"ij");
+        assert_eq!(tail.text(Sanitize::Raw).as_deref(), Some("ghij"));
+        tail.push(b"klm");
+        assert_eq!(tail.buf.len(), 4, "compacted once over twice the cap");
+        assert_eq!(tail.text(Sanitize::Raw).as_deref(), Some("jklm"));
+        tail.push("xé".as_bytes());
+        tail.push(b"");
+        assert_eq!(tail.text(Sanitize::Raw).as_deref(), Some("mxé"));
+        tail.push("✓".as_bytes());
+        assert_eq!(
+            tail.text(Sanitize::Raw).as_deref(),
+            Some("✓"),
+            "not from inside é"
+        );
+        let mut exact = Tail::new(3);
+        exact.push(b"abc");
+        assert_eq!(exact.text(Sanitize::Raw).as_deref(), Some("abc"));
+        let mut none = Tail::new(0);
+        none.push(b"abc");
+        assert_eq!(none.text(Sanitize::Raw), None);
+        assert!(none.buf.is_empty());
+    }
+
+    #[test]
+    fn streams_have_their_contract_names() {
+        assert_eq!(Stream::Stdout.name(), "stdout");
+        assert_eq!(Stream::Stderr.name(), "stderr");
+    }
+}

@@ -240,6 +240,104 @@ mod tests {
     }
 
     #[test]
+    fn protocol_numbers_at_their_edges() {
+        for (rest, want) in [
+            ("0", Some((Some(0), None))),
+            ("100", Some((Some(100), None))),
+            ("100%", Some((Some(100), None))),
+            ("99.9", Some((Some(99), None))),
+            ("100.5", None),
+            ("7/7", Some((Some(100), None))),
+            ("0/7", Some((Some(0), None))),
+            ("8/7", None),
+            ("1/0", None),
+            ("1/3 step", Some((Some(33), Some("step".to_string())))),
+            (
+                "  12   two words  ",
+                Some((Some(12), Some("two words".to_string()))),
+            ),
+            ("a/b text", Some((None, Some("a/b text".to_string())))),
+            (".5", Some((None, Some(".5".to_string())))),
+            ("5x", Some((None, Some("5x".to_string())))),
+            ("", None),
+            ("   ", None),
+        ] {
+            assert_eq!(parse_protocol(rest), want, "{rest:?}");
+        }
+        assert_eq!(parse_percent(" 42% "), Some(42));
+        assert_eq!(parse_percent("-1"), None);
+        assert_eq!(parse_percent("x"), None);
+        assert_eq!(
+            ratio(u64::MAX, u64::MAX),
+            Some(1),
+            "saturates rather than overflows"
+        );
+        assert_eq!(ratio(1, 2), Some(50));
+    }
+
+    #[test]
+    fn only_changes_are_updates() {
+        let mut t = tracker(&[]);
+        assert!(!t.declared());
+        assert_eq!(t.take_update(), None);
+        t.observe("::progress:: 10");
+        assert!(t.declared());
+        assert_eq!(t.take_update(), Some((Some(10), None)));
+        t.observe("::progress:: 10");
+        assert_eq!(t.take_update(), None, "the same percent again is no update");
+        t.observe("::progress:: step one");
+        assert_eq!(t.take_update(), Some((Some(10), Some("step one".into()))));
+        t.observe("::progress:: step one");
+        assert_eq!(t.take_update(), None, "the same step again is no update");
+        t.observe("::progress:: 10 \u{1b}[2J");
+        assert_eq!(
+            t.take_update(),
+            None,
+            "a step that sanitises to nothing is none"
+        );
+        let mut only_step = tracker(&[]);
+        only_step.observe("::progress:: working");
+        assert!(only_step.declared());
+        assert_eq!(only_step.percent, None);
+    }
+
+    #[test]
+    fn which_lines_may_carry_progress() {
+        let plain = tracker(&[]);
+        for (line, want) in [
+            (":x", true),
+            ("\u{1b}[1m::progress::", true),
+            ("x:", false),
+            ("", false),
+        ] {
+            assert_eq!(plain.may_use(line), want, "{line:?}");
+            assert_eq!(plain.may_use_bytes(line.as_bytes()), want, "{line:?}");
+        }
+        let patterned = tracker(&["(?P<percent>\\d+)%"]);
+        assert!(patterned.may_use("x"));
+        assert!(patterned.may_use_bytes(b"x"));
+    }
+
+    #[test]
+    fn a_pattern_that_captures_nothing_useful_lets_the_next_one_try() {
+        let mut t = tracker(&[
+            r"(?P<percent>\d+)% of(?: (?P<step>x+))?",
+            r"(?P<current>\d+) of (?P<total>\d+)",
+        ]);
+        // The first matches, with a percent out of range and no step:
+        // nothing; the second is tried and counts.
+        t.observe("300% of 400 and 3 of 4");
+        assert_eq!(t.percent, Some(75));
+        assert_eq!(t.step, None);
+        // A count without a total is nothing.
+        let mut t = tracker(&[r"(?P<current>\d+)(?: of (?P<total>\d+))?"]);
+        t.observe("5");
+        assert!(!t.declared());
+        t.observe("5 of 10");
+        assert_eq!(t.percent, Some(50));
+    }
+
+    #[test]
     fn step_text_is_sanitised_and_bounded() {
         let mut t = tracker(&[]);
         t.observe(&format!("::progress:: \u{1b}]0;x\u{7}{}", "y".repeat(500)));

@@ -229,6 +229,220 @@ mod tests {
         assert!(q.drain().is_empty());
     }
 
+    fn progress(job: &str, percent: u8) -> JobEvent {
+        JobEvent::JobProgress {
+            job_id: job.into(),
+            data: JobProgressData {
+                percent: Some(percent),
+                step: Some("step".into()),
+            },
+        }
+    }
+
+    fn system(job: &str, text: &str) -> JobEvent {
+        JobEvent::JobLogLine {
+            job_id: job.into(),
+            data: JobLogLineData {
+                line: text.into(),
+                stream: STREAM_SYSTEM.into(),
+            },
+        }
+    }
+
+    fn texts(events: &[JobEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                JobEvent::JobLogLine { job_id, data } => {
+                    format!("{job_id} {} {}", data.stream, data.line)
+                }
+                JobEvent::JobProgress { job_id, data } => {
+                    format!("{job_id} progress {:?}", data.percent)
+                }
+                JobEvent::JobStarted { job_id, .. } => format!("{job_id} started"),
+                JobEvent::JobCompleted { job_id, .. } => format!("{job_id} completed"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_event_costs_its_text_and_a_fixed_overhead() {
+        let at = || "2026".to_string();
+        let cases = [
+            (line("ab", "hello"), 5 + 6),
+            (
+                JobEvent::JobOutputChunk {
+                    job_id: "ab".into(),
+                    data: JobOutputChunkData {
+                        bytes: vec![1, 2, 3],
+                        stream: STREAM_STDERR.into(),
+                    },
+                },
+                3 + 6,
+            ),
+            (progress("ab", 1), 4),
+            (
+                JobEvent::JobProgress {
+                    job_id: "ab".into(),
+                    data: JobProgressData {
+                        percent: None,
+                        step: None,
+                    },
+                },
+                0,
+            ),
+            (
+                JobEvent::JobCompleted {
+                    job_id: "ab".into(),
+                    data: JobCompletedData {
+                        exit_code: 0,
+                        completed_at: at(),
+                        output_tail: Some("tail!".into()),
+                    },
+                },
+                5,
+            ),
+            (done("ab"), 0),
+            (
+                JobEvent::JobFailed {
+                    job_id: "ab".into(),
+                    data: JobFailedData {
+                        exit_code: None,
+                        error: "err".into(),
+                        failed_at: at(),
+                    },
+                },
+                3,
+            ),
+            (
+                JobEvent::JobCancelled {
+                    job_id: "ab".into(),
+                    data: JobCancelledData {
+                        reason: "why".into(),
+                        cancelled_at: at(),
+                    },
+                },
+                3,
+            ),
+            (started("ab"), 0),
+        ];
+        for (event, text) in cases {
+            assert_eq!(cost(&event), EVENT_OVERHEAD + 2 + text, "{event:?}");
+        }
+        let mut q = EventQueue::new(10, 1 << 20);
+        assert!(q.is_empty());
+        q.push(line("ab", "hello"));
+        q.extend([started("ab"), done("ab")]);
+        assert_eq!(q.len(), 3);
+        assert!(!q.is_empty());
+        assert_eq!(q.bytes(), 3 * (EVENT_OVERHEAD + 2) + 11);
+        q.drain();
+        assert_eq!((q.len(), q.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_queue_exactly_at_its_bounds_keeps_everything() {
+        let mut q = EventQueue::new(3, 1 << 20);
+        q.extend([line("a", "1"), line("a", "2"), line("a", "3")]);
+        assert_eq!(
+            texts(&q.drain()),
+            ["a stdout 1", "a stdout 2", "a stdout 3"]
+        );
+        let one = cost(&line("a", "1"));
+        let mut q = EventQueue::new(100, 2 * one);
+        q.push(line("a", "1"));
+        q.push(line("a", "2"));
+        assert_eq!(q.bytes(), 2 * one);
+        assert_eq!(q.len(), 2);
+        q.push(line("a", "3"));
+        assert_eq!(q.bytes(), 2 * one);
+        assert_eq!(
+            texts(&q.drain()),
+            [
+                "a system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 100 events, 208 B)",
+                "a stdout 2",
+                "a stdout 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn progress_goes_before_lifecycle_and_system_lines_never() {
+        let mut q = EventQueue::new(3, 1 << 20);
+        q.extend([
+            started("a"),
+            system("a", "report"),
+            progress("a", 1),
+            progress("a", 2),
+            line("a", "x"),
+        ]);
+        assert_eq!(
+            texts(&q.drain()),
+            ["a started", "a system report", "a stdout x"],
+            "progress is superseded, output is not dropped when it need not be"
+        );
+        // Nothing evictable left: the bound gives way to lifecycle events.
+        let mut q = EventQueue::new(1, 1 << 20);
+        q.extend([started("a"), done("a")]);
+        assert_eq!(texts(&q.drain()), ["a started", "a completed"]);
+    }
+
+    #[test]
+    fn a_notice_comes_before_the_jobs_next_output() {
+        let mut q = EventQueue::new(4, 1 << 20);
+        q.extend([
+            started("b"),
+            line("a", "1"),
+            line("a", "2"),
+            line("b", "1"),
+            line("b", "2"),
+        ]);
+        // Bounds of 4: "a 1" went, then "a 2" for a's system line. A system
+        // line is not output the notice must come before: with none of a's
+        // output left, the notice comes last.
+        q.push(system("a", "late report"));
+        q.set_bounds(4, 1 << 20);
+        let events = q.drain();
+        assert_eq!(
+            texts(&events),
+            [
+                "b started",
+                "b stdout 1",
+                "b stdout 2",
+                "a system late report",
+                "a system jobwarden: 2 output event(s) of this job were dropped because events were not drained in time (queue bound: 4 events, 1 MiB)",
+            ]
+        );
+        // A job whose every remaining event went still hears about it, after
+        // the others, jobs in order.
+        let mut q = EventQueue::new(1, 1 << 20);
+        q.extend([line("z", "1"), line("y", "1"), started("x")]);
+        assert_eq!(
+            texts(&q.drain()),
+            [
+                "x started",
+                "y system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 1 events, 1 MiB)",
+                "z system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 1 events, 1 MiB)",
+            ]
+        );
+    }
+
+    #[test]
+    fn new_bounds_apply_to_the_next_push() {
+        let mut q = EventQueue::new(10, 1 << 20);
+        q.extend([line("a", "1"), line("a", "2"), line("a", "3")]);
+        q.set_bounds(0, 1 << 20);
+        q.push(line("a", "4"));
+        assert_eq!(q.len(), 1, "a bound of 0 events is taken as 1");
+        assert_eq!(texts(&q.drain())[1], "a stdout 4");
+        q.set_bounds(2, 1 << 20);
+        q.extend([line("a", "5"), line("a", "6")]);
+        assert_eq!(q.len(), 2);
+        let q = EventQueue::new(0, 0);
+        assert_eq!((q.max_events, q.max_bytes), (1, 1));
+    }
+
     #[test]
     fn byte_bound_holds() {
         let mut q = EventQueue::new(1_000_000, 64 * 1024);

@@ -345,6 +345,143 @@ mod tests {
         }
     }
 
+    /// Every state and every way out of it, in both modes: (input, what
+    /// `Colors` keeps, what `Strip` keeps).
+    #[test]
+    fn every_state_and_its_exits() {
+        let sgr = "\u{1b}[1m";
+        let cases: &[(&str, &str, &str)] = &[
+            // ESC, then an intermediate byte, then a final byte: removed.
+            ("a\u{1b}(0b", "ab", "ab"),
+            ("a\u{1b} !/0b", "ab", "ab"),
+            // ESC and intermediates, then a control or non-ASCII: the
+            // sequence is dropped and the character is ordinary input.
+            ("a\u{1b}(\u{7}b", "ab", "ab"),
+            ("a\u{1b}(éb", "aéb", "aéb"),
+            // ESC ESC: the second starts the sequence anew.
+            ("a\u{1b}\u{1b}[1mb", "a\u{1b}[1mb", "ab"),
+            // ESC then a control or non-ASCII character.
+            ("a\u{1b}\tb", "a\tb", "a\tb"),
+            ("a\u{1b}éb", "aéb", "aéb"),
+            // CSI with an intermediate byte is no SGR.
+            ("a\u{1b}[1 mb", "ab", "ab"),
+            // CSI broken by a control or non-ASCII character.
+            ("a\u{1b}[1\tb", "a\tb", "a\tb"),
+            ("a\u{1b}[1éb", "aéb", "aéb"),
+            // Other final bytes end a CSI without output.
+            ("a\u{1b}[1Kb", "ab", "ab"),
+            ("a\u{1b}[1;2Hb\u{1b}[@c", "abc", "abc"),
+            // A private or odd parameter spoils an SGR.
+            ("a\u{1b}[?1mb\u{1b}[1<mc\u{1b}[=mdz", "abcdz", "abcdz"),
+            // OSC ends at BEL, ST (ESC \\) or the 8-bit ST; ESC ESC inside
+            // keeps waiting; another escape ends it and starts anew.
+            ("a\u{1b}]0;t\u{7}b", "ab", "ab"),
+            ("a\u{1b}]0;t\u{9c}b", "ab", "ab"),
+            ("a\u{1b}]0;t\u{1b}\u{1b}\\b", "ab", "ab"),
+            ("a\u{1b}]0;t\u{1b}[1mb", "a\u{1b}[1mb", "ab"),
+            // DCS, SOS, PM and APC strings, 7- and 8-bit, end at BEL or ST.
+            (
+                "a\u{1b}Px\u{7}b\u{1b}Xx\u{9c}c\u{1b}^x\u{1b}\\d\u{1b}_x\u{7}e",
+                "abcde",
+                "abcde",
+            ),
+            (
+                "a\u{90}x\u{9c}b\u{98}x\u{7}c\u{9e}x\u{9c}d\u{9f}x\u{9c}e",
+                "abcde",
+                "abcde",
+            ),
+            ("a\u{1b}Px\u{1b}\u{1b}\\b", "ab", "ab"),
+            // The 8-bit CSI and OSC.
+            ("a\u{9b}1mb\u{9d}0;t\u{7}c", "abc", "abc"),
+            // C0 controls but tab, DEL and C1 controls go; a newline too,
+            // in line mode.
+            (
+                "a\u{0}\u{1f}\u{7f}\u{80}\u{85}\u{9a}\nb\u{a0}",
+                "ab\u{a0}",
+                "ab\u{a0}",
+            ),
+            (sgr, sgr, ""),
+        ];
+        for (input, colors_want, strip_want) in cases {
+            assert_eq!(&colors(input), colors_want, "colors {input:?}");
+            assert_eq!(&strip(input), strip_want, "strip {input:?}");
+        }
+    }
+
+    #[test]
+    fn sgr_parameters_up_to_the_limit_are_kept() {
+        let at_limit = format!("\u{1b}[{}m", "1".repeat(MAX_SGR_PARAMS));
+        assert_eq!(colors(&format!("{at_limit}x")), format!("{at_limit}x"));
+        let over = format!("\u{1b}[{}m", "1".repeat(MAX_SGR_PARAMS + 1));
+        assert_eq!(colors(&format!("{over}x")), "x");
+    }
+
+    #[test]
+    fn chunks_keep_newlines_and_state() {
+        let mut s = Sanitizer::new(Sanitize::Colors, true);
+        assert!(s.is_idle());
+        let mut out = String::new();
+        s.push("a\n\u{1b}]0;", &mut out);
+        assert!(!s.is_idle());
+        // Plain text while a sequence is open is still part of it.
+        s.push("title", &mut out);
+        s.push("\u{7}b\u{1}\n", &mut out);
+        assert!(s.is_idle());
+        assert_eq!(out, "a\nb\n");
+        s.push("\u{1b}[3", &mut out);
+        s.reset();
+        assert!(s.is_idle());
+        s.push("1mc", &mut out);
+        assert_eq!(out, "a\nb\n1mc");
+        // Raw passes even controls, in chunks too.
+        let mut raw = Sanitizer::new(Sanitize::Raw, true);
+        let mut out = String::new();
+        raw.push("\u{1b}]0;t\u{7}\u{0}", &mut out);
+        assert_eq!(out, "\u{1b}]0;t\u{7}\u{0}");
+        // Line mode drops newlines a chunk would keep.
+        assert_eq!(colors("a\nb"), "ab");
+    }
+
+    #[test]
+    fn which_text_needs_no_sanitising() {
+        for (bytes, newlines, want) in [
+            (&b""[..], false, true),
+            (b" ~\t", false, true),
+            (b"\x1f", false, false),
+            (b"\x7f", false, false),
+            (b"a\nb", false, false),
+            (b"a\nb", true, true),
+            (b"\r", true, false),
+            (b"\xc3\xa9", false, false),
+        ] {
+            assert_eq!(
+                is_printable_ascii(bytes, newlines),
+                want,
+                "{bytes:?} {newlines}"
+            );
+        }
+        // A bad byte anywhere in a long run is found.
+        let mut long = vec![b'a'; 200];
+        long[130] = 0x1b;
+        assert!(!is_printable_ascii(&long, true));
+        long[130] = b'b';
+        assert!(is_printable_ascii(&long, true));
+        for (text, newlines, want) in [
+            ("", false, true),
+            ("é ✓\t", false, true),
+            ("a\nb", false, false),
+            ("a\nb", true, true),
+            ("\u{1f}", true, false),
+            ("\u{7f}", true, false),
+            ("\u{80}", true, false),
+            ("\u{9f}", true, false),
+            ("\u{a0}", true, true),
+            ("\u{bf}", true, true),
+        ] {
+            assert_eq!(is_plain(text, newlines), want, "{text:?} {newlines}");
+        }
+    }
+
     #[test]
     fn overlong_sgr_is_dropped() {
         let long = format!("\u{1b}[{}m", "1;".repeat(40));

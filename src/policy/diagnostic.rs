@@ -285,6 +285,94 @@ mod tests {
     }
 
     #[test]
+    fn every_code_prints_as_it_serialises() {
+        let codes = [
+            Code::TomlSyntax,
+            Code::UnknownKey,
+            Code::MissingKey,
+            Code::WrongType,
+            Code::InvalidValue,
+            Code::UnsupportedVersion,
+            Code::InvalidGlob,
+            Code::InvalidRegex,
+            Code::UnknownPlaceholder,
+            Code::RelativePath,
+            Code::InvalidPath,
+            Code::ZeroLimit,
+            Code::ContradictoryLimits,
+            Code::DuplicateEntry,
+            Code::UndefinedBinary,
+            Code::InvalidName,
+            Code::NotAllowedHere,
+            Code::MissingOnThisMachine,
+            Code::NoEffect,
+        ];
+        for code in codes {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{code}\""));
+            assert_eq!(code.to_string(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn renders_with_and_without_a_span() {
+        let source = Source {
+            name: "p.toml".into(),
+            text: "a = 1\nbb = 2\r\n".into(),
+        };
+        let d = Diagnostic::warning(Code::NoEffect, 6..8, "no effect")
+            .with_label("here")
+            .with_note("note: one")
+            .with_note("help: two");
+        assert_eq!(
+            source.render(&d),
+            "p.toml:2:1: warning[no-effect]: no effect\n  |\n2 | bb = 2\n  | ^^ here\n  = note: one\n  = help: two\n"
+        );
+        let mut d = Diagnostic::error(Code::MissingKey, 0..0, "nothing to point at")
+            .with_note("help: add it");
+        d.span = None;
+        assert_eq!(
+            source.render(&d),
+            "p.toml: error[missing-key]: nothing to point at\n  = help: add it\n"
+        );
+        // An empty span still gets a marker; one past the end of the text
+        // points at the last line.
+        let empty = Diagnostic::error(Code::TomlSyntax, 14..14, "at the end");
+        assert!(
+            source.render(&empty).contains("3 | \n  | ^\n"),
+            "{}",
+            source.render(&empty)
+        );
+    }
+
+    #[test]
+    fn errors_come_first_then_warnings_each_in_file_order() {
+        let source = Source {
+            name: "p.toml".into(),
+            text: "a = 1\nb = 2\nc = 3\n".into(),
+        };
+        let all = [
+            Diagnostic::warning(Code::NoEffect, 0..1, "w1"),
+            Diagnostic::error(Code::UnknownKey, 12..13, "e3"),
+            Diagnostic::error(Code::UnknownKey, 6..7, "e2"),
+        ];
+        let rendered = source.render_all(&all);
+        let order: Vec<&str> = rendered
+            .lines()
+            .filter_map(|l| l.rsplit(": ").next().filter(|m| m.len() == 2))
+            .collect();
+        assert_eq!(order, ["e2", "e3", "w1"]);
+        assert_eq!(rendered.matches("\n\np.toml").count(), 2, "{rendered}");
+        let report = crate::policy::Report {
+            source,
+            diagnostics: all.to_vec(),
+        };
+        assert_eq!(report.error_count(), 2);
+        assert_eq!(report.warning_count(), 1);
+        assert_eq!(report.to_string(), rendered);
+    }
+
+    #[test]
     fn suggestions_need_to_be_close() {
         let keys = ["timeout_secs", "cpu_secs", "memory"];
         assert_eq!(did_you_mean("timeout_sec", keys), Some("timeout_secs"));

@@ -439,6 +439,7 @@ fn bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::bytes;
     use crate::policy::Policy;
     use crate::policy::schema::{KeySpec, Kind, Place, TOP};
     use std::fmt::Write as _;
@@ -504,6 +505,15 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn minimum_sizes_read_as_a_sentence_says_them() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(80), "80 bytes");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1024), "1 KiB");
+        assert_eq!(bytes(64 << 10), "64 KiB");
     }
 
     /// A policy that sets every key the schema declares, everywhere it may

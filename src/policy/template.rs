@@ -152,6 +152,9 @@ enum Part {
 pub struct Template {
     source: String,
     parts: Vec<Part>,
+    /// Byte offset in `source` of the first placeholder that is not the
+    /// first part, for pointing at it when a path may not have one there.
+    late_placeholder: Option<usize>,
 }
 
 impl Template {
@@ -161,6 +164,7 @@ impl Template {
             return Err(TemplateError::Nul);
         }
         let mut parts = Vec::new();
+        let mut late_placeholder = None;
         let mut literal = String::new();
         let mut rest = text;
         let mut offset = 0;
@@ -193,6 +197,9 @@ impl Template {
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
+            if !parts.is_empty() && late_placeholder.is_none() {
+                late_placeholder = Some(offset + i);
+            }
             parts.push(Part::Placeholder(placeholder));
             rest = &after[close + 1..];
             offset += i + 1 + close + 1;
@@ -204,6 +211,7 @@ impl Template {
         Ok(Self {
             source: text.to_string(),
             parts,
+            late_placeholder,
         })
     }
 
@@ -252,8 +260,12 @@ impl PathTemplate {
             [Part::Placeholder(p)] => (Some(*p), String::new()),
             [Part::Placeholder(p), Part::Literal(rest)] => (Some(*p), rest.clone()),
             [Part::Literal(rest)] => (None, rest.clone()),
-            parts => {
-                let offset = placeholder_offset(text, parts);
+            // An empty path says nothing: relative to wherever it is used.
+            [] => return Err(TemplateError::Relative),
+            _ => {
+                let offset = template.late_placeholder.expect(
+                    "a template that is not one of the shapes above has a late placeholder",
+                );
                 return Err(TemplateError::PlaceholderNotFirst { offset });
             }
         };
@@ -317,22 +329,6 @@ impl fmt::Display for PathTemplate {
     }
 }
 
-fn placeholder_offset(text: &str, parts: &[Part]) -> usize {
-    // The first placeholder that is not the first part.
-    let mut seen_first = false;
-    for part in parts {
-        if matches!(part, Part::Placeholder(_)) && seen_first {
-            break;
-        }
-        seen_first = true;
-    }
-    text.char_indices()
-        .filter(|(_, c)| *c == '{')
-        .map(|(i, _)| i)
-        .find(|&i| i > 0)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,6 +378,36 @@ mod tests {
             PathTemplate::parse("{repo"),
             Err(Unclosed { offset: 0 })
         ));
+    }
+
+    #[test]
+    fn templates_show_their_source_and_what_they_use() {
+        let value = Template::parse("{tmp}/x:{{home}}").unwrap();
+        assert_eq!(value.to_string(), "{tmp}/x:{{home}}");
+        assert_eq!(value.as_str(), "{tmp}/x:{{home}}");
+        assert!(value.uses(Placeholder::Tmp));
+        assert!(
+            !value.uses(Placeholder::Home),
+            "an escaped brace is not a placeholder"
+        );
+        let path = PathTemplate::parse("{home}/.cargo").unwrap();
+        assert_eq!(path.to_string(), "{home}/.cargo");
+        assert_eq!(path.as_str(), "{home}/.cargo");
+        assert_eq!(path.base(), Some(Placeholder::Home));
+        assert_eq!(PathTemplate::parse("/usr").unwrap().base(), None);
+        assert_eq!(PathTemplate::parse(""), Err(TemplateError::Relative));
+        assert_eq!(
+            PathTemplate::parse("{repo}/{tmp}"),
+            Err(TemplateError::PlaceholderNotFirst { offset: 7 })
+        );
+        assert_eq!(
+            PathTemplate::parse("/{{x}}/{home}"),
+            Err(TemplateError::PlaceholderNotFirst { offset: 7 })
+        );
+        assert_eq!(
+            UnresolvedPlaceholder(Placeholder::Home).to_string(),
+            "`{home}` has no value on this host (HOME is not set)"
+        );
     }
 
     #[test]

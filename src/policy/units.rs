@@ -78,9 +78,74 @@ mod tests {
     }
 
     #[test]
+    fn every_unit_parses_to_its_multiple() {
+        let cases = [
+            ("7", 7),
+            ("7B", 7),
+            ("7 b", 7),
+            ("7K", 7 << 10),
+            ("7k", 7 << 10),
+            ("7 KiB", 7 << 10),
+            ("7Ki", 7 << 10),
+            ("7 M", 7 << 20),
+            ("7Mi", 7 << 20),
+            ("7 GiB", 7 << 30),
+            ("7Gi", 7 << 30),
+            ("7T", 7 << 40),
+            ("7 TiB", 7 << 40),
+            ("7Ti", 7 << 40),
+            ("7 kB", 7_000),
+            ("7KB", 7_000),
+            ("7 MB", 7_000_000),
+            ("7GB", 7_000_000_000),
+            ("7 TB", 7_000_000_000_000),
+            ("  7  MiB  ", 7 << 20),
+            ("16 EiB", 0),
+        ];
+        for (text, want) in cases {
+            match parse_size(text) {
+                Ok(got) => assert_eq!(got, want, "{text}"),
+                Err(why) => assert_eq!(text, "16 EiB", "{text}: {why}"),
+            }
+        }
+        assert_eq!(
+            parse_size("_"),
+            Err("\"_\" does not start with a number".to_string())
+        );
+        assert_eq!(
+            parse_size("MiB"),
+            Err("\"MiB\" does not start with a number".to_string())
+        );
+        assert_eq!(
+            parse_size("18446744073709551616"),
+            Err("\"18446744073709551616\" is too large".to_string())
+        );
+        assert_eq!(
+            parse_size("16777216 TiB"),
+            Err("\"16777216 TiB\" is too large".to_string())
+        );
+        assert_eq!(parse_size("16777215 TiB"), Ok(16_777_215 << 40));
+        assert_eq!(
+            parse_size("5 parsecs"),
+            Err(
+                "unknown unit \"parsecs\" (use B, KiB, MiB, GiB, TiB, or kB, MB, GB, TB)"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
     fn sizes_format() {
+        assert_eq!(format_size(0), "0 B");
         assert_eq!(format_size(100), "100 B");
+        assert_eq!(format_size(1023), "1023 B");
+        assert_eq!(format_size(1024), "1 KiB");
+        assert_eq!(format_size(1536), "1.5 KiB");
         assert_eq!(format_size(512 << 20), "512 MiB");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
+        assert_eq!(format_size(5 << 40), "5 TiB");
+        // Past the largest unit the number grows instead.
+        assert_eq!(format_size(1 << 50), "1024 TiB");
+        assert_eq!(format_size(u64::MAX), "16777216 TiB");
     }
 }

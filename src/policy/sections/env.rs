@@ -115,3 +115,34 @@ pub fn check_env_name(name: &str) -> Result<(), &'static str> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::Policy;
+
+    #[test]
+    fn fixed_values_keep_their_file_order() {
+        let policy = Policy::from_toml(
+            "p.toml",
+            "version = 1\n[env]\nset = { ZED = \"1\", ALPHA = \"2\", MID = \"{tmp}\" }\n",
+        )
+        .unwrap()
+        .policy;
+        let names: Vec<&str> = policy
+            .base
+            .env
+            .set
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["ZED", "ALPHA", "MID"]);
+        let keys: Vec<&str> = policy
+            .base
+            .env
+            .set
+            .iter()
+            .map(|(_, v)| v.key.as_str())
+            .collect();
+        assert_eq!(keys, ["env.set.ZED", "env.set.ALPHA", "env.set.MID"]);
+    }
+}
