@@ -120,33 +120,56 @@ impl JobSpawnRequest {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     /// The job's first process exists.
-    JobStarted { job_id: JobId, data: JobStartedData },
+    JobStarted {
+        /// The job the event is about.
+        job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
+        data: JobStartedData,
+    },
     /// How far the job is, or a heartbeat with its resource use.
     JobProgress {
+        /// The job the event is about.
         job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
         data: JobProgressData,
     },
     /// One sanitised line of the job's stdout or stderr, or a `system` line
     /// written by jobwarden itself (enforcement report, drops, exit summary).
-    JobLogLine { job_id: JobId, data: JobLogLineData },
+    JobLogLine {
+        /// The job the event is about.
+        job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
+        data: JobLogLineData,
+    },
     /// A chunk of output, for policies that choose chunk mode.
     JobOutputChunk {
+        /// The job the event is about.
         job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
         data: JobOutputChunkData,
     },
     /// Terminal: cancelled by the plugin, by its timeout or by host shutdown.
     JobCancelled {
+        /// The job the event is about.
         job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
         data: JobCancelledData,
     },
     /// Terminal: the job's first process exited with status 0.
     JobCompleted {
+        /// The job the event is about.
         job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
         data: JobCompletedData,
     },
     /// Terminal: refused by the policy, failed to start, exited non-zero or
     /// was killed by a signal or a limit.
-    JobFailed { job_id: JobId, data: JobFailedData },
+    JobFailed {
+        /// The job the event is about.
+        job_id: JobId,
+        /// What the event says (nested under `data` on the wire).
+        data: JobFailedData,
+    },
 }
 
 impl JobEvent {
@@ -290,16 +313,26 @@ pub enum JobStatus {
     Pending,
     /// Running since `started_at`; `percent` is the latest declared progress.
     Running {
+        /// When the first process started (RFC 3339, UTC).
         started_at: String,
+        /// The latest progress the job declared, 0–100.
         percent: Option<u8>,
     },
     /// Ended by a cancel, a timeout or host shutdown.
-    Cancelled { reason: String },
+    Cancelled {
+        /// Who or what cancelled it, in words.
+        reason: String,
+    },
     /// Exited with status 0.
-    Completed { exit_code: i32 },
+    Completed {
+        /// Always 0.
+        exit_code: i32,
+    },
     /// Refused, failed to start, exited non-zero or was killed.
     Failed {
+        /// The exit status, when the job ran and exited on its own.
         exit_code: Option<i32>,
+        /// Why it failed, in words that name the problem and the fix.
         error: String,
     },
 }

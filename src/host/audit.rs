@@ -56,14 +56,18 @@ struct WriterState {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuditError {
+    /// The record could not be turned into JSON.
     #[error("cannot serialise the record: {0}")]
     Serialise(#[source] serde_json::Error),
+    /// The writer is too far behind; the record was dropped and counted.
     #[error(
         "the audit log writer is {QUEUE} records behind; this record was dropped (the log will say how many)"
     )]
     Behind,
+    /// The writer thread is gone (the host is shutting down).
     #[error("the audit log writer has stopped")]
     Stopped,
+    /// The last write failed; the message is the I/O error.
     #[error("writing the audit log failed: {0}")]
     Write(String),
 }

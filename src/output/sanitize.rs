@@ -49,6 +49,8 @@ pub struct Sanitizer {
 }
 
 impl Sanitizer {
+    /// A sanitiser in `mode`; `keep_newlines` for chunk mode, where line
+    /// breaks are content.
     pub fn new(mode: Sanitize, keep_newlines: bool) -> Self {
         Self {
             mode,

@@ -157,8 +157,11 @@ impl EnforcementGroup {
 /// sets each, and a group it leaves out is required.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EnforcementPolicy {
+    /// Filesystem, network, exec and the kernel baseline: what keeps a job in.
     pub confinement: Sourced<Enforcement>,
+    /// Resource limits: memory, processes, CPU, files.
     pub limits: Sourced<Enforcement>,
+    /// Leaving nothing behind: cgroups, the job's process group.
     pub cleanup: Sourced<Enforcement>,
 }
 
@@ -208,6 +211,7 @@ impl EnforcementPolicy {
 /// A value and the policy key that set it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Sourced<T> {
+    /// The value itself.
     pub value: T,
     /// Dotted key path, e.g. `binaries.cargo.limits.memory`; `built-in default`
     /// for values the policy did not set.
@@ -215,6 +219,7 @@ pub struct Sourced<T> {
 }
 
 impl<T> Sourced<T> {
+    /// `value`, set by the policy key `key`.
     pub fn new(value: T, key: impl Into<String>) -> Self {
         Self {
             value,
@@ -222,6 +227,7 @@ impl<T> Sourced<T> {
         }
     }
 
+    /// `value` as a built-in default no policy key set.
     pub fn builtin(value: T) -> Self {
         Self::new(value, BUILTIN)
     }
@@ -234,7 +240,9 @@ pub const BUILTIN: &str = "built-in default";
 /// characters (including `/`), `?` one character, `[abc]`, `[!abc]`.
 #[derive(Debug, Clone)]
 pub struct Pattern {
+    /// The pattern as the policy wrote it.
     pub text: String,
+    /// The key that holds it.
     pub key: String,
     matcher: glob::Pattern,
 }
@@ -244,6 +252,7 @@ impl Pattern {
         Self { text, key, matcher }
     }
 
+    /// Whether `candidate` matches, case-sensitively.
     pub fn matches(&self, candidate: &str) -> bool {
         self.matcher.matches_with(candidate, MATCH_OPTIONS)
     }
@@ -271,7 +280,9 @@ const MATCH_OPTIONS: glob::MatchOptions = glob::MatchOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
+    /// At most this much, in the key's unit (bytes, seconds, a count).
     Value(u64),
+    /// Explicitly no limit (`"unlimited"`).
     Unlimited,
 }
 

@@ -46,8 +46,11 @@ impl Placeholder {
 /// The values placeholders take for one job.
 #[derive(Debug, Clone)]
 pub struct Placeholders<'a> {
+    /// `{repo}`: the repository the host serves.
     pub repo: &'a Path,
+    /// `{home}`: the user's home, when known.
     pub home: Option<&'a Path>,
+    /// `{tmp}`: the job's private directory.
     pub tmp: &'a Path,
 }
 

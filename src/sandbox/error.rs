@@ -18,67 +18,91 @@ pub enum PrepareError {
     /// The policy requires confinement this machine cannot apply.
     #[error("{reason}")]
     EnforcementRequired {
+        /// Which items are missing and how to run anyway, for the admin.
         reason: String,
+        /// The whole report: what would have been enforced and what not.
         report: Box<EnforcementReport>,
     },
     /// The program could not be opened.
     #[error("cannot open {}: {source}", path.display())]
     OpenProgram {
+        /// The program's resolved path.
         path: PathBuf,
+        /// Why opening it failed.
         #[source]
         source: io::Error,
     },
     /// The pinned program could not be read to hash it.
     #[error("cannot hash {}: {source}", path.display())]
     HashProgram {
+        /// The program's resolved path.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: io::Error,
     },
     /// The job's private directory (`{tmp}`) could not be created.
     #[error("cannot create the job directory {}: {source}", path.display())]
     CreateJobDir {
+        /// The directory that could not be created.
         path: PathBuf,
+        /// Why creating it failed.
         #[source]
         source: io::Error,
     },
     /// The working directory could not be opened beneath the repository.
     #[error("the working directory {} cannot be opened beneath the repository: {source}", path.display())]
     OpenWorkingDir {
+        /// The working directory the plan asked for.
         path: PathBuf,
+        /// Why opening it failed.
         #[source]
         source: io::Error,
     },
     /// The working directory left the repository since the decision (a
     /// directory on the way was swapped for a link).
     #[error("the working directory {} now resolves to {}, outside the repository", path.display(), actual.display())]
-    WorkingDirEscaped { path: PathBuf, actual: PathBuf },
+    WorkingDirEscaped {
+        /// The working directory the plan asked for.
+        path: PathBuf,
+        /// Where it resolves now.
+        actual: PathBuf,
+    },
     /// An argument, variable or path holds a NUL byte the kernel cannot take.
     #[error("the {what} contains a NUL byte")]
-    NulByte { what: &'static str },
+    NulByte {
+        /// What held it ("program path", "argument", …).
+        what: &'static str,
+    },
     /// A system call of the parent failed while preparing.
     #[error("{call} failed: {source}")]
     Syscall {
+        /// The system call that failed.
         call: &'static str,
+        /// The error it returned.
         #[source]
         source: io::Error,
     },
     /// The Landlock ruleset could not be built.
     #[error("building the Landlock ruleset failed: {source}")]
     Landlock {
+        /// What the Landlock crate reported.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The seccomp filter could not be compiled.
     #[error("compiling the seccomp filter failed: {source}")]
     Seccomp {
+        /// What the filter compiler reported.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The Windows job object could not be created or restricted.
     #[error("cannot {action} the job object: {source}")]
     JobObject {
+        /// What was being done ("create", "limit", …).
         action: &'static str,
+        /// The error Windows returned.
         #[source]
         source: io::Error,
     },
@@ -115,7 +139,9 @@ pub enum SpawnError {
     /// names the system call.
     #[error("{call} failed in the job's process before it ran: {source}")]
     Confine {
+        /// The system call that failed.
         call: &'static str,
+        /// The error it returned in the child.
         #[source]
         source: io::Error,
     },
@@ -131,7 +157,10 @@ pub enum SpawnError {
     Resume(#[source] io::Error),
     /// This host cannot spawn at all.
     #[error("spawning is unavailable: {reason}")]
-    Unavailable { reason: String },
+    Unavailable {
+        /// Why, in words for the admin.
+        reason: String,
+    },
 }
 
 impl SpawnError {
@@ -150,7 +179,10 @@ impl SpawnError {
 pub enum DismantleError {
     /// Job cgroups still hold processes or could not be removed.
     #[error("cannot remove the cgroup(s) {}", list(.dirs))]
-    CgroupsLeft { dirs: Vec<PathBuf> },
+    CgroupsLeft {
+        /// The cgroup directories left behind.
+        dirs: Vec<PathBuf>,
+    },
 }
 
 fn list(dirs: &[PathBuf]) -> String {

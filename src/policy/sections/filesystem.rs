@@ -24,11 +24,15 @@ choice! {
 /// Filesystem rules of one level.
 #[derive(Debug, Clone, Default)]
 pub struct FilesystemLayer {
+    /// Trees the job may read (and map, but not execute).
     pub read: Vec<Sourced<PathTemplate>>,
+    /// Trees the job may read and write, never execute.
     pub read_write: Vec<Sourced<PathTemplate>>,
+    /// Trees whose files the job may execute and map as code.
     pub execute: Vec<Sourced<PathTemplate>>,
     /// Kept read-only inside writable roots, added to the built-in list.
     pub protected: Vec<Sourced<PathTemplate>>,
+    /// What the job may do to the repository's `.git`.
     pub git: Option<Sourced<GitAccess>>,
 }
 

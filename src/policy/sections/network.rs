@@ -9,8 +9,11 @@ use crate::policy::template::PathTemplate;
 /// Network rules of one level.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkLayer {
+    /// TCP ports the job may connect to.
     pub connect: Vec<Sourced<u16>>,
+    /// TCP ports the job may bind.
     pub bind: Vec<Sourced<u16>>,
+    /// No network restriction at all (every port, every socket family).
     pub unrestricted: Option<Sourced<bool>>,
     /// UDP sockets (any port).
     pub udp: Option<Sourced<bool>>,

@@ -21,6 +21,7 @@ pub struct ProgressLayer {
 /// A compiled progress pattern.
 #[derive(Debug, Clone)]
 pub struct ProgressPattern {
+    /// The compiled regex, with `percent` and/or `step` groups.
     pub regex: Regex,
 }
 
