@@ -38,4 +38,5 @@ mod seccomp;
 mod setuid;
 mod signals;
 mod sockets;
+mod why;
 mod write_xor_execute;

@@ -133,6 +133,9 @@ impl Handled {
         if let Some(why) = &support.unavailable {
             return Err(why.clone());
         }
+        if job.support.learning() {
+            return Err(super::support::LEARN_MODE.into());
+        }
         let abi = ABI::from(support.abi as i32);
         Ok(Self {
             abi,
