@@ -27,6 +27,9 @@ pub struct ObservedJob {
     /// What the layers added to the plan's grants (the ELF loader, the
     /// protected paths), for judging the accesses again.
     pub context: GrantContext,
+    /// The job's `{tmp}` (removed now), to write paths beneath it as
+    /// `{tmp}` when judging again.
+    pub job_tmp: PathBuf,
 }
 
 /// One running job's observation.
@@ -133,6 +136,7 @@ impl JobObservation {
                 observed,
                 refusals,
                 context,
+                job_tmp: plan.job_tmp.clone(),
             },
         )
     }

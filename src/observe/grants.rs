@@ -298,7 +298,7 @@ impl Grants {
         self.refused(
             access,
             format!(
-                "{} is a protected path ({}), read-only for every job so nothing it plants runs later outside the sandbox",
+                "{} is a protected path ({}), read-only for every job so nothing planted there runs later outside the sandbox",
                 self.places.entry(&grant.path),
                 grant.key
             ),

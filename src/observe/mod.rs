@@ -23,3 +23,21 @@ pub use access::{Access, MAX_DISTINCT_ACCESSES, Observed};
 pub use grants::{Enforced, Fix, GrantContext, Grants, Places, Refusal, Verdict};
 pub use merge::{EditError, PolicyEdit, merge, plugin_sets_network_flags, snippet};
 pub use suggest::{COLLAPSE_AT, Suggestion, suggest};
+
+/// Whether an output line reads like a refusal by the kernel (`Permission
+/// denied`, `EACCES`, `Operation not permitted`, `EPERM`, `Read-only file
+/// system`, in any case): a hint that `--why` would explain something, never
+/// proof (a program may word it otherwise, or print it for another reason).
+pub fn mentions_refusal(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    [
+        "permission denied",
+        "operation not permitted",
+        "eacces",
+        "eperm",
+        "read-only file system",
+        "erofs",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}

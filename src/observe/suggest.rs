@@ -13,7 +13,7 @@
 use super::access::{Access, Observed};
 use super::grants::{Grants, Places, Refusal, Verdict, resolve, resolve_in_parent};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// How many distinct entries of one directory make the directory the
 /// entry instead.
@@ -66,6 +66,20 @@ fn process_entry(path: &Path) -> bool {
         })
 }
 
+/// `path` as the job named it, with `.` components dropped; resolved
+/// when it goes up (`..`), which only the file system can answer. Entries
+/// keep the job's names because the kernel resolves a grant's symlinks
+/// when the job starts: `libz.so.1` still grants the library after an
+/// upgrade renames the file it points to, `libz.so.1.2.13` would not.
+fn as_named(path: &Path) -> PathBuf {
+    if path.components().any(|c| c == Component::ParentDir) {
+        return resolve_in_parent(path).unwrap_or_else(|| path.to_path_buf());
+    }
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
+}
+
 /// The interpreter a `#!` script names, if `path` is one.
 fn interpreter(path: &Path) -> Option<PathBuf> {
     use std::io::Read;
@@ -115,7 +129,10 @@ pub fn suggest(observed: &Observed, base: &Grants, program: &Path) -> Suggestion
         }
         match access {
             Access::Read { path } => {
-                let Some(path) = resolve(path) else { continue };
+                if resolve(path).is_none() {
+                    continue;
+                }
+                let path = as_named(path);
                 if process_entry(&path) {
                     whole_proc = true;
                 } else {
@@ -123,31 +140,29 @@ pub fn suggest(observed: &Observed, base: &Grants, program: &Path) -> Suggestion
                 }
             }
             Access::Write { path } => {
-                if let Some(path) = resolve(path) {
-                    read_write.insert(path);
+                if resolve(path).is_some() {
+                    read_write.insert(as_named(path));
                 }
             }
             Access::Create { path } | Access::Remove { path } => {
-                if let Some(dir) =
-                    resolve_in_parent(path).and_then(|p| p.parent().map(Path::to_path_buf))
-                {
-                    read_write.insert(dir);
+                if let Some(dir) = as_named(path).parent() {
+                    read_write.insert(dir.to_path_buf());
                 }
             }
             Access::Execute { path } => {
-                let Some(path) = resolve(path) else { continue };
-                if path == program {
+                let Some(real) = resolve(path) else { continue };
+                if real == program {
                     continue;
                 }
-                if base.writable(&path) {
-                    execute.insert(path);
+                if base.writable(&real) {
+                    execute.insert(as_named(path));
                 } else {
-                    helpers.insert(path);
+                    helpers.insert(as_named(path));
                 }
             }
             Access::MapExecutable { path } => {
-                if let Some(path) = resolve(path) {
-                    execute.insert(path);
+                if resolve(path).is_some() {
+                    execute.insert(as_named(path));
                 }
             }
             Access::Connect { address } => out.connect.push(address.port()),
@@ -155,7 +170,7 @@ pub fn suggest(observed: &Observed, base: &Grants, program: &Path) -> Suggestion
             Access::Udp => out.udp = true,
             Access::NetlinkRoute => out.netlink_route = true,
             Access::UnixSocket { path } => {
-                unix.insert(resolve_in_parent(path).unwrap_or_else(|| path.clone()));
+                unix.insert(as_named(path));
             }
             Access::UnixSocketCreated => bare_unix = true,
             Access::OtherSocket { .. } => out.refused.push(refusal),
@@ -240,6 +255,7 @@ fn collapse(
     places: &Places,
     notes: &mut Vec<String>,
 ) -> BTreeSet<PathBuf> {
+    let original = paths.clone();
     let mut paths = paths;
     loop {
         let mut by_dir: BTreeMap<&Path, usize> = BTreeMap::new();
@@ -251,22 +267,23 @@ fn collapse(
         let Some(dir) = by_dir
             .into_iter()
             .filter(|(dir, n)| *n >= COLLAPSE_AT && collapsible(dir, places))
-            .map(|(dir, n)| (dir.to_path_buf(), n))
-            .max_by_key(|(dir, _)| dir.components().count())
+            .map(|(dir, _)| dir.to_path_buf())
+            .max_by_key(|dir| dir.components().count())
         else {
             break;
         };
-        let (dir, n) = dir;
-        let beneath = paths.iter().filter(|p| p.starts_with(&dir)).count();
-        notes.push(format!(
-            "{} stands for the {beneath} entries beneath it the run used ({n} directly in it)",
-            places.entry(&dir)
-        ));
         paths.retain(|p| !p.starts_with(&dir));
         paths.insert(dir);
     }
     let all = paths.clone();
     paths.retain(|p| !all.iter().any(|other| other != p && p.starts_with(other)));
+    for dir in paths.iter().filter(|p| !original.contains(*p)) {
+        let beneath = original.iter().filter(|p| p.starts_with(dir)).count();
+        notes.push(format!(
+            "{} stands for the {beneath} paths beneath it the run used",
+            places.entry(dir)
+        ));
+    }
     paths
 }
 
@@ -299,7 +316,10 @@ mod tests {
         ]);
         let out = collapse(paths, &places(), &mut notes);
         assert_eq!(out, set(&["/usr/lib/py", "/etc/one"]));
-        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(
+            notes,
+            ["/usr/lib/py stands for the 5 paths beneath it the run used"]
+        );
     }
 
     #[test]

@@ -144,7 +144,13 @@ impl Mounts {
             .filter(|p| matches!(p.state, Presence::Present | Presence::Placeholder))
             .map(|p| PlanPath {
                 path: p.path.clone(),
-                key: p.key.clone(),
+                // `.git` falls under `filesystem.git`; unset, its key says
+                // only "built-in default", which names nothing to change.
+                key: if p.key == crate::policy::BUILTIN {
+                    format!("`filesystem.git` is \"{}\" by default", outcome.git.name())
+                } else {
+                    p.key.clone()
+                },
             })
             .collect();
     }
