@@ -380,3 +380,40 @@ fn run_why_names_the_path_and_key_and_a_plain_run_hints_at_it() {
     assert_eq!(fine.status.code(), Some(0));
     assert!(!text(&fine.stderr).contains("--why"));
 }
+
+#[test]
+fn doctor_says_how_denials_are_explained_here() {
+    let out = Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |name: &str| {
+        report["machine"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {report:#}"))
+            .clone()
+    };
+    // Observation is proven with a real job: its refused read came back.
+    let observation = check("observation");
+    assert_eq!(observation["verdict"], "works", "{observation:#}");
+    assert!(
+        observation["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not under filesystem.read"),
+        "{observation:#}"
+    );
+    // Landlock's own denial log is only reported on, never switched on.
+    let log = check("denial_log");
+    assert!(
+        log["detail"]
+            .as_str()
+            .unwrap()
+            .contains("observe jobs instead"),
+        "{log:#}"
+    );
+}
