@@ -344,14 +344,23 @@ impl Observer {
         (n == len).then(|| self.buf[..n].to_vec())
     }
 
-    /// The NUL-terminated string at `addr`.
+    /// The NUL-terminated string at `addr`. Read up to the end of its page
+    /// first (most paths end there: one page to look up, not two), then on.
     fn string(&mut self, pid: i32, addr: u64) -> Option<Vec<u8>> {
         if addr == 0 {
             return None;
         }
-        let n = read_memory(pid, addr, &mut self.buf)?;
-        let end = self.buf[..n].iter().position(|b| *b == 0)?;
-        Some(self.buf[..end].to_vec())
+        let first = ((4096 - addr % 4096) as usize).min(PATH_MAX);
+        let n = read_memory(pid, addr, &mut self.buf[..first])?;
+        let mut end = self.buf[..n].iter().position(|b| *b == 0);
+        if end.is_none() && n == first && first < PATH_MAX {
+            let more = read_memory(pid, addr + first as u64, &mut self.buf[first..])?;
+            end = self.buf[first..first + more]
+                .iter()
+                .position(|b| *b == 0)
+                .map(|i| first + i);
+        }
+        Some(self.buf[..end?].to_vec())
     }
 
     /// The path argument at `addr`, absolute: a relative one joined to the
