@@ -8,7 +8,7 @@
 
 use crate::linux::{PROBE, median, ms, ratio, tempdir};
 use jobwarden::contract::JobSpawnRequest;
-use jobwarden::{JobHost, JobEnd, PluginHandle, Policy, PolicyJobHost};
+use jobwarden::{JobEnd, JobHost, PluginHandle, Policy, PolicyJobHost};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -81,16 +81,28 @@ pub fn observation_overhead(quick: bool) {
             ],
         )
     };
-    let (p, w, l) = (plain.plugin("bench"), why.plugin("bench"), learn.plugin("bench"));
+    let (p, w, l) = (
+        plain.plugin("bench"),
+        why.plugin("bench"),
+        learn.plugin("bench"),
+    );
     let mut times: [Vec<Duration>; 5] = Default::default();
     for _ in 0..runs {
         let (t, end) = timed(&p, reopen(&granted));
-        assert_eq!(end, Some(JobEnd::Exited { code: 0 }), "the granted opens failed");
+        assert_eq!(
+            end,
+            Some(JobEnd::Exited { code: 0 }),
+            "the granted opens failed"
+        );
         times[0].push(t);
         times[1].push(timed(&l, reopen(&granted)).0);
         times[2].push(timed(&w, reopen(&granted)).0);
         let (t, end) = timed(&p, reopen(&refused));
-        assert_ne!(end, Some(JobEnd::Exited { code: 0 }), "the refused opens succeeded");
+        assert_ne!(
+            end,
+            Some(JobEnd::Exited { code: 0 }),
+            "the refused opens succeeded"
+        );
         times[3].push(t);
         times[4].push(timed(&w, reopen(&refused)).0);
     }

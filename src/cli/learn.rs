@@ -365,11 +365,11 @@ fn render(
                 } else {
                     format!("[plugins.{plugin}]")
                 };
-                toml.replacen(
-                    &format!("\n{header}"),
-                    &format!("\n# {binary} added to the plugin's list:\n{header}"),
-                    1,
-                )
+                let marked = format!("# {binary} added to the plugin's list:\n{header}");
+                match toml.strip_prefix(header.as_str()) {
+                    Some(rest) => format!("{marked}{rest}"),
+                    None => toml.replacen(&format!("\n{header}"), &format!("\n{marked}"), 1),
+                }
             }
             None => toml,
         };

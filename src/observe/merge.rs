@@ -57,6 +57,10 @@ pub fn merge(text: &str, edit: &PolicyEdit<'_>) -> Result<String, EditError> {
             table.insert("path", toml_edit::value(path));
         }
     }
+    if let Some(s) = edit.suggestion {
+        grant(&mut doc, edit, s)?;
+    }
+    // Last, so a new `[plugins.NAME]` follows the binary it allows.
     if let Some(plugin) = edit.allow_plugin {
         let table = table(&mut doc, &["plugins", plugin])?;
         append(
@@ -66,9 +70,12 @@ pub fn merge(text: &str, edit: &PolicyEdit<'_>) -> Result<String, EditError> {
             [Value::from(binary)],
         )?;
     }
-    let Some(s) = edit.suggestion else {
-        return Ok(doc.to_string());
-    };
+    Ok(doc.to_string())
+}
+
+/// Writes the suggestion's grants under `[binaries.NAME]`.
+fn grant(doc: &mut DocumentMut, edit: &PolicyEdit<'_>, s: &Suggestion) -> Result<(), EditError> {
+    let binary = edit.binary;
     let strings = |list: &[String]| {
         list.iter()
             .map(|s| Value::from(s.as_str()))
@@ -81,7 +88,7 @@ pub fn merge(text: &str, edit: &PolicyEdit<'_>) -> Result<String, EditError> {
     };
     let key = |rest: &str| format!("binaries.{binary}.{rest}");
     if !s.helpers.is_empty() {
-        let table = table(&mut doc, &["binaries", binary])?;
+        let table = table(doc, &["binaries", binary])?;
         append(table, "helpers", &key("helpers"), strings(&s.helpers))?;
     }
     for (name, list) in [
@@ -90,7 +97,7 @@ pub fn merge(text: &str, edit: &PolicyEdit<'_>) -> Result<String, EditError> {
         ("execute", &s.execute),
     ] {
         if !list.is_empty() {
-            let table = table(&mut doc, &["binaries", binary, "filesystem"])?;
+            let table = table(doc, &["binaries", binary, "filesystem"])?;
             append(
                 table,
                 name,
@@ -105,7 +112,7 @@ pub fn merge(text: &str, edit: &PolicyEdit<'_>) -> Result<String, EditError> {
         ("unix", strings(&s.unix)),
     ] {
         if !values.is_empty() {
-            let table = table(&mut doc, &["binaries", binary, "network"])?;
+            let table = table(doc, &["binaries", binary, "network"])?;
             append(table, name, &key(&format!("network.{name}")), values)?;
         }
     }
@@ -117,9 +124,9 @@ pub fn merge(text: &str, edit: &PolicyEdit<'_>) -> Result<String, EditError> {
             Some(plugin) => vec!["plugins", plugin, "network"],
             None => vec!["binaries", binary, "network"],
         };
-        table(&mut doc, &path)?.insert(name, toml_edit::value(true));
+        table(doc, &path)?.insert(name, toml_edit::value(true));
     }
-    Ok(doc.to_string())
+    Ok(())
 }
 
 /// The table at `path`, created (with implicit parents, so no empty

@@ -123,6 +123,12 @@ pub fn suggest(observed: &Observed, base: &Grants, program: &Path) -> Suggestion
             Verdict::Granted | Verdict::Missing => continue,
             Verdict::Refused(refusal) => refusal,
         };
+        // A UNIX socket created is granted with any `network.unix` path;
+        // which one the run needs comes from its connects, if any.
+        if *access == Access::UnixSocketCreated {
+            bare_unix = true;
+            continue;
+        }
         if refusal.fix.is_none() {
             out.refused.push(refusal);
             continue;
@@ -172,8 +178,7 @@ pub fn suggest(observed: &Observed, base: &Grants, program: &Path) -> Suggestion
             Access::UnixSocket { path } => {
                 unix.insert(as_named(path));
             }
-            Access::UnixSocketCreated => bare_unix = true,
-            Access::OtherSocket { .. } => out.refused.push(refusal),
+            Access::UnixSocketCreated | Access::OtherSocket { .. } => out.refused.push(refusal),
         }
     }
     if bare_unix && unix.is_empty() {
