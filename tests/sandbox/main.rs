@@ -26,6 +26,7 @@ mod events;
 mod exec_allowlist;
 mod filesystem;
 mod host_death;
+mod learn;
 mod limits;
 mod network;
 mod pinned_binary;
