@@ -72,7 +72,8 @@ pub fn main() {
     if run(7) {
         cli_vs_peers(&sizes);
     }
-    if run(8) {
+    // 8 and 9 are the embedding sections (embedding.rs).
+    if run(10) {
         crate::observe::observation_overhead(quick);
     }
 }

@@ -1,4 +1,4 @@
-//! Section 8: what observation costs. Every observed open is a round trip
+//! Section 10: what observation costs. Every observed open is a round trip
 //! to the host thread (seccomp user notification), so the measure is a job
 //! doing nothing but opens — 100,000 of one file — unobserved, in learn
 //! mode and under `--why` (`explain_denials`), and the same with every
@@ -55,7 +55,7 @@ pub fn observation_overhead(quick: bool) {
     let opens: u64 = if quick { 10_000 } else { 100_000 };
     let runs = if quick { 2 } else { 7 };
     let short_runs = if quick { 10 } else { 100 };
-    println!("8. observation: {opens} opens of one file, and /bin/true");
+    println!("10. observation: {opens} opens of one file, and /bin/true");
     let dir = tempdir();
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
