@@ -29,6 +29,7 @@ mod host_death;
 mod learn;
 mod limits;
 mod network;
+mod observation;
 mod pinned_binary;
 mod privileges;
 mod progress;
