@@ -588,7 +588,7 @@ mod tests {
         } as *mut u8;
         unsafe {
             libc::mprotect(map.add(page) as *mut libc::c_void, page, libc::PROT_NONE);
-            std::ptr::copy_nonoverlapping(b"/a\0".as_ptr(), map.add(page - 3), 3);
+            std::ptr::copy_nonoverlapping(c"/a".as_ptr().cast(), map.add(page - 3), 3);
         }
         let mut long = [0u8; PATH_MAX];
         let n = read_memory(
