@@ -17,28 +17,55 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum Access {
     /// A file opened for reading, or a directory opened to list it.
-    Read { path: PathBuf },
+    Read {
+        /// The file or directory, absolute.
+        path: PathBuf,
+    },
     /// A file opened for writing, or truncated.
-    Write { path: PathBuf },
+    Write {
+        /// The file, absolute.
+        path: PathBuf,
+    },
     /// A file, directory, link, FIFO or socket created: its directory must
     /// be writable.
-    Create { path: PathBuf },
+    Create {
+        /// What was created, absolute.
+        path: PathBuf,
+    },
     /// A file or directory removed, or renamed away: its directory must be
     /// writable.
-    Remove { path: PathBuf },
+    Remove {
+        /// What was removed, absolute.
+        path: PathBuf,
+    },
     /// A program executed (`execve`).
-    Execute { path: PathBuf },
+    Execute {
+        /// The program, absolute.
+        path: PathBuf,
+    },
     /// A file mapped executable (`mmap` with `PROT_EXEC`: the ELF loader,
     /// `dlopen`).
-    MapExecutable { path: PathBuf },
+    MapExecutable {
+        /// The file mapped, absolute.
+        path: PathBuf,
+    },
     /// A TCP connection to an address.
-    Connect { address: SocketAddr },
+    Connect {
+        /// The address and port connected to.
+        address: SocketAddr,
+    },
     /// A TCP port bound (0: an ephemeral one).
-    Bind { address: SocketAddr },
+    Bind {
+        /// The address and port bound.
+        address: SocketAddr,
+    },
     /// A UDP socket.
     Udp,
     /// A pathname UNIX socket connected to, bound or sent to.
-    UnixSocket { path: PathBuf },
+    UnixSocket {
+        /// The socket's path, absolute.
+        path: PathBuf,
+    },
     /// A UNIX socket created, whatever it is then used for.
     UnixSocketCreated,
     /// A `NETLINK_ROUTE` socket.
@@ -46,8 +73,11 @@ pub enum Access {
     /// A socket of a kind no policy grant covers (raw, packet, other
     /// netlink protocols, …).
     OtherSocket {
+        /// The address family (`AF_PACKET`, `AF_NETLINK`, …).
         family: i32,
+        /// The socket type (`SOCK_RAW`, …), without its flags.
         kind: i32,
+        /// The protocol number.
         protocol: i32,
     },
 }
@@ -133,6 +163,7 @@ impl Observed {
         self.accesses.len()
     }
 
+    /// Whether no access was kept.
     pub fn is_empty(&self) -> bool {
         self.accesses.is_empty()
     }

@@ -25,17 +25,25 @@ use std::path::{Component, Path, PathBuf};
 /// read-only (with the key that protects each).
 #[derive(Debug, Clone, Default)]
 pub struct GrantContext {
+    /// Files the program layer makes executable (the pinned program, its
+    /// ELF interpreter and libraries).
     pub exec: Vec<PlanPath>,
+    /// Paths the mount layer keeps read-only, each with its key.
     pub protected: Vec<PlanPath>,
 }
 
 /// Which mechanisms were in force, so only their refusals are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enforced {
+    /// Landlock's filesystem rules.
     pub filesystem: bool,
+    /// Landlock's TCP connect and bind rules.
     pub tcp: bool,
+    /// Writable roots mounted `noexec`.
     pub write_xor_execute: bool,
+    /// Protected paths mounted read-only.
     pub protected_paths: bool,
+    /// The kernel baseline's sockets filter.
     pub sockets: bool,
 }
 
@@ -70,8 +78,11 @@ impl Enforced {
 /// would (`{repo}/build` rather than `/home/me/src/app/build`).
 #[derive(Debug, Clone)]
 pub struct Places {
+    /// `{repo}`: the repository's root.
     pub repo: PathBuf,
+    /// `{home}`: the home directory, when known.
     pub home: Option<PathBuf>,
+    /// `{tmp}`: the job's temporary directory.
     pub tmp: PathBuf,
 }
 
@@ -177,6 +188,7 @@ pub enum Verdict {
 /// A refused access, in policy terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// What was refused.
     pub access: Access,
     /// Why: `not under filesystem.read`.
     pub reason: String,

@@ -36,12 +36,21 @@ pub struct PolicyEdit<'a> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EditError {
+    /// The policy file does not parse.
     #[error("the policy is not valid TOML: {0}")]
     Parse(#[source] toml_edit::TomlError),
+    /// A key the addition extends holds something other than a table.
     #[error("`{key}` in the policy is not a table, so it cannot be extended")]
-    NotATable { key: String },
+    NotATable {
+        /// The key, dotted.
+        key: String,
+    },
+    /// A key the addition extends holds something other than a list.
     #[error("`{key}` in the policy is not a list, so it cannot be extended")]
-    NotAList { key: String },
+    NotAList {
+        /// The key, dotted.
+        key: String,
+    },
 }
 
 /// `text` with `edit` merged in.

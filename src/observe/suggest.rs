@@ -25,13 +25,23 @@ pub const COLLAPSE_AT: usize = 4;
 pub struct Suggestion {
     /// Programs the binary started: `binaries.NAME.helpers`.
     pub helpers: Vec<String>,
+    /// Paths read: `filesystem.read`.
     pub read: Vec<String>,
+    /// Files written, and the directories of what was created or
+    /// removed: `filesystem.read_write`.
     pub read_write: Vec<String>,
+    /// Files mapped executable, and programs started from a writable
+    /// place: `filesystem.execute`.
     pub execute: Vec<String>,
+    /// TCP ports connected to: `network.connect`.
     pub connect: Vec<u16>,
+    /// TCP ports bound: `network.bind`.
     pub bind: Vec<u16>,
+    /// Whether a UDP socket was used: `network.udp`.
     pub udp: bool,
+    /// Whether a `NETLINK_ROUTE` socket was used: `network.netlink_route`.
     pub netlink_route: bool,
+    /// UNIX socket paths used: `network.unix`.
     pub unix: Vec<String>,
     /// What the base policy refuses on purpose: reported, never granted.
     pub refused: Vec<Refusal>,
