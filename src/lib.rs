@@ -20,6 +20,9 @@
 //! - [`sandbox`]: the enforcement layers a job's processes start under
 //!   (Landlock, seccomp, mount namespace, rlimits, cgroup on Linux) and the
 //!   [`sandbox::EnforcementReport`] that says which of them held;
+//! - [`observe`]: what an observed job attempted (`run --why`, `jobwarden
+//!   learn`), judged against a plan's grants in policy terms, and learn's
+//!   suggested policy addition;
 //! - [`output`]: lines, progress and the bounded per-plugin event queues;
 //! - [`testing`] and [`doctor`]: what `jobwarden test` and `jobwarden
 //!   doctor` run, for embedders that prove a policy in their own CI.
@@ -91,6 +94,7 @@ pub mod doctor;
 pub mod host;
 #[cfg(any(feature = "lua", feature = "luajit"))]
 pub mod lua;
+pub mod observe;
 pub mod output;
 pub mod platform;
 pub mod policy;

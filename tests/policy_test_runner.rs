@@ -103,3 +103,21 @@ fn a_missing_file_is_unusable() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stdout).contains("nope.toml"));
 }
+
+#[test]
+fn a_refusal_is_judged_from_what_the_sandbox_refused_not_from_wording() {
+    let out = jobwarden_test(&["tests/fixtures/policy-tests/refusal-judged.toml"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  pass  a refusal the job does not mention is still a refusal (live)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL  words alone are no refusal (live, line 12): expected the sandbox to refuse, but it exited with status 1 (observation recorded no access the policy refuses;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("1 passed, 1 failed"),
+        "{stdout}"
+    );
+}

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_jobwarden-probe");
+pub(crate) const PROBE: &str = env!("CARGO_BIN_EXE_jobwarden-probe");
 const JOBWARDEN: &str = env!("CARGO_BIN_EXE_jobwarden");
 
 struct Sizes {
@@ -72,6 +72,10 @@ pub fn main() {
     if run(7) {
         cli_vs_peers(&sizes);
     }
+    // 8 and 9 are the embedding sections (embedding.rs).
+    if run(10) {
+        crate::observe::observation_overhead(quick);
+    }
 }
 
 fn machine() -> String {
@@ -88,15 +92,15 @@ fn machine() -> String {
     )
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn ratio(a: Duration, b: Duration) -> String {
+pub(crate) fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64().max(1e-12))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -106,7 +110,7 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn tempdir() -> tempfile::TempDir {
+pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temp dir")
 }
 

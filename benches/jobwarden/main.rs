@@ -13,6 +13,8 @@
 
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+mod observe;
 
 #[cfg(target_os = "linux")]
 fn main() {

@@ -5,6 +5,7 @@ mod check;
 mod doctor;
 mod error;
 mod explain;
+mod learn;
 mod run;
 mod test;
 
@@ -106,6 +107,23 @@ enum Command {
         /// progit-plugin-sdk 0.4: `{"type", "job_id", "data": {…}}`.
         #[arg(long)]
         json: bool,
+        /// Observe the job and end it with each access the sandbox refused,
+        /// and the policy key that would allow it (the job stays confined;
+        /// observed calls are slower).
+        #[arg(long)]
+        why: bool,
+    },
+    /// Run one trusted command observed, without the path and port
+    /// restrictions that would stop it, and print the smallest policy
+    /// addition that lets exactly that run pass (exit: the command's own;
+    /// 125 jobwarden error; 126 the policy refuses the request).
+    Learn {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Also write the base policy with the addition merged in to FILE
+        /// (it may be the base policy itself).
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
     },
 }
 
@@ -152,7 +170,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policies } => Ok(check::run(&policies)),
         Command::Explain { job, json } => explain::run(&job, json, &support),
-        Command::Run { job, json } => run::run(&job, json, &support),
+        Command::Run { job, json, why } => run::run(&job, json, why, &support),
+        Command::Learn { job, write } => learn::run(&job, write.as_deref(), &support),
         Command::Test {
             files,
             require_live,

@@ -20,7 +20,12 @@ const EXIT_TIMEOUT: u8 = 124;
 const EXIT_OWN_ERROR: u8 = 125;
 const EXIT_DENIED: u8 = 126;
 
-pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitCode, Failure> {
+pub fn run(
+    args: &JobArgs,
+    json: bool,
+    why: bool,
+    support: &SupportOptions,
+) -> Result<ExitCode, Failure> {
     let loaded = load_policy(args.policy.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
     let repo = repo_root(args.repo.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
     let facts = HostFacts::capture(repo.clone());
@@ -36,8 +41,12 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
         }
     }
 
-    let host = PolicyJobHost::builder(loaded.policy.clone(), &repo)
-        .support_options(support.clone())
+    let mut builder =
+        PolicyJobHost::builder(loaded.policy.clone(), &repo).support_options(support.clone());
+    if why {
+        builder = builder.explain_denials();
+    }
+    let host = builder
         .build()
         .map_err(|e| CliError::from(e).exit(EXIT_OWN_ERROR))?;
     let plugin = host.plugin(&args.plugin);
@@ -63,6 +72,8 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
     let mut status = StatusLine::new(!json && stderr.is_terminal());
     let started = std::time::Instant::now();
     let mut cancelled_by: Option<usize> = None;
+    // Whether the job's output read like a refusal, for the `--why` hint.
+    let mut refusal_seen = false;
     loop {
         let caught = signal.swap(0, Ordering::AcqRel);
         if caught != 0 && cancelled_by.is_none() {
@@ -79,6 +90,11 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
         }
         for event in events {
             ended |= event.is_terminal();
+            if let JobEvent::JobLogLine { data, .. } = &event
+                && data.stream != STREAM_SYSTEM
+            {
+                refusal_seen |= jobwarden::observe::mentions_refusal(&data.line);
+            }
             if json {
                 let _ = serde_json::to_writer(&mut out, &event);
                 let _ = out.write_all(b"\n");
@@ -119,7 +135,17 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
         }
         status.draw(&mut err, started.elapsed());
     }
-    let code = match plugin.end(&id) {
+    let end = plugin.end(&id);
+    let failed = !matches!(
+        end,
+        Some(JobEnd::Exited { code: 0 }) | Some(JobEnd::Cancelled)
+    );
+    if !why && !json && failed && refusal_seen {
+        eprintln!(
+            "jobwarden: the output shows a permission error; run again with --why to see what the sandbox refused and which policy key would allow it"
+        );
+    }
+    let code = match end {
         Some(JobEnd::Exited { code }) => code.clamp(0, 255) as u8,
         Some(JobEnd::Signaled { signal }) => (128 + signal).clamp(0, 255) as u8,
         Some(JobEnd::TimedOut) => EXIT_TIMEOUT,

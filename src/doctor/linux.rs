@@ -27,6 +27,7 @@ pub fn machine_checks(
         Some(probe) => live_checks(probe, options, support),
         None => detected_checks(support),
     };
+    checks.extend(super::observation::checks(probe, options, support));
     checks.push(Check {
         name: "subreaper",
         verdict: if support.subreaper() {

@@ -22,6 +22,8 @@ mod baseline;
 #[cfg_attr(target_os = "linux", path = "linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "portable.rs")]
 mod checks;
+#[cfg(target_os = "linux")]
+mod observation;
 use std::time::{Duration, Instant};
 
 /// The outcome of one probe.

@@ -129,6 +129,29 @@ impl HostBuilder {
         self
     }
 
+    /// Observes every job (Linux: seccomp user notification) and ends each
+    /// with its refused accesses in policy terms, as `system` lines before
+    /// the exit summary (`denied read /etc/ssl/openssl.cnf — not under
+    /// filesystem.read; add "/etc/ssl/openssl.cnf" there (or to
+    /// binaries.node.filesystem.read)`) and through
+    /// [`super::PluginHandle::observed`]. Jobs stay confined exactly as
+    /// without it; observed calls cost a round trip to the host thread
+    /// (BENCHMARKS.md).
+    pub fn explain_denials(mut self) -> Self {
+        self.support.observation = crate::sandbox::Observation::Denials;
+        self
+    }
+
+    /// Learn mode (`jobwarden learn`): jobs run without Landlock, the
+    /// sockets filter and `noexec` writable roots — everything else of
+    /// their plan stays — and everything they attempt is recorded
+    /// ([`super::PluginHandle::observed`]). For running one trusted
+    /// command to write its policy; never for plugins' jobs.
+    pub fn learn_mode(mut self) -> Self {
+        self.support.observation = crate::sandbox::Observation::Learn;
+        self
+    }
+
     /// Detection options at once (the CLI's `--simulate-*` flags).
     pub fn support_options(mut self, options: SupportOptions) -> Self {
         self.support = options;

@@ -18,16 +18,24 @@ pub(super) enum Source {
     Stderr,
     /// The first process exited (its pidfd became readable).
     Exit,
+    /// The job's observation listener has calls waiting (`run --why`, learn).
+    Observe,
 }
 
 impl Source {
-    const ALL: [Source; 3] = [Source::Stdout, Source::Stderr, Source::Exit];
+    const ALL: [Source; 4] = [
+        Source::Stdout,
+        Source::Stderr,
+        Source::Exit,
+        Source::Observe,
+    ];
 
     fn index(self) -> usize {
         match self {
             Source::Stdout => 0,
             Source::Stderr => 1,
             Source::Exit => 2,
+            Source::Observe => 3,
         }
     }
 }

@@ -6,6 +6,7 @@
 use super::Usage;
 use super::conclude::{Ending, Stopped, conclude};
 use super::io::{JobToken, PipeState, Source, read_pipe};
+use super::observation::{JobObservation, ObservedJob};
 use super::sampler::Sample;
 use crate::contract::{
     JobEvent, JobId, JobLogLineData, JobProgressData, JobStartedData, STREAM_SYSTEM,
@@ -64,6 +65,8 @@ pub(super) struct Job {
     pub exit: Option<Exit>,
     pub drain_until: Option<Instant>,
     pub usage: Usage,
+    /// The job's observation, when the host observes (`run --why`, learn).
+    observation: Option<JobObservation>,
 }
 
 /// What a finalised job leaves for the supervisor to publish.
@@ -77,6 +80,8 @@ pub(super) struct Finished {
     pub ever_forked: bool,
     /// Problems removing what the job was given, for the host's warnings.
     pub problems: Vec<String>,
+    /// What observation found, when the job was observed.
+    pub observed: Option<std::sync::Arc<ObservedJob>>,
 }
 
 impl Job {
@@ -93,6 +98,7 @@ impl Job {
         registry: &Registry,
         ready: &ReadyList,
         first_sample: Instant,
+        observation: impl FnOnce(crate::sandbox::Observer) -> JobObservation,
     ) -> (Self, Result<(), std::io::Error>) {
         let Spawned {
             pid,
@@ -101,12 +107,18 @@ impl Job {
             mut stdout,
             mut stderr,
             dir,
+            observer,
         } = spawned;
         let token = |source| JobToken::new(slot, source).token();
+        let mut observation = observer.map(observation);
         let registered = stdout
             .register(registry, token(Source::Stdout), ready)
             .and_then(|()| stderr.register(registry, token(Source::Stderr), ready))
-            .and_then(|()| exit.register(registry, token(Source::Exit), ready));
+            .and_then(|()| exit.register(registry, token(Source::Exit), ready))
+            .and_then(|()| match &mut observation {
+                Some(o) => o.register(registry, token(Source::Observe)),
+                None => Ok(()),
+            });
         let now = Instant::now();
         let output = JobOutput::new(
             id.clone(),
@@ -134,6 +146,7 @@ impl Job {
             exit: None,
             drain_until: None,
             usage: Usage::default(),
+            observation,
             plan,
         };
         (job, registered)
@@ -233,6 +246,14 @@ impl Job {
         }
     }
 
+    /// Answers the job's pending observed calls; returns whether more are
+    /// waiting (come back soon).
+    pub fn observe(&mut self, registry: &Registry) -> bool {
+        self.observation
+            .as_mut()
+            .is_some_and(|o| o.service(registry))
+    }
+
     /// Both pipes are closed.
     pub fn pipes_closed(&self) -> bool {
         self.stdout.is_none() && self.stderr.is_none()
@@ -316,10 +337,21 @@ impl Job {
     /// Ends a job whose first process exited and whose pipes are closed:
     /// reads what its containment recorded, removes everything it was given
     /// (its cgroups, its `{tmp}`), and concludes.
-    pub fn finish(mut self) -> (Finished, Self) {
+    pub fn finish(mut self, registry: &Registry) -> (Finished, Self) {
         let exit = self.exit.take().expect("finish only jobs that exited");
         let info = exit.info;
         let mut problems = Vec::new();
+        // Judged before the job's `{tmp}` is removed: what it touched there
+        // must still exist to be judged.
+        let (observed_lines, observed) = match self.observation.take() {
+            Some(observation) => {
+                let failed = info.code != Some(0);
+                let (lines, observed) =
+                    observation.conclude(registry, &self.id, &self.plan, &self.report, failed);
+                (lines, Some(std::sync::Arc::new(observed)))
+            }
+            None => (Vec::new(), None),
+        };
         // Read everything the containment knows before removing it.
         let ever_forked = self.tree.ever_forked();
         let oom_kills = self.tree.oom_kills();
@@ -348,6 +380,7 @@ impl Job {
                 data: JobProgressData { percent, step },
             });
         }
+        events.extend(observed_lines);
         events.push(self.system_line(format!(
             "jobwarden: finished in {:.1} s · cpu {:.1} s user / {:.1} s sys · peak rss {}",
             exit.elapsed.as_secs_f64(),
@@ -368,6 +401,7 @@ impl Job {
             elapsed: exit.elapsed,
             ever_forked,
             problems,
+            observed,
         };
         (finished, self)
     }

@@ -20,6 +20,7 @@ mod conclude;
 mod io;
 mod job;
 mod locks;
+mod observation;
 mod sampler;
 mod scheduler;
 mod shared;
@@ -27,6 +28,7 @@ mod supervisor;
 
 pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
+pub use observation::ObservedJob;
 pub use shared::FINISHED_JOBS_KEPT;
 
 use crate::capabilities::JobCapabilities;
@@ -258,6 +260,14 @@ impl PluginHandle {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// What observation found about one of this plugin's jobs, once it
+    /// ended: the refusals in policy terms on a host that explains denials
+    /// ([`HostBuilder::explain_denials`]), every access in learn mode
+    /// ([`HostBuilder::learn_mode`]). `None` for an unobserved job.
+    pub fn observed(&self, job_id: &str) -> Option<Arc<ObservedJob>> {
+        self.shared.owned_record(&self.plugin, job_id)?.observed
     }
 
     /// Current resource use of one of this plugin's running jobs, or the

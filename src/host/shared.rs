@@ -35,6 +35,8 @@ pub(super) struct JobRecord {
     pub enforcement: Option<Arc<EnforcementReport>>,
     pub usage: Option<Usage>,
     pub end: Option<JobEnd>,
+    /// What observation found (`run --why`, learn), once the job ended.
+    pub observed: Option<Arc<super::ObservedJob>>,
 }
 
 impl JobRecord {
@@ -45,6 +47,7 @@ impl JobRecord {
             enforcement: None,
             usage: None,
             end: None,
+            observed: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::conclude::{Ending, Stopped};
 use super::io::{JobToken, PipeState, Source};
 use super::job::Job;
 use super::locks::lock;
+use super::observation::JobObservation;
 use super::sampler::{Sampler, next_on_grid};
 use super::scheduler::Scheduler;
 use super::shared::{Accepted, Command, Shared, default_queue};
@@ -354,6 +355,8 @@ impl Supervisor {
             );
         let report = share(&mut self.reports, report);
         let first_sample = next_on_grid(self.epoch, Instant::now(), plan.progress.interval.value);
+        let mode = self.shared.support.observation();
+        let home = self.shared.home.clone();
         let (job, registered) = Job::started(
             slot,
             id,
@@ -364,6 +367,7 @@ impl Supervisor {
             self.poll.registry(),
             &self.external_ready,
             first_sample,
+            |observer| JobObservation::new(observer, mode, home),
         );
         if let Err(e) = registered {
             self.shared
@@ -396,6 +400,17 @@ impl Supervisor {
                 Source::Exit => {
                     self.ready.remove(&t);
                     self.reap_leader(slot);
+                    continue;
+                }
+                Source::Observe => {
+                    let registry = self.poll.registry();
+                    let more = self
+                        .jobs
+                        .get_mut(&slot)
+                        .is_some_and(|job| job.observe(registry));
+                    if !more {
+                        self.ready.remove(&t);
+                    }
                     continue;
                 }
                 Source::Stdout => Stream::Stdout,
@@ -576,7 +591,7 @@ impl Supervisor {
     /// Publishes a finished job: its last events, its record, its audit,
     /// its slot for the next pending job, and zombies to look for.
     fn finalize(&mut self, job: Job) {
-        let (finished, job) = job.finish();
+        let (finished, job) = job.finish(self.poll.registry());
         for problem in finished.problems {
             self.shared.warn(problem);
         }
@@ -588,6 +603,7 @@ impl Supervisor {
             let mut jobs = lock(&self.shared.jobs);
             if let Some(record) = jobs.records.get_mut(&job.id) {
                 record.usage = Some(job.usage.clone());
+                record.observed = finished.observed.clone();
             }
             jobs.finish(&job.id, &finished.ending);
         }

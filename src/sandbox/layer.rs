@@ -28,6 +28,11 @@ pub(crate) struct Facts {
     /// helpers' loaders. (Only Linux can restrict execution.)
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub exec: Vec<PlanPath>,
+    /// Paths the job finds read-only whatever its grants (the mount layer's
+    /// protected paths), with the key that protects each: observation
+    /// explains refusals with them.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub protected: Vec<PlanPath>,
     /// The whole-tree mechanism that limits memory (a cgroup, a job
     /// object), if one does.
     pub memory_by: Option<&'static str>,

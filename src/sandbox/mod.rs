@@ -26,6 +26,8 @@ mod support;
 #[cfg(unix)]
 mod unix;
 #[cfg(not(target_os = "linux"))]
+mod unobserved;
+#[cfg(not(target_os = "linux"))]
 mod unreaped;
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
@@ -42,11 +44,15 @@ mod os;
 pub use error::{DismantleError, PrepareError, SpawnError};
 pub use pin::{HashCache, sha256_of};
 pub use report::{EnforcementReport, Item, ItemKind, Requirement, Status};
-pub use support::{BaselineLayer, HostSupport, SupportOptions, TreeMechanism};
+pub use support::{BaselineLayer, HostSupport, Observation, SupportOptions, TreeMechanism};
 
 pub(crate) use jobdir::JobDir;
 pub(crate) use os::io::{ExitWatch, Pipe, ReadyList};
 pub(crate) use os::{HostProcess, Reaper, Tree};
+#[cfg(target_os = "linux")]
+pub(crate) use os::{Observer, ObserverState};
+#[cfg(not(target_os = "linux"))]
+pub(crate) use unobserved::{Observer, ObserverState};
 
 use crate::decision::Plan;
 use layer::Job;
@@ -73,6 +79,8 @@ pub(crate) struct Spawned {
     pub stderr: Pipe,
     /// The job's `{tmp}`, removed when this is dropped.
     pub dir: JobDir,
+    /// The job's observation listener, when the host observes it.
+    pub observer: Option<Observer>,
 }
 
 /// Prepares `plan` for spawning on this host: opens and checks the program,

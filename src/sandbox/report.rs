@@ -140,6 +140,8 @@ item_kinds! {
     Cgroup => "cgroup",
     /// Problems met setting up the job object (advisory).
     JobObject => "job_object",
+    /// The job's attempts were observed (`run --why`, learn mode; advisory).
+    Observation => "observation",
 }
 
 impl ItemKind {

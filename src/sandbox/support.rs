@@ -22,6 +22,31 @@ pub struct SupportOptions {
     /// session prevents; the report then says `session` NOT enforced, so
     /// `required` policies refuse.
     pub keep_session: bool,
+    /// Whether jobs are observed, and why (not a testing aid: `run --why`
+    /// and `learn` set it explicitly; see [`Observation`]).
+    pub observation: Observation,
+}
+
+/// Whether a host observes its jobs' attempts (Linux: seccomp user
+/// notification), and what for. Observation never changes what a job may
+/// do; learn mode is the one setting that also lifts restrictions, and it
+/// is chosen explicitly, for one trusted command at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Observation {
+    /// Jobs run unobserved.
+    #[default]
+    Off,
+    /// Jobs run confined as usual, and every refused access is reported
+    /// in policy terms at their end (`run --why`).
+    Denials,
+    /// Learn mode (`jobwarden learn`): jobs run without the filesystem and
+    /// network restrictions that would stop them (no Landlock, no sockets
+    /// filter, writable roots not `noexec`), with everything else of the
+    /// plan — environment, limits, session, no capabilities, the rest of
+    /// the kernel baseline, protected paths read-only — and everything they
+    /// attempt is recorded.
+    Learn,
 }
 
 /// The layers of the Linux kernel baseline a test can switch off.
@@ -102,6 +127,15 @@ impl HostSupport {
     /// Suggestions an admin can act on.
     pub fn tips(&self) -> Vec<String> {
         self.0.tips()
+    }
+
+    /// Whether jobs are observed, and what for (only Linux observes: on
+    /// other platforms jobs run unobserved whatever was asked).
+    pub fn observation(&self) -> Observation {
+        #[cfg(target_os = "linux")]
+        return self.0.observation;
+        #[cfg(not(target_os = "linux"))]
+        return Observation::Off;
     }
 }
 

@@ -102,7 +102,9 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
     };
 
     let mut results = Vec::new();
-    let mut host: Option<PolicyJobHost> = None;
+    // Cases that expect a refusal run on a host that observes them, so the
+    // refusal is judged from what the sandbox refused, not from wording.
+    let mut hosts: [Option<PolicyJobHost>; 2] = [None, None];
     let derived = with_probes(&policy, file, options.probe.as_deref());
     for case in &file.cases {
         let verdict = match &case.kind {
@@ -117,14 +119,18 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
                 } else if let Some(why) = control {
                     Verdict::CannotConfine(why)
                 } else {
+                    let observe = expectation.denied_by_sandbox;
+                    let host = &mut hosts[usize::from(observe)];
                     if host.is_none() {
-                        match PolicyJobHost::builder(derived.clone(), &workspace.repo)
+                        let mut builder = PolicyJobHost::builder(derived.clone(), &workspace.repo)
                             .home(Some(workspace.home.clone()))
                             .tmp_dir(workspace.dir.path())
-                            .support_options(options.support.clone())
-                            .build()
-                        {
-                            Ok(h) => host = Some(h),
+                            .support_options(options.support.clone());
+                        if observe {
+                            builder = builder.explain_denials();
+                        }
+                        match builder.build() {
+                            Ok(h) => *host = Some(h),
                             Err(e) => return fail_all(format!("cannot start a host: {e}")),
                         }
                     }
@@ -140,7 +146,7 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
             verdict,
         });
     }
-    drop(host);
+    drop(hosts);
     FileResult {
         file: file.path.clone(),
         policy: policy_name,
@@ -463,6 +469,10 @@ fn run_live(
     }
     let end = plugin.end(&id);
     let report = plugin.enforcement(&id);
+    // What the sandbox was seen refusing, when the job was observed.
+    let refusals = plugin
+        .observed(&id)
+        .map(|o| o.refusals.iter().map(|r| r.to_string()).collect::<Vec<_>>());
     let error = events.iter().find_map(|e| match e {
         JobEvent::JobFailed { data, .. } => Some(data.error.clone()),
         _ => None,
@@ -482,6 +492,7 @@ fn run_live(
         end.as_ref(),
         error.as_deref(),
         report.as_ref(),
+        refusals.as_deref(),
         &output,
         expected,
     )
@@ -491,6 +502,7 @@ fn judge(
     end: Option<&JobEnd>,
     error: Option<&str>,
     report: Option<&EnforcementReport>,
+    refusals: Option<&[String]>,
     output: &[&str],
     expected: &LiveExpectation,
 ) -> Verdict {
@@ -564,18 +576,24 @@ fn judge(
         ));
     }
     if expected.denied_by_sandbox {
-        const REFUSALS: [&str; 4] = [
-            "Permission denied",
-            "Operation not permitted",
-            "denied: EACCES",
-            "denied: EPERM",
-        ];
-        let refused = output
-            .iter()
-            .any(|l| REFUSALS.iter().any(|r| l.contains(r)));
-        if !refused || end == Some(&JobEnd::Exited { code: 0 }) {
+        // Judged from what observation saw the sandbox refuse, never from
+        // the job's wording when it was observed: a program that prints
+        // "Permission denied" for its own reasons proves nothing. Only an
+        // unobserved job (observation unavailable here) is judged by its
+        // words, in any case.
+        let refused = match refusals {
+            Some(recorded) => !recorded.is_empty(),
+            None => output.iter().any(|l| crate::observe::mentions_refusal(l)),
+        };
+        let succeeded = end == Some(&JobEnd::Exited { code: 0 });
+        if succeeded || !refused {
+            let seen = match refusals {
+                Some(r) if !r.is_empty() => format!("observation recorded: {}", r.join("; ")),
+                Some(_) => "observation recorded no access the policy refuses; socket kinds the kernel baseline refuses (UDP, UNIX, netlink) cannot be observed: assert those with `output_contains`".to_string(),
+                None => "the job could not be observed, and its output shows no refusal".to_string(),
+            };
             failures.push(format!(
-                "expected the sandbox to refuse (EACCES or EPERM), but {} and the {}",
+                "expected the sandbox to refuse, but {} ({seen}) and the {}",
                 what_happened(),
                 tail()
             ));

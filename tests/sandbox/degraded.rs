@@ -270,7 +270,7 @@ fn control_at_the_full_abi_the_kernel_refuses_all_four() {
 }
 
 /// The kernel's Landlock ABI, asked directly.
-fn kernel_abi() -> u32 {
+pub(crate) fn kernel_abi() -> u32 {
     // SAFETY: the version query of landlock_create_ruleset reads nothing.
     let ret = unsafe {
         libc::syscall(

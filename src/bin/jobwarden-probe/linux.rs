@@ -209,6 +209,7 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
             return action(inner, inner_rest);
         }
         "fds" => fds(),
+        "exec-marked" => exec_marked(number(arg(0)), &rest[1.min(rest.len())..]),
         "abstract-connect" => abstract_connect(arg(0)),
         "truncate" => {
             let path = cstr(arg(0));
@@ -230,6 +231,32 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
         // The kernel baseline's actions (sockets, memfd, setuid, mounts).
         other => return crate::baseline::action(other, rest),
     })
+}
+
+/// `execve(ARGV)` with `marker` in the sixth argument register, which
+/// `execve` ignores: what a job would do to pass as the spawner's own exec
+/// and skip observation (it cannot know the per-job value).
+fn exec_marked(marker: u64, argv: &[String]) -> io::Result<String> {
+    let args: Vec<std::ffi::CString> = argv.iter().map(|a| cstr(a)).collect();
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    let _ = io::stdout().flush();
+    // SAFETY: execve with NUL-terminated argv and envp; the extra
+    // arguments are integers the kernel does not read. Returns only on
+    // failure.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execve,
+            ptrs[0],
+            ptrs.as_ptr(),
+            env.as_ptr(),
+            0u64,
+            0u64,
+            marker,
+        )
+    };
+    Err(io::Error::last_os_error())
 }
 
 fn number(text: &str) -> u64 {

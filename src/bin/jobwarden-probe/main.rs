@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         "say" => say(num(0, 100), &rest[1.min(rest.len())..]),
         "alloc" => alloc(num(0, 64)),
         "open-files" => open_files(num(0, 1)),
+        "reopen" => reopen(arg(0), num(1, 1)),
         "lines" => lines(num(0, 10), num(1, 20) as usize),
         "flood" => flood(num(0, 1 << 20)),
         "sleep" => {
@@ -97,6 +98,21 @@ fn read(path: &str) -> io::Result<String> {
     let mut buf = [0u8; 64];
     let n = file.read(&mut buf)?;
     Ok(format!("{n} bytes"))
+}
+
+/// Opens and closes `path` `times` times (the observation benchmark's
+/// job), refused or not; a refusal is reported after the last attempt.
+fn reopen(path: &str, times: u64) -> io::Result<String> {
+    let mut refused = None;
+    for _ in 0..times {
+        if let Err(e) = std::fs::File::open(path) {
+            refused = Some(e);
+        }
+    }
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(format!("{times} opens")),
+    }
 }
 
 fn write_size(path: &str, bytes: u64) -> io::Result<String> {

@@ -121,6 +121,9 @@ pub(crate) struct Landlock;
 #[derive(Debug, Clone, Copy)]
 struct Handled {
     abi: ABI,
+    /// Filesystem rights (all but in learn mode, which keeps only the
+    /// scopes: a learning job still cannot signal the host).
+    fs: bool,
     /// TCP bind and connect (ABI ≥ 4, and the plan restricts the network).
     tcp: bool,
     /// Signal and abstract UNIX socket scopes (ABI ≥ 6).
@@ -134,9 +137,11 @@ impl Handled {
             return Err(why.clone());
         }
         let abi = ABI::from(support.abi as i32);
+        let learning = job.support.learning();
         Ok(Self {
             abi,
-            tcp: abi >= ABI::V4 && !job.plan.network.unrestricted,
+            fs: !learning,
+            tcp: abi >= ABI::V4 && !job.plan.network.unrestricted && !learning,
             scoped: abi >= ABI::V6,
         })
     }
@@ -177,7 +182,7 @@ impl Layer for Landlock {
     fn predict(&self, job: &mut Job<'_>) -> Outcome {
         let handled = Handled::for_job(job);
         let mut skipped = Vec::new();
-        if let Ok(h) = &handled {
+        if let Some(h) = handled.as_ref().ok().filter(|h| h.fs) {
             for (paths, _) in grants(job, h.abi) {
                 for entry in paths {
                     if let Err(e) = std::fs::metadata(&entry.path) {
@@ -202,10 +207,19 @@ impl Layer for Landlock {
         let fail = |e: landlock::RulesetError| PrepareError::Landlock {
             source: Box::new(e),
         };
-        let mut ruleset = Ruleset::default()
-            .set_compatibility(CompatLevel::HardRequirement)
-            .handle_access(AccessFs::from_all(h.abi))
-            .map_err(fail)?;
+        if !h.fs && !h.scoped {
+            // Learn mode below ABI 6: nothing left to restrict.
+            return Ok(Outcome {
+                handled: Ok(h),
+                skipped: Vec::new(),
+            });
+        }
+        let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+        if h.fs {
+            ruleset = ruleset
+                .handle_access(AccessFs::from_all(h.abi))
+                .map_err(fail)?;
+        }
         if h.tcp {
             ruleset = ruleset
                 .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
@@ -216,7 +230,7 @@ impl Layer for Landlock {
         }
         let mut created = ruleset.create().map_err(fail)?;
         let mut skipped = Vec::new();
-        for (paths, rights) in grants(job, h.abi) {
+        for (paths, rights) in grants(job, h.abi).into_iter().filter(|_| h.fs) {
             for entry in paths {
                 match open_path(&entry.path) {
                     Ok((fd, is_dir)) => {
@@ -273,7 +287,10 @@ impl Layer for Landlock {
             }
         };
         let abi_text = job.support.landlock.abi_text();
-        report.push(if h.abi >= ABI::V3 {
+        let learning = super::support::LEARN_MODE;
+        report.push(if !h.fs {
+            Item::not_enforced(ItemKind::Filesystem, learning)
+        } else if h.abi >= ABI::V3 {
             let devices = if h.abi >= ABI::V5 {
                 ""
             } else {
@@ -295,6 +312,8 @@ impl Layer for Landlock {
         });
         report.push(if !wants_network {
             Item::network_unrestricted()
+        } else if !h.fs {
+            Item::not_enforced(ItemKind::Network, learning)
         } else if h.tcp {
             let list = |ports: &[Sourced<u16>]| {
                 if ports.is_empty() {

@@ -16,6 +16,8 @@ mod landlock;
 mod memfd;
 mod mounts;
 mod namespaces;
+mod notify;
+mod observe;
 mod privileges;
 mod procs;
 mod program;
@@ -30,6 +32,7 @@ mod support;
 mod tree;
 
 pub(crate) use crate::sandbox::unix::io;
+pub(crate) use notify::{Observer, ObserverState};
 pub(crate) use spawn::Spawner;
 pub(crate) use spec::Spec;
 pub(crate) use support::Support;
@@ -62,4 +65,6 @@ pub(crate) static LAYERS: &[&dyn Enforce] = &[
     // Compiles every rule above (and the opt-in list): after them.
     &seccomp::Seccomp,
     &landlock::Landlock,
+    // Explains refusals with what the layers above granted: last.
+    &observe::Observe,
 ];

@@ -81,6 +81,8 @@ pub(crate) struct Outcome {
     protected: Vec<Protected>,
     git: GitAccess,
     git_key: String,
+    /// Learn mode: protected paths only, nothing mounted `noexec`.
+    learning: bool,
 }
 
 impl Mounts {
@@ -90,7 +92,20 @@ impl Mounts {
             Some(why) => Err(why),
             None => job.support.mount_namespace.clone(),
         };
-        let writable = writable_roots(&plan.filesystem.read_write);
+        let learning = job.support.learning();
+        let mut writable = writable_roots(&plan.filesystem.read_write);
+        // Learn mode lifts Landlock, so the repository is writable whatever
+        // the plan says: its protected paths are kept read-only all the
+        // same (a learn run plants no hook), but nothing is made `noexec`,
+        // so what the job executes from a writable root is seen, not refused.
+        let protect_in = if learning {
+            let mut roots = writable.clone();
+            roots.push(plan.repo.clone());
+            writable.clear();
+            roots
+        } else {
+            writable.clone()
+        };
         let executable = plan
             .filesystem
             .execute
@@ -105,7 +120,7 @@ impl Mounts {
             })
             .filter(|entry| !already_noexec(&entry.path))
             .collect();
-        let protected = protected_paths(job, &writable);
+        let protected = protected_paths(job, &protect_in);
         Outcome {
             namespace,
             writable,
@@ -113,7 +128,31 @@ impl Mounts {
             protected,
             git: plan.filesystem.git.value,
             git_key: plan.filesystem.git.key.clone(),
+            learning,
         }
+    }
+
+    /// Tells the layers after this one (observation) which paths the job
+    /// finds read-only.
+    fn record_protected(job: &mut Job<'_>, outcome: &Outcome) {
+        if outcome.namespace.is_err() {
+            return;
+        }
+        job.facts.protected = outcome
+            .protected
+            .iter()
+            .filter(|p| matches!(p.state, Presence::Present | Presence::Placeholder))
+            .map(|p| PlanPath {
+                path: p.path.clone(),
+                // `.git` falls under `filesystem.git`; unset, its key says
+                // only "built-in default", which names nothing to change.
+                key: if p.key == crate::policy::BUILTIN {
+                    format!("`filesystem.git` is \"{}\" by default", outcome.git.name())
+                } else {
+                    p.key.clone()
+                },
+            })
+            .collect();
     }
 }
 
@@ -121,7 +160,9 @@ impl Layer for Mounts {
     type Outcome = Outcome;
 
     fn predict(&self, job: &mut Job<'_>) -> Outcome {
-        Self::outcome(job)
+        let outcome = Self::outcome(job);
+        Self::record_protected(job, &outcome);
+        outcome
     }
 
     fn apply(&self, job: &mut Job<'_>, spec: &mut Spec) -> Result<Outcome, PrepareError> {
@@ -184,6 +225,7 @@ impl Layer for Mounts {
                 )
             }
         };
+        Self::record_protected(job, &outcome);
         let plan = job.plan;
         let cwd = plan
             .cwd
@@ -214,6 +256,12 @@ impl Layer for Mounts {
             }
         };
         let list = |paths: &mut dyn Iterator<Item = String>| paths.collect::<Vec<_>>().join(", ");
+        if outcome.learning {
+            report.push(Item::not_enforced(
+                ItemKind::WriteXorExecute,
+                super::support::LEARN_MODE,
+            ));
+        }
         let mut detail = format!(
             "{} mounted noexec,nosuid,nodev ({how})",
             if outcome.writable.is_empty() {
@@ -232,15 +280,17 @@ impl Layer for Mounts {
                 )))
             ));
         }
-        report.push(Item::enforced(
-            ItemKind::WriteXorExecute,
-            if outcome.executable.is_empty() {
-                "writable not executable".to_string()
-            } else {
-                "writable not executable (with exceptions)".to_string()
-            },
-            detail,
-        ));
+        if !outcome.learning {
+            report.push(Item::enforced(
+                ItemKind::WriteXorExecute,
+                if outcome.executable.is_empty() {
+                    "writable not executable".to_string()
+                } else {
+                    "writable not executable (with exceptions)".to_string()
+                },
+                detail,
+            ));
+        }
 
         let of = |state: fn(&Presence) -> bool| {
             list(

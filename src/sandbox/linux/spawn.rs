@@ -35,15 +35,18 @@
 //! `fchdir`, rlimits (after everything that opens descriptors), mark every
 //! other descriptor close-on-exec, drop capabilities, `no_new_privs`
 //! (seccomp and Landlock need it without `CAP_SYS_ADMIN`), seccomp,
-//! Landlock last (so the filter and the ruleset never hinder the steps
-//! before them), exec. Each step runs only if a layer asked for it in the
-//! [`Spec`].
+//! Landlock (so the filter and the ruleset never hinder the steps before
+//! them), the observation filter when the host observes (it must observe
+//! none of the steps before it; see `observe.rs`), exec. Each step runs
+//! only if a layer asked for it in the [`Spec`].
 //!
 //! The pidfd comes from `clone` itself (`CLONE_PIDFD`), so the exit watch
 //! refers to exactly the process created, never to a reused pid.
 
 use super::enter::enter_namespace;
 use super::io::ExitWatch;
+use super::notify::Observer;
+use super::observe::receive;
 use super::spec::Spec;
 use super::tree::Tree;
 use crate::sandbox::unix::rlimits::{self, Rlimit};
@@ -71,6 +74,7 @@ pub(super) enum Stage {
     Seccomp,
     NoNewPrivs,
     Landlock,
+    Observe,
     Exec,
 }
 
@@ -93,6 +97,7 @@ impl Stage {
             Seccomp,
             NoNewPrivs,
             Landlock,
+            Observe,
             Exec,
         ]
         .into_iter()
@@ -117,6 +122,7 @@ impl Stage {
             Stage::Seccomp => "seccomp",
             Stage::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)",
             Stage::Landlock => "landlock_restrict_self",
+            Stage::Observe => "seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)",
             Stage::Exec => "execve",
         }
     }
@@ -196,16 +202,35 @@ impl Spawner {
             dir,
             cgroup,
             placeholders,
+            observe,
             ..
         } = spec;
         let (pid, pidfd) = spawned?;
+        let mut exit = ExitWatch::new(pid, Some(pidfd));
+        // The child sent its observation listener before exec. Without it
+        // the job's observed calls would fail (ENOSYS) once the message is
+        // dropped, so a job whose listener is lost does not run on.
+        let observer = match observe.as_ref().map(|o| (receive(o), o)) {
+            None => None,
+            Some((Ok(listener), o)) => Some(Observer::new(listener, o.context.clone())),
+            Some((Err(source), _)) => {
+                // SAFETY: kill(2) of the child we just started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                exit.wait();
+                return Err(SpawnError::Confine {
+                    call: "recvmsg (the observation listener)",
+                    source,
+                });
+            }
+        };
         Ok(Spawned {
             pid,
-            exit: ExitWatch::new(pid, Some(pidfd)),
+            exit,
             tree: Tree::new(pid, cgroup, placeholders),
             stdout,
             stderr,
             dir,
+            observer,
         })
     }
 
@@ -496,7 +521,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
 
-        // 13. Landlock, last.
+        // 13. Landlock, last of the confinement.
         if let Some(ruleset) = &spec.landlock
             && libc::syscall(
                 libc::SYS_landlock_restrict_self,
@@ -507,7 +532,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             return fail(args, Stage::Landlock, errno());
         }
 
-        // 14. Exec.
+        // 14. Observation, after everything it must not observe: the notify
+        //     filter, whose listener goes to the parent now (the parent
+        //     cannot answer before this child has exec'd).
+        let mut magic: u64 = 0;
+        if let Some(observe) = &spec.observe {
+            if let Err(errno) = super::observe::install(observe) {
+                return fail(args, Stage::Observe, errno);
+            }
+            magic = observe.magic;
+        }
+
+        // 15. Exec. The sixth argument, which execve and execveat ignore,
+        //     carries the value that lets this one exec pass the notify
+        //     filter (0 without one).
         match &spec.exec_fd {
             Some(fd) => {
                 libc::syscall(
@@ -517,10 +555,19 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                     args.argv,
                     args.envp,
                     libc::AT_EMPTY_PATH,
+                    magic,
                 );
             }
             None => {
-                libc::execve(spec.program.as_ptr(), args.argv, args.envp);
+                libc::syscall(
+                    libc::SYS_execve,
+                    spec.program.as_ptr(),
+                    args.argv,
+                    args.envp,
+                    0,
+                    0,
+                    magic,
+                );
             }
         }
         fail(args, Stage::Exec, errno())

@@ -7,6 +7,7 @@ use super::cgroup::JobCgroup;
 use super::filter::{Programs, Rule};
 use super::io::Pipe;
 use super::mounts::Namespace;
+use super::observe::ObserveSpec;
 use super::protected::Placeholder;
 use crate::decision::Plan;
 use crate::sandbox::unix::rlimits::Rlimit;
@@ -68,6 +69,8 @@ pub(crate) struct Spec {
     pub seccomp: Option<Arc<Programs>>,
     /// Landlock layer: the ruleset, restricted last.
     pub landlock: Option<OwnedFd>,
+    /// Observation layer: the notify filter, installed after everything.
+    pub observe: Option<ObserveSpec>,
 }
 
 impl Spec {
@@ -123,6 +126,7 @@ impl Spec {
             seccomp_rules: Vec::new(),
             seccomp: None,
             landlock: None,
+            observe: None,
         })
     }
 }

@@ -6,7 +6,7 @@ use super::cgroup::CgroupSupport;
 use super::landlock::LandlockSupport;
 use super::procs;
 use super::tree::HostProcess;
-use crate::sandbox::support::{BaselineLayer, SupportOptions, TreeMechanism};
+use crate::sandbox::support::{BaselineLayer, Observation, SupportOptions, TreeMechanism};
 use std::path::Path;
 
 /// What this machine lets jobwarden enforce.
@@ -35,7 +35,14 @@ pub(crate) struct Support {
     /// Testing aid: jobs keep the host's session (no `setsid`).
     #[serde(skip)]
     pub keep_session: bool,
+    /// Whether jobs are observed (`run --why`, `learn`).
+    #[serde(skip)]
+    pub observation: Observation,
 }
+
+/// Why learn mode leaves a mechanism out, in reports.
+pub(crate) const LEARN_MODE: &str =
+    "not applied in learn mode, which records what the job does instead of refusing it";
 
 /// How a job gets its own mount namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -164,11 +171,17 @@ impl Support {
                 .collect(),
             disabled: options.without_baseline.clone(),
             keep_session: options.keep_session,
+            observation: options.observation,
         }
     }
 
     /// Why `layer` is off, when a testing aid switched it off.
     pub fn switched_off(&self, layer: BaselineLayer) -> Option<String> {
+        // Learn mode lifts the sockets filter; the mount layer keeps its
+        // protected paths there and drops only `noexec` (see mounts.rs).
+        if self.learning() && layer == BaselineLayer::Sockets {
+            return Some(LEARN_MODE.into());
+        }
         self.disabled
             .contains(&layer)
             .then(|| format!("switched off by the testing aid `without_baseline({layer:?})`"))
@@ -176,6 +189,11 @@ impl Support {
 
     pub fn is_root(&self) -> bool {
         self.is_root
+    }
+
+    /// Whether this host runs learn mode's jobs (see [`Observation::Learn`]).
+    pub fn learning(&self) -> bool {
+        self.observation == Observation::Learn
     }
 
     pub fn landlock_abi(&self) -> Option<u32> {

@@ -113,6 +113,7 @@ impl Spawner {
             stdout: out,
             stderr: err,
             dir,
+            observer: None,
         })
     }
 }

@@ -109,6 +109,7 @@ impl Spawner {
             stdout: out,
             stderr: err,
             dir,
+            observer: None,
         })
     }
 }
