@@ -77,6 +77,15 @@ pub fn run(
     })
 }
 
+/// `--apparmor-profile`: the shipped profile, naming this binary.
+pub fn apparmor_profile() -> ExitCode {
+    let program = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/bin/jobwarden".into());
+    print!("{}", jobwarden::doctor::apparmor_profile(&program));
+    ExitCode::SUCCESS
+}
+
 fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {
     let support = &machine.support;
     println!("jobwarden doctor: what this machine can enforce");

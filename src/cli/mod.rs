@@ -31,6 +31,10 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     simulate: Simulate,
+    /// Never move this process into a delegated cgroup of its own (a
+    /// non-root user's way to whole-tree limits; `doctor` shows it).
+    #[arg(long, global = true)]
+    no_cgroup_delegation: bool,
 }
 
 /// Testing aids that make this machine look weaker than it is, to prove
@@ -44,6 +48,11 @@ struct Simulate {
     /// Pretend this machine has no usable cgroups.
     #[arg(long, global = true, hide = true)]
     simulate_no_cgroups: bool,
+    /// Enable this cgroup v2 controller too in a delegated cgroup, and
+    /// count it as a reason to move there (repeatable): lets a machine
+    /// whose unified hierarchy lacks pids and memory test delegation.
+    #[arg(long, global = true, hide = true, value_name = "CONTROLLER")]
+    test_delegate_controller: Vec<String>,
 }
 
 impl Simulate {
@@ -51,6 +60,7 @@ impl Simulate {
         SupportOptions {
             landlock_abi_max: self.simulate_landlock_abi,
             no_cgroups: self.simulate_no_cgroups,
+            delegation_extra_controllers: self.test_delegate_controller.clone(),
             ..SupportOptions::default()
         }
     }
@@ -83,6 +93,11 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the AppArmor profile that lets this binary give jobs their
+        /// own mount namespace where AppArmor restricts user namespaces
+        /// (Ubuntu 23.10 and later), naming this binary's path; nothing else.
+        #[arg(long, conflicts_with_all = ["policy", "json"])]
+        apparmor_profile: bool,
     },
     /// Print the JSON Schema of the policy format (for editors: `#:schema`).
     Schema,
@@ -166,7 +181,10 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let support = cli.simulate.options();
+    let mut support = cli.simulate.options();
+    if cli.no_cgroup_delegation {
+        support.cgroup_delegation = jobwarden::sandbox::CgroupDelegation::Never;
+    }
     let result = match cli.command {
         Command::Check { policies } => Ok(check::run(&policies)),
         Command::Explain { job, json } => explain::run(&job, json, &support),
@@ -176,7 +194,11 @@ pub fn main() -> ExitCode {
             files,
             require_live,
         } => Ok(test::run(&files, require_live, &support)),
-        Command::Doctor { policy, json } => doctor::run(policy.as_deref(), json, &support),
+        Command::Doctor {
+            apparmor_profile: true,
+            ..
+        } => Ok(doctor::apparmor_profile()),
+        Command::Doctor { policy, json, .. } => doctor::run(policy.as_deref(), json, &support),
         Command::Schema => {
             let schema = jobwarden::policy::schema::json_schema();
             println!(

@@ -203,6 +203,25 @@ pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> Pol
     }
 }
 
+/// The AppArmor profile jobwarden ships (`packaging/apparmor/jobwarden`)
+/// with its program path set to `program`: on distributions that restrict
+/// unprivileged user namespaces through AppArmor (Ubuntu 23.10 and later),
+/// it lets that program give each job its own mount namespace.
+pub fn apparmor_profile(program: &str) -> String {
+    const PROFILE: &str = include_str!("../../packaging/apparmor/jobwarden");
+    let mut text = String::with_capacity(PROFILE.len() + program.len());
+    for line in PROFILE.lines() {
+        if line.starts_with("@{jobwarden_program}=") {
+            text.push_str("@{jobwarden_program}=");
+            text.push_str(program);
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    text
+}
+
 /// True when an item is weaker than asked.
 pub fn weaker(item: &Item) -> bool {
     item.status.is_weaker()

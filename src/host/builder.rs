@@ -152,6 +152,15 @@ impl HostBuilder {
         self
     }
 
+    /// Whether a host that is not root may move this process into a
+    /// delegated cgroup of its own to give jobs limits (Linux; default
+    /// [`CgroupDelegation::Auto`](crate::sandbox::CgroupDelegation)). It
+    /// moves the embedding process, once: see `CgroupDelegation`.
+    pub fn cgroup_delegation(mut self, delegation: crate::sandbox::CgroupDelegation) -> Self {
+        self.support.cgroup_delegation = delegation;
+        self
+    }
+
     /// Detection options at once (the CLI's `--simulate-*` flags).
     pub fn support_options(mut self, options: SupportOptions) -> Self {
         self.support = options;

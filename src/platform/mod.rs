@@ -13,7 +13,7 @@ mod imp;
 
 pub use imp::{
     ENV_IGNORE_CASE, FileIdentity, SIGNALS, copy_symlink, create_private_dir, file_identity,
-    is_executable_file, open_private_append, platform_description, signal_name,
+    is_executable_file, is_superuser, open_private_append, platform_description, signal_name,
 };
 
 /// Signals whose meaning jobwarden explains, where the platform has them.

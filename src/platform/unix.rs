@@ -82,6 +82,12 @@ pub fn copy_symlink(from: &Path, to: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
 }
 
+/// Whether this process runs as root: file permissions do not refuse it.
+pub fn is_superuser() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// `sysname release machine`, from uname(2).
 pub fn platform_description() -> String {
     // SAFETY: uname into a local struct; its fields are NUL-terminated.

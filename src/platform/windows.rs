@@ -62,6 +62,12 @@ pub fn copy_symlink(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether this process runs as root; Windows has none (an elevated token
+/// is still refused by file ACLs that name other users).
+pub fn is_superuser() -> bool {
+    false
+}
+
 /// `Windows <arch>`.
 pub fn platform_description() -> String {
     format!("Windows {}", std::env::consts::ARCH)

@@ -44,7 +44,9 @@ mod os;
 pub use error::{DismantleError, PrepareError, SpawnError};
 pub use pin::{HashCache, sha256_of};
 pub use report::{EnforcementReport, Item, ItemKind, Requirement, Status};
-pub use support::{BaselineLayer, HostSupport, Observation, SupportOptions, TreeMechanism};
+pub use support::{
+    BaselineLayer, CgroupDelegation, HostSupport, Observation, SupportOptions, TreeMechanism,
+};
 
 pub(crate) use jobdir::JobDir;
 pub(crate) use os::io::{ExitWatch, Pipe, ReadyList};

@@ -25,6 +25,16 @@ pub struct SupportOptions {
     /// Whether jobs are observed, and why (not a testing aid: `run --why`
     /// and `learn` set it explicitly; see [`Observation`]).
     pub observation: Observation,
+    /// Whether a host that is not root may move its process into a
+    /// delegated cgroup of its own (Linux; see [`CgroupDelegation`]). Not a
+    /// testing aid: the embedding program's choice.
+    pub cgroup_delegation: CgroupDelegation,
+    /// Testing aid (Linux): cgroup v2 controllers to enable in a delegated
+    /// cgroup besides `pids` and `memory`, counted as a reason to move the
+    /// host. A machine whose unified hierarchy lacks `pids` and `memory`
+    /// (they are in v1 hierarchies) can then still exercise moving the host
+    /// and enabling a controller it does offer (e.g. `hugetlb`).
+    pub delegation_extra_controllers: Vec<String>,
 }
 
 /// Whether a host observes its jobs' attempts (Linux: seccomp user
@@ -47,6 +57,32 @@ pub enum Observation {
     /// the kernel baseline, protected paths read-only — and everything they
     /// attempt is recorded.
     Learn,
+}
+
+/// Whether a host that is not root may move its own process into a cgroup
+/// delegated to its user (Linux), to give jobs process and memory limits
+/// and a whole-tree kill where the cgroups it was started in give none.
+///
+/// This moves the embedding process: into a leaf (`jobwarden.host`) of the
+/// cgroup it was started in, when that cgroup is delegated to its user and
+/// holds only this process, or else into a transient systemd scope with
+/// `Delegate=yes` that the user's systemd manager makes for it over D-Bus
+/// (as rootless podman and `systemd-run --user --scope -p Delegate=yes`
+/// do). Job cgroups are then created beside that leaf. It happens at most
+/// once per process, when the first host is built; later hosts use what the
+/// first one got. Root hosts, and hosts whose cgroups already give limits,
+/// never move. `jobwarden doctor` says which way was taken and why the
+/// others were not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CgroupDelegation {
+    /// Use a delegated cgroup when the host's own give no limits (the
+    /// default).
+    #[default]
+    Auto,
+    /// Never move the process: jobs get what the host's cgroups give, and
+    /// limits fall back to rlimits, reported partial.
+    Never,
 }
 
 /// The layers of the Linux kernel baseline a test can switch off.

@@ -37,11 +37,13 @@ pub enum Verdict {
     Pass,
     /// What was expected and what happened.
     Fail(String),
-    /// Why this machine cannot run the case (its program is not installed).
+    /// Why this machine cannot run the case: its program is not installed,
+    /// or (not root) its unconfined control failed for want of a right the
+    /// user does not have either, such as reading `/etc/shadow`.
     Skip(String),
     /// Why this machine cannot prove the case: it cannot confine the job
-    /// as the case needs, the probe is missing, or the unconfined control
-    /// failed too (the refusal would not be the sandbox's).
+    /// as the case needs, the probe is missing, or (root) the unconfined
+    /// control failed too (the refusal would not be the sandbox's).
     CannotConfine(String),
 }
 
@@ -117,7 +119,16 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
                 if case.probe_as && options.probe.is_none() {
                     Verdict::CannotConfine("jobwarden-probe was not found next to jobwarden".into())
                 } else if let Some(why) = control {
-                    Verdict::CannotConfine(why)
+                    if crate::platform::is_superuser() {
+                        Verdict::CannotConfine(why)
+                    } else {
+                        // A normal user may not do it either: the case
+                        // needs a user who may (root) to prove anything,
+                        // as a case needs its program installed.
+                        Verdict::Skip(format!(
+                            "{why}; only a user the system lets do it (root) can prove this case"
+                        ))
+                    }
                 } else {
                     let observe = expectation.denied_by_sandbox;
                     let host = &mut hosts[usize::from(observe)];

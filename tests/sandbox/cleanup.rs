@@ -94,7 +94,25 @@ fn leftovers_die_when_the_first_process_exits() {
 fn control_without_jobwarden_the_escapee_outlives_its_first_process() {
     // The same probe run directly: when its first process has exited, the
     // grandchild is still there. What kills it in the test above is the
-    // host's cleanup, not the probe.
+    // host's cleanup, not the probe. In a child process that is its own
+    // subreaper: in this one the escapee would be re-parented to the hosts
+    // of other tests, and without cgroups (a regular user) their cleanup
+    // may take it for an escapee of one of their jobs (SECURITY.md).
+    let output = child_test("cleanup::control_escapee_child")
+        .output()
+        .unwrap();
+    assert_child_passed(&output);
+}
+
+#[test]
+#[ignore = "run as a child process by control_without_jobwarden_the_escapee_outlives_its_first_process"]
+fn control_escapee_child() {
+    child_role("cleanup::control_escapee_child");
+    // SAFETY: prctl with integer arguments only.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        0
+    );
     use std::io::BufRead;
     let mut leader = std::process::Command::new(PROBE)
         .args(["escape", "0.2", "60"])

@@ -119,12 +119,17 @@ fn abi_5_enforces_tcp_but_not_scopes_and_the_kernel_agrees() {
 
 #[test]
 fn without_cgroups_required_refuses_naming_the_process_limit() {
-    let fx = Fixture::with(LIMITS, |b| b.without_cgroups());
+    let fx = Fixture::all_required(LIMITS, |b| b.without_cgroups());
     let out = fx.probe(&["print", "must not run"]);
     never_started(&out);
     let error = out.error();
-    // Running as root, RLIMIT_NPROC would not hold either.
-    assert!(error.contains("processes NOT enforced"), "{error}");
+    if is_root() {
+        // Running as root, RLIMIT_NPROC would not hold either.
+        assert!(error.contains("processes NOT enforced"), "{error}");
+    } else {
+        // RLIMIT_NPROC counts every process of the user: not the tree's.
+        assert!(error.contains("processes partial"), "{error}");
+    }
     assert!(error.contains("no pids cgroup here"), "{error}");
     // A per-process address-space limit is not the whole-tree limit asked.
     assert!(error.contains("memory partial"), "{error}");
@@ -157,7 +162,12 @@ fn without_cgroups_best_effort_runs_and_reports_the_weaker_limits() {
         "no cgroup was attempted: {report}"
     );
     let line = &out.system()[0];
-    assert!(line.contains("processes NOT enforced"), "{line}");
+    if is_root() {
+        assert!(line.contains("processes NOT enforced"), "{line}");
+    } else {
+        assert!(line.contains("processes partial"), "{line}");
+        assert!(line.contains("RLIMIT_NPROC"), "{line}");
+    }
     // Landlock is untouched by the missing cgroups.
     assert_eq!(report.item("filesystem").unwrap().status, Status::Enforced);
 }
@@ -184,11 +194,30 @@ fn the_simulate_flag_caps_the_abi_for_explain_too() {
         "{text}"
     );
     assert!(text.contains("would be refused here"), "{text}");
+    // Uncapped, nothing of Landlock is missing. The only items that may be
+    // weaker are the limits and cleanup a host without a delegated cgroup
+    // cannot give (a regular user), which the default policy runs anyway.
     let text = explain(None);
-    assert!(
-        text.contains("everything the plan asks is enforced"),
-        "{text}"
-    );
+    assert!(!text.contains("would be refused here"), "{text}");
+    let weaker: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("on this machine"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    if weaker.is_empty() {
+        assert!(
+            text.contains("everything the plan asks is enforced"),
+            "{text}"
+        );
+    }
+    for line in weaker {
+        let item = line.split_whitespace().next().unwrap_or_default();
+        assert!(
+            ["memory", "processes", "tree_cleanup"].contains(&item) && line.contains("cgroup"),
+            "only limits and cleanup may be weaker, for want of a cgroup: {text}"
+        );
+    }
 }
 
 /// A fixture at Landlock ABI `abi` (best effort) whose jobs may read, but

@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 
 pub const PROBE: &str = env!("CARGO_BIN_EXE_jobwarden-probe");
 
+/// The enforcement line of the tests' policy: the embedded default's, so
+/// the suite runs as a regular user too (confinement refused when it cannot
+/// be applied; limits and cleanup reported, partial without a delegated
+/// cgroup). Tests of refusals for limits use [`Fixture::all_required`].
+pub const ENFORCEMENT: &str = r#"enforcement = { confinement = "required", limits = "best_effort", cleanup = "best_effort" }"#;
+
 /// A policy for the sandbox tests. `{extra}` is spliced in at the end, so a
 /// test can add sections (binary overrides, plugins).
 pub fn policy_text(extra: &str) -> String {
@@ -19,7 +25,7 @@ pub fn policy_text(extra: &str) -> String {
     format!(
         r#"
 version = 1
-enforcement = "required"
+{ENFORCEMENT}
 search_path = ["/usr/bin", "/bin"]
 
 [env]
@@ -94,13 +100,27 @@ impl Fixture {
         extra_policy: &str,
         configure: impl FnOnce(jobwarden::HostBuilder) -> jobwarden::HostBuilder,
     ) -> Self {
+        Self::enforcing("enforcement = \"best_effort\"", extra_policy, configure)
+    }
+
+    /// The same fixture under `enforcement = "required"`: limits and
+    /// cleanup refuse too.
+    pub fn all_required(
+        extra_policy: &str,
+        configure: impl FnOnce(jobwarden::HostBuilder) -> jobwarden::HostBuilder,
+    ) -> Self {
+        Self::enforcing("enforcement = \"required\"", extra_policy, configure)
+    }
+
+    fn enforcing(
+        line: &str,
+        extra_policy: &str,
+        configure: impl FnOnce(jobwarden::HostBuilder) -> jobwarden::HostBuilder,
+    ) -> Self {
         let fx = Self::with(extra_policy, configure);
-        let text = policy_text(extra_policy).replace(
-            "enforcement = \"required\"",
-            "enforcement = \"best_effort\"",
-        );
+        let text = policy_text(extra_policy).replace(ENFORCEMENT, line);
         fx.host.set_policy(
-            Policy::from_toml("best-effort.toml", &text)
+            Policy::from_toml("enforcement.toml", &text)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .policy,
         );

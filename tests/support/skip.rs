@@ -10,7 +10,8 @@
 //! has (it checks each requirement itself, independently of jobwarden's
 //! own detection).
 //!
-//! Requirements, as `.ci/run` knows them:
+//! Requirements, as `.ci/skips` knows them (checked for the user and the
+//! cgroups the tests ran as):
 //! - `root`, `non-root`: the user the tests run as;
 //! - `landlock-abi-N`: a kernel with Landlock ABI N or later;
 //! - `cgroup-pids`, `cgroup-memory`: a cgroup controller the tests' own
@@ -21,6 +22,10 @@
 //! - `tmux`, `example-tui`: tools the TUI test drives;
 //! - `ia32-emulation`: the kernel runs 32-bit system calls (x86_64);
 //! - `cgroups`: any cgroup hierarchy jobwarden can create job cgroups in;
+//! - `cgroup-v2`: a cgroup2 hierarchy is mounted; `cgroup-v2-hugetlb`: a
+//!   spare controller (`hugetlb`) a child of the tests' cgroup2 cgroup can
+//!   get, standing in for pids and memory in the delegation tests;
+//! - `dbus-daemon`: installed (the delegation tests' private bus);
 //! - `windows-job-limits`: a Windows that enforces job object limits
 //!   (Wine does not); `macos-limits`: macOS limits for a whole tree (none).
 

@@ -1,15 +1,21 @@
 //! One cgroup per job, created beneath the cgroups the host itself is in.
 //!
 //! The invariants: a job's cgroup is created beneath the
-//! host's own cgroup in each hierarchy, as delegation requires; jobwarden
-//! never moves a process out of the subtree it started in and never writes
-//! to a cgroup it did not create; every cgroup it creates is removed when the
-//! job ends. What the machine offers is detected at run time, by trying.
+//! host's own cgroup in each hierarchy, as delegation requires — or, when
+//! the host moved into a delegated cgroup of its own (`delegation.rs`),
+//! beneath that cgroup, beside the host's leaf; jobwarden never moves a
+//! process out of the subtree it started in (the host into a delegated
+//! cgroup is the one exception, made only there) and never writes to a
+//! cgroup it did not create or was not delegated; every cgroup it creates
+//! is removed when the job ends. What the machine offers is detected at run
+//! time, by trying.
 //!
 //! A job cgroup gives three things: limits for the whole tree (pids,
 //! memory), a reliable member list (sampling, cleanup) and a whole-tree kill
 //! that also catches processes that left the session or process group.
 
+use super::delegation::{self, Allowed, DelegationReport, Found};
+use crate::sandbox::support::SupportOptions;
 use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -34,14 +40,18 @@ pub(crate) struct CgroupSupport {
     /// Whether a cgroup hierarchy is mounted with `favordynmods`, which
     /// spares every job start the RCU grace period a cgroup join waits for.
     pub favordynmods: bool,
+    /// Whether the host moved into a delegated cgroup, or why not.
+    pub delegation: DelegationReport,
 }
 
 impl CgroupSupport {
     /// Finds the host's cgroups and checks, by creating and removing a probe
-    /// cgroup, which ones jobwarden may use. `enabled = false` (the testing
-    /// aid `without_cgroups`) pretends none exist.
-    pub fn detect(enabled: bool) -> Self {
-        if !enabled {
+    /// cgroup, which ones jobwarden may use; when they give no limits and
+    /// the host is not root, moves it into a delegated cgroup of its own if
+    /// it can (`delegation.rs`). `no_cgroups` (the testing aid
+    /// `without_cgroups`) pretends none exist.
+    pub fn detect(options: &SupportOptions, is_root: bool) -> Self {
+        if options.no_cgroups {
             return Self {
                 unavailable: Some(
                     "cgroups switched off by the testing aid `without_cgroups`".into(),
@@ -49,13 +59,57 @@ impl CgroupSupport {
                 ..Self::default()
             };
         }
+        let mounts = cgroup_mounts();
+        let mut support = Self::find(&mounts);
+        let v2_mount = mounts.iter().find(|m| m.v2).map(|m| m.dir.clone());
+        let own_v2 = super::systemd::own_v2_cgroup();
+        let found = Found {
+            v2_mount: v2_mount.as_deref(),
+            own_v2: own_v2.as_deref(),
+            has_pids: support.pids().is_some(),
+            has_memory: support.memory().is_some(),
+            has_v2: support.v2.is_some(),
+            v1_limits: mounts
+                .iter()
+                .any(|m| !m.v2 && m.controllers.iter().any(|c| c == "pids" || c == "memory")),
+            is_root,
+        };
+        let allowed = Allowed {
+            mode: options.cgroup_delegation,
+            extra: &options.delegation_extra_controllers,
+        };
+        let report = delegation::obtain(&found, &allowed);
+        if report.moved {
+            // Moved, but into no usable cgroup: look again from there.
+            support = Self::find(&mounts);
+        }
+        if let Some(delegated) = &report.taken {
+            support.use_delegated(&delegated.root);
+        }
+        support.delegation = report;
+        support
+    }
+
+    /// Job cgroups go beneath the delegated root, beside the host's leaf.
+    fn use_delegated(&mut self, root: &Path) {
+        self.v2 = Some(root.to_path_buf());
+        self.v2_kill = root.join("cgroup.kill").exists() || probe_kill(root);
+        self.v2_controllers = fs::read_to_string(root.join("cgroup.subtree_control"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        self.unavailable = None;
+    }
+
+    /// The host's own cgroups that jobwarden may create children in.
+    fn find(mounts: &[Mount]) -> Self {
         let Ok(membership) = fs::read_to_string("/proc/self/cgroup") else {
             return Self {
                 unavailable: Some("cannot read /proc/self/cgroup".into()),
                 ..Self::default()
             };
         };
-        let mounts = cgroup_mounts();
         let mut support = Self {
             favordynmods: mounts.iter().any(|m| m.favordynmods),
             ..Self::default()

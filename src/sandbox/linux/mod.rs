@@ -9,6 +9,7 @@
 
 mod cgroup;
 mod containment;
+mod delegation;
 mod elf;
 mod enter;
 mod filter;
@@ -29,7 +30,9 @@ mod sockets;
 mod spawn;
 mod spec;
 mod support;
+mod systemd;
 mod tree;
+mod userns;
 
 pub(crate) use crate::sandbox::unix::io;
 pub(crate) use notify::{Observer, ObserverState};

@@ -196,6 +196,9 @@ impl Spawner {
     /// returns (or the pipes would never reach end-of-file), and its
     /// containment moves into the job's [`Tree`].
     pub fn spawn(&mut self, spec: Spec) -> Result<Spawned, SpawnError> {
+        // Until `Tree::new` has registered the leader, no host of this
+        // process may read `/proc` for the no-cgroup attribution.
+        let _gate = super::tree::spawn_gate();
         let spawned = self.clone_child(&spec);
         let Spec {
             output: (stdout, stderr),

@@ -6,6 +6,8 @@ use super::cgroup::CgroupSupport;
 use super::landlock::LandlockSupport;
 use super::procs;
 use super::tree::HostProcess;
+pub(crate) use super::userns::MountNamespace;
+use super::userns::{apparmor_restricts_userns, apparmor_tip};
 use crate::sandbox::support::{BaselineLayer, Observation, SupportOptions, TreeMechanism};
 use std::path::Path;
 
@@ -44,99 +46,6 @@ pub(crate) struct Support {
 pub(crate) const LEARN_MODE: &str =
     "not applied in learn mode, which records what the job does instead of refusing it";
 
-/// How a job gets its own mount namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum MountNamespace {
-    /// The host holds `CAP_SYS_ADMIN`: `unshare(CLONE_NEWNS)`.
-    Privileged,
-    /// An unprivileged user namespace owns it: `unshare(CLONE_NEWUSER |
-    /// CLONE_NEWNS)` with the host's uid and gid mapped to themselves.
-    UserNamespace,
-}
-
-impl MountNamespace {
-    /// Finds out by trying: the new mount API must exist (Linux ≥ 5.12 for
-    /// `mount_setattr`), and without `CAP_SYS_ADMIN` a throwaway child must
-    /// be able to create a user and a mount namespace (distributions may
-    /// restrict unprivileged user namespaces: a sysctl, AppArmor).
-    fn detect(has_sys_admin: bool) -> Result<Self, String> {
-        // SAFETY: mount_setattr with an invalid descriptor and no attribute
-        // only validates its arguments; it touches no memory.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                -1,
-                c"".as_ptr(),
-                0,
-                std::ptr::null::<libc::c_void>(),
-                0,
-            )
-        };
-        if ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            return Err("this kernel has no mount_setattr (Linux 5.12 or newer is needed)".into());
-        }
-        if has_sys_admin {
-            return Ok(Self::Privileged);
-        }
-        match probe_user_namespace() {
-            Ok(()) => Ok(Self::UserNamespace),
-            Err(e) => Err(format!(
-                "the host is not root and cannot create a user namespace ({e}){}",
-                userns_hint()
-            )),
-        }
-    }
-}
-
-/// Why unprivileged user namespaces may be off, from the usual switches.
-fn userns_hint() -> String {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .map(|v| v.trim().to_string())
-    };
-    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        "; AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): see `jobwarden doctor`".into()
-    } else if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        "; kernel.unprivileged_userns_clone=0".into()
-    } else if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        "; user.max_user_namespaces=0".into()
-    } else {
-        String::new()
-    }
-}
-
-/// Creates and ends a child in a new user and mount namespace.
-fn probe_user_namespace() -> std::io::Result<()> {
-    extern "C" fn child(_: *mut libc::c_void) -> libc::c_int {
-        0
-    }
-    let mut stack = vec![0u8; 16 * 1024];
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    // SAFETY: CLONE_VM | CLONE_VFORK suspends this thread until the child,
-    // which only returns, has exited; the stack outlives it.
-    let pid = unsafe {
-        libc::clone(
-            child,
-            top as *mut libc::c_void,
-            libc::CLONE_VM
-                | libc::CLONE_VFORK
-                | libc::CLONE_NEWUSER
-                | libc::CLONE_NEWNS
-                | libc::SIGCHLD,
-            std::ptr::null_mut(),
-        )
-    };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut status = 0;
-    // SAFETY: reaps the child just created.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    Ok(())
-}
-
 impl Support {
     pub fn detect(options: &SupportOptions) -> Self {
         // SAFETY: geteuid has no preconditions.
@@ -151,12 +60,13 @@ impl Support {
         };
         // CAP_SYS_ADMIN is capability 21.
         let has_sys_admin = mask("CapEff:") & (1 << 21) != 0;
+        // SAFETY: getuid and getgid have no preconditions.
+        let ids = unsafe { (libc::getuid(), libc::getgid()) };
         Self {
-            mount_namespace: MountNamespace::detect(has_sys_admin),
-            // SAFETY: getuid and getgid have no preconditions.
-            ids: unsafe { (libc::getuid(), libc::getgid()) },
+            mount_namespace: MountNamespace::detect(has_sys_admin, ids),
+            ids,
             landlock: LandlockSupport::detect(options.landlock_abi_max),
-            cgroups: CgroupSupport::detect(!options.no_cgroups),
+            cgroups: CgroupSupport::detect(options, is_root),
             subreaper: procs::become_subreaper(),
             is_root,
             has_capabilities: mask("CapEff:") != 0 || (is_root && mask("CapBnd:") != 0),
@@ -276,6 +186,30 @@ impl Support {
                 None => groups.join("; "),
             },
         ));
+        let delegation = &cg.delegation;
+        lines.push((
+            "delegation",
+            match &delegation.taken {
+                Some(taken) => taken.describe(),
+                None if cg.unavailable.is_some() && delegation.not_taken.is_empty() => {
+                    "not tried: no cgroups".to_string()
+                }
+                None if delegation
+                    .not_taken
+                    .first()
+                    .is_some_and(|why| why.starts_with("not ")) =>
+                {
+                    delegation.not_taken.join("; ")
+                }
+                None => format!("none usable: {}", delegation.not_taken.join("; ")),
+            },
+        ));
+        if delegation.taken.is_some() && !delegation.not_taken.is_empty() {
+            lines.push((
+                "",
+                format!("(not taken: {})", delegation.not_taken.join("; ")),
+            ));
+        }
         lines
     }
 
@@ -283,6 +217,14 @@ impl Support {
     pub fn tips(&self) -> Vec<String> {
         let cg = &self.cgroups;
         let mut tips = Vec::new();
+        if cg.pids().is_none() || cg.memory().is_none() {
+            tips.extend(cg.delegation.hints.iter().cloned());
+        }
+        if let Err(why) = &self.mount_namespace
+            && apparmor_restricts_userns()
+        {
+            tips.push(apparmor_tip(why));
+        }
         if cg.unavailable.is_none() && !cg.favordynmods {
             tips.push(format!(
                 "every job start waits for an RCU grace period to join its cgroups (a few ms);\n                mounting a cgroup hierarchy with favordynmods removes the wait, e.g.\n                `mount -o remount,favordynmods {}` (forks become slightly slower system-wide)",
@@ -300,7 +242,19 @@ impl Support {
     /// when the pid in its name (`jobwarden-PID-…`) no longer exists.
     pub fn clean_stale(&self, host: HostProcess) {
         let cg = &self.cgroups;
-        for dir in [&cg.v2, &cg.v1_pids, &cg.v1_memory].into_iter().flatten() {
+        // Scopes of dead hosts are siblings of this host's scope: job
+        // cgroups left in them are as stale as those beside this one.
+        let stale_scopes = cg
+            .delegation
+            .taken
+            .as_ref()
+            .map(super::delegation::stale_scopes)
+            .unwrap_or_default();
+        let parents = [&cg.v2, &cg.v1_pids, &cg.v1_memory]
+            .into_iter()
+            .flatten()
+            .chain(stale_scopes.iter());
+        for dir in parents {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };

@@ -40,6 +40,19 @@ fn is_any_hosts_leader(pid: i32) -> bool {
     leaders().contains(&pid)
 }
 
+/// Held while a job's first process is created and registered in
+/// [`LEADERS`], and while `/proc` is read for the no-cgroup attribution.
+/// Hosts in one process share its pid: until it is registered, a job another
+/// host has just cloned looks exactly like a setsid escapee re-parented to
+/// this host (parent the host, a foreign session, started after this job),
+/// and would be killed as one.
+static SPAWN_GATE: Mutex<()> = Mutex::new(());
+
+/// Holds [`SPAWN_GATE`]; a panic elsewhere while holding it leaves it usable.
+pub(crate) fn spawn_gate() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_GATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The facts about the host that attributing processes to jobs needs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HostProcess {
@@ -96,7 +109,9 @@ impl Tree {
     }
 
     /// All of `/proc`, shared between the trees that need it in one round.
+    /// Read under the spawn gate, so every job leader in it is registered.
     pub fn snapshot() -> Snapshot {
+        let _gate = spawn_gate();
         procs::all()
     }
 
@@ -113,7 +128,7 @@ impl Tree {
     /// Live members now.
     pub fn members(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) -> Vec<Stat> {
         let snapshot = if self.cgroup.is_none() {
-            procs::all()
+            Self::snapshot()
         } else {
             Vec::new()
         };
