@@ -8,6 +8,7 @@
 
 use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
+use jobwarden::policy::WhenFull;
 use jobwarden::sandbox::SupportOptions;
 use jobwarden::{JobEnd, JobHost, PolicyJobHost};
 use std::io::{IsTerminal, Write};
@@ -41,8 +42,9 @@ pub fn run(
         }
     }
 
-    let mut builder =
-        PolicyJobHost::builder(loaded.policy.clone(), &repo).support_options(support.clone());
+    let mut builder = PolicyJobHost::builder(loaded.policy.clone(), &repo)
+        .support_options(support.clone())
+        .output_when_full(WhenFull::Wait);
     if why {
         builder = builder.explain_denials();
     }

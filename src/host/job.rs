@@ -5,7 +5,7 @@
 
 use super::Usage;
 use super::conclude::{Ending, Stopped, conclude};
-use super::io::{JobToken, PipeState, Source, read_pipe};
+use super::io::{EventSink, JobToken, PipeState, Source, read_pipe};
 use super::observation::{JobObservation, ObservedJob};
 use super::sampler::Sample;
 use crate::contract::{
@@ -14,6 +14,7 @@ use crate::contract::{
 use crate::decision::Plan;
 use crate::output::progress::ProgressTracker;
 use crate::output::{JobOutput, Stream};
+use crate::policy::WhenFull;
 use crate::policy::units::format_size;
 use crate::sandbox::{
     EnforcementReport, ExitInfo, ExitWatch, HostProcess, JobDir, Pipe, ReadyList, Spawned, Tree,
@@ -24,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long output may keep flowing after the first process exited and the
-/// rest of the tree was killed, before the pipes are closed anyway.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// rest of the tree was killed, before the pipes are closed anyway. Time a
+/// `wait` job spends waiting for its plugin to drain does not count.
+pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// A job jobwarden is stopping (cancel, timeout, shutdown).
 pub(super) struct Termination {
@@ -51,6 +53,11 @@ pub(super) struct Job {
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
     pub output: JobOutput,
+    /// What a full queue does to this job: the plan's, until the host
+    /// shuts down and waits for nobody.
+    pub when_full: WhenFull,
+    /// Per stream (stdout, stderr): left unread until the plugin drains.
+    pub paused: [bool; 2],
     pub tree: Tree,
     /// The job's `{tmp}`, removed when the job is finalised.
     dir: Option<JobDir>,
@@ -135,6 +142,8 @@ impl Job {
             stdout: Some(stdout),
             stderr: Some(stderr),
             output,
+            when_full: plan.output.when_full.value,
+            paused: [false; 2],
             tree,
             dir: Some(dir),
             report,
@@ -216,22 +225,47 @@ impl Job {
             }
             consider(self.next_sample);
         }
-        if let Some(at) = self.drain_until {
+        // While waiting for a drain, the drain deadline is not running.
+        if let Some(at) = self.drain_until
+            && !self.waits_for_drain()
+        {
             consider(at);
         }
         next
     }
 
-    /// Reads one of the job's pipes into events in `batch`.
-    pub fn read(&mut self, stream: Stream, buf: &mut [u8], batch: &mut Vec<JobEvent>) -> PipeState {
+    /// Whether a stream is left unread until the plugin drains.
+    pub fn waits_for_drain(&self) -> bool {
+        self.paused.iter().any(|p| *p)
+    }
+
+    /// Reads one of the job's pipes into events, which `sink` queues
+    /// (`batch` first: what was emitted before stays ahead).
+    pub fn read(
+        &mut self,
+        stream: Stream,
+        buf: &mut [u8],
+        batch: &mut Vec<JobEvent>,
+        sink: &mut impl EventSink,
+    ) -> PipeState {
         let pipe = match stream {
             Stream::Stdout => self.stdout.as_mut(),
             Stream::Stderr => self.stderr.as_mut(),
         };
-        match pipe {
-            Some(pipe) => read_pipe(pipe, stream, buf, &mut self.output, batch),
+        let state = match pipe {
+            Some(pipe) => read_pipe(
+                pipe,
+                stream,
+                buf,
+                &mut self.output,
+                batch,
+                sink,
+                self.when_full,
+            ),
             None => PipeState::Drained,
-        }
+        };
+        self.paused[stream as usize] = matches!(state, PipeState::Full);
+        state
     }
 
     /// Closes one of the job's pipes, flushing its partial line into `batch`.

@@ -247,7 +247,7 @@ impl PluginHandle {
             if let Some(queue) = queues.get_mut(&self.plugin)
                 && !queue.is_empty()
             {
-                return queue.drain();
+                return self.shared.drain(queue);
             }
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -313,7 +313,7 @@ impl JobHost for PluginHandle {
     fn drain_events(&self) -> Vec<JobEvent> {
         let mut queues = lock(&self.shared.queues);
         match queues.get_mut(&self.plugin) {
-            Some(queue) if !queue.is_empty() => queue.drain(),
+            Some(queue) if !queue.is_empty() => self.shared.drain(queue),
             _ => Vec::new(),
         }
     }

@@ -39,7 +39,8 @@ pub use model::*;
 pub use sections::{
     ArgRules, BinaryRule, EnvLayer, FilesystemLayer, GitAccess, Layer, LimitsLayer, NetworkLayer,
     OnDisallowed, OnLongTimeout, OutputLayer, OutputMode, PluginRule, ProgressLayer,
-    ProgressPattern, Sanitize, SeccompLayer, check_env_name, valid_binary_name, valid_plugin_name,
+    ProgressPattern, Sanitize, SeccompLayer, WhenFull, check_env_name, valid_binary_name,
+    valid_plugin_name,
 };
 pub use template::{PathTemplate, Placeholder, Placeholders, Template, UnresolvedPlaceholder};
 

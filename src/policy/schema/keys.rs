@@ -9,7 +9,9 @@ use super::{BelowMin, Builtin, KeySpec, Kind, Place};
 use crate::policy::defaults::*;
 use crate::policy::diagnostic::Code;
 use crate::policy::model::{Choice, Enforcement};
-use crate::policy::sections::{GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
+use crate::policy::sections::{
+    GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize, WhenFull,
+};
 
 const fn key(name: &'static str, kind: Kind, doc: &'static str) -> KeySpec {
     KeySpec::new(name, kind, doc)
@@ -245,6 +247,13 @@ pub const OUTPUT: &[KeySpec] = &[
     )
     .only(QUEUE)
     .with_default(Builtin::Integer(DEFAULT_MAX_QUEUED_BYTES)),
+    key(
+        "when_full",
+        words::<WhenFull>(),
+        "What a full queue does: drop the oldest output (and say how many events), or stop reading the job's pipes until the plugin drains, so the job waits and nothing is lost.",
+    )
+    .only(QUEUE)
+    .with_default(Builtin::Word(DEFAULT_WHEN_FULL.name())),
 ];
 
 pub const PROGRESS: &[KeySpec] = &[
