@@ -168,7 +168,11 @@ fn a_cancel_ends_a_job_that_waits_for_a_drain() {
     let events = stall_then_drain(&plugin);
     match events.last() {
         Some(JobEvent::JobCancelled { data, .. }) => {
-            assert!(data.reason.contains("cancelled by plugin slow"), "{}", data.reason)
+            assert!(
+                data.reason.contains("cancelled by plugin slow"),
+                "{}",
+                data.reason
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -211,9 +215,7 @@ fn shutdown_does_not_wait_for_a_plugin_that_never_drains() {
     dropper.join().unwrap();
     let events = plugin.drain_events();
     assert!(
-        events
-            .iter()
-            .any(|e| e.is_terminal() && e.job_id() == &id),
+        events.iter().any(|e| e.is_terminal() && e.job_id() == &id),
         "the job ended"
     );
 }

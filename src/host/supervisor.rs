@@ -267,9 +267,12 @@ impl Supervisor {
 
     fn cancel_pending(&mut self, accepted: Accepted, reason: String) {
         let ending = Ending::before_start(JobEnd::Cancelled, reason);
-        self.shared.finish(&accepted.id, &ending);
         let event = ending.event(&accepted.id, timestamp_now(), None);
         self.emit(&accepted.plugin, event);
+        // Queued before the status says finished: a caller that sees the
+        // status can drain the terminal event.
+        self.flush();
+        self.shared.finish(&accepted.id, &ending);
     }
 
     fn start_pending(&mut self) {
@@ -286,6 +289,9 @@ impl Supervisor {
         report: Option<EnforcementReport>,
     ) {
         self.scheduler.finished(&accepted.plugin);
+        let event = ending.event(&accepted.id, timestamp_now(), None);
+        self.emit(&accepted.plugin, event);
+        self.flush();
         {
             let mut jobs = lock(&self.shared.jobs);
             if let Some(record) = jobs.records.get_mut(&accepted.id) {
@@ -293,8 +299,6 @@ impl Supervisor {
             }
             jobs.finish(&accepted.id, &ending);
         }
-        let event = ending.event(&accepted.id, timestamp_now(), None);
-        self.emit(&accepted.plugin, event);
         self.audit_end(
             &accepted.plugin,
             &accepted.id,
@@ -685,6 +689,9 @@ impl Supervisor {
         for event in finished.events {
             self.emit(&job.plugin, event);
         }
+        // Queued before the status says finished: a caller that sees the
+        // status can drain the terminal event.
+        self.flush();
         {
             let mut jobs = lock(&self.shared.jobs);
             if let Some(record) = jobs.records.get_mut(&job.id) {
