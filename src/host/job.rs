@@ -278,6 +278,7 @@ impl Job {
             pipe.deregister(registry);
             self.output.finish(stream, batch);
         }
+        self.paused[stream as usize] = false;
     }
 
     /// Answers the job's pending observed calls; returns whether more are

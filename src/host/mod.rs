@@ -270,6 +270,26 @@ impl PluginHandle {
         self.shared.owned_record(&self.plugin, job_id)?.observed
     }
 
+    /// Stops reading one of this plugin's running jobs' `stream` and closes
+    /// the host's end of its pipe, so the job's next write to it fails
+    /// (`SIGPIPE`, or `EPIPE` where ignored) as it would in a shell pipeline
+    /// whose reader has gone. For a consumer whose own reader went away
+    /// (`jobwarden run | head -1`). No more output of that stream arrives;
+    /// the job's other events still do. Returns false for a job that is
+    /// not this plugin's or has ended.
+    pub fn close_output(&self, job_id: &JobId, stream: crate::output::Stream) -> bool {
+        match self.shared.owned_record(&self.plugin, job_id) {
+            Some(record) if !record.status.is_finished() => {
+                self.shared.send(Command::CloseOutput {
+                    id: job_id.clone(),
+                    stream,
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Current resource use of one of this plugin's running jobs, or the
     /// final figures of a finished one.
     pub fn usage(&self, job_id: &str) -> Option<Usage> {

@@ -11,6 +11,7 @@ use super::locks::{lock, read, write};
 use super::{HostWarning, JobEnd, Usage};
 use crate::contract::{JobEvent, JobId, JobSpawnRequest, JobStatus, timestamp_now};
 use crate::decision::{DecisionContext, Denial, Plan, decide};
+use crate::output::Stream;
 use crate::output::queue::EventQueue;
 use crate::policy::{Policy, Sourced, WhenFull};
 use crate::sandbox::{EnforcementReport, HostSupport};
@@ -85,7 +86,15 @@ pub(super) struct Accepted {
 
 pub(super) enum Command {
     Start(Box<Accepted>),
-    Cancel { id: JobId, reason: String },
+    Cancel {
+        id: JobId,
+        reason: String,
+    },
+    /// Stop reading one of a job's streams and close the host's end.
+    CloseOutput {
+        id: JobId,
+        stream: Stream,
+    },
     Shutdown,
 }
 
@@ -217,9 +226,26 @@ impl Shared {
         self.queued.notify_all();
     }
 
-    /// Records a job's end in the table.
-    pub fn finish(&self, id: &JobId, ending: &Ending) {
-        lock(&self.jobs).finish(id, ending);
+    /// Queues a job's last events and records its end in the table as one
+    /// step for every observer: whoever drains the terminal event finds the
+    /// job's end recorded, and whoever sees the status finished can drain
+    /// the terminal event (the job table is updated under the queue lock;
+    /// the lock order is queues, then jobs).
+    pub fn publish_end(
+        &self,
+        plugin: &Arc<str>,
+        events: impl IntoIterator<Item = JobEvent>,
+        record: impl FnOnce(&mut JobTable),
+    ) {
+        {
+            let mut queues = lock(&self.queues);
+            queues
+                .entry(plugin.clone())
+                .or_insert_with(default_queue)
+                .extend(events);
+            record(&mut lock(&self.jobs));
+        }
+        self.queued.notify_all();
     }
 
     fn decide(&self, plugin: &str, id: &str, request: &JobSpawnRequest) -> Result<Plan, Denial> {

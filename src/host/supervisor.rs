@@ -237,6 +237,19 @@ impl Supervisor {
                     self.scheduler.push(&plugin, *accepted, max);
                 }
                 Command::Cancel { id, reason } => self.cancel(&id, reason),
+                Command::CloseOutput { id, stream } => {
+                    let found = self.jobs.iter().find(|(_, j)| j.id == id).map(|(s, _)| *s);
+                    if let Some(slot) = found {
+                        let source = match stream {
+                            Stream::Stdout => Source::Stdout,
+                            Stream::Stderr => Source::Stderr,
+                        };
+                        let token = JobToken::new(slot, source).token();
+                        self.ready.remove(&token);
+                        self.paused.remove(&token);
+                        self.close_pipe(slot, stream);
+                    }
+                }
                 Command::Shutdown => {
                     self.shutting_down = true;
                     for accepted in self.scheduler.drain_pending() {
@@ -268,11 +281,11 @@ impl Supervisor {
     fn cancel_pending(&mut self, accepted: Accepted, reason: String) {
         let ending = Ending::before_start(JobEnd::Cancelled, reason);
         let event = ending.event(&accepted.id, timestamp_now(), None);
-        self.emit(&accepted.plugin, event);
-        // Queued before the status says finished: a caller that sees the
-        // status can drain the terminal event.
+        // What was emitted before stays ahead of the terminal event.
         self.flush();
-        self.shared.finish(&accepted.id, &ending);
+        self.shared.publish_end(&accepted.plugin, [event], |jobs| {
+            jobs.finish(&accepted.id, &ending)
+        });
     }
 
     fn start_pending(&mut self) {
@@ -290,15 +303,14 @@ impl Supervisor {
     ) {
         self.scheduler.finished(&accepted.plugin);
         let event = ending.event(&accepted.id, timestamp_now(), None);
-        self.emit(&accepted.plugin, event);
+        let enforcement = report.map(|r| share(&mut self.reports, r));
         self.flush();
-        {
-            let mut jobs = lock(&self.shared.jobs);
+        self.shared.publish_end(&accepted.plugin, [event], |jobs| {
             if let Some(record) = jobs.records.get_mut(&accepted.id) {
-                record.enforcement = report.map(|r| share(&mut self.reports, r));
+                record.enforcement = enforcement;
             }
             jobs.finish(&accepted.id, &ending);
-        }
+        });
         self.audit_end(
             &accepted.plugin,
             &accepted.id,
@@ -686,20 +698,16 @@ impl Supervisor {
             self.shared.warn(problem);
         }
         self.sampler.forget(&job.sampled_pids);
-        for event in finished.events {
-            self.emit(&job.plugin, event);
-        }
-        // Queued before the status says finished: a caller that sees the
-        // status can drain the terminal event.
+        // What was emitted before stays ahead of the last events.
         self.flush();
-        {
-            let mut jobs = lock(&self.shared.jobs);
-            if let Some(record) = jobs.records.get_mut(&job.id) {
-                record.usage = Some(job.usage.clone());
-                record.observed = finished.observed.clone();
-            }
-            jobs.finish(&job.id, &finished.ending);
-        }
+        self.shared
+            .publish_end(&job.plugin, finished.events, |jobs| {
+                if let Some(record) = jobs.records.get_mut(&job.id) {
+                    record.usage = Some(job.usage.clone());
+                    record.observed = finished.observed.clone();
+                }
+                jobs.finish(&job.id, &finished.ending);
+            });
         self.audit_end(
             &job.plugin,
             &job.id,
