@@ -3,7 +3,9 @@
 use super::Signals;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::path::Path;
 
 /// Environment variable names are case-sensitive here.
@@ -74,6 +76,37 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
         .create(true)
         .append(true)
         .mode(0o600)
+        .open(path)
+}
+
+/// What kind of file `metadata` describes.
+pub(super) fn file_kind(metadata: &std::fs::Metadata) -> super::FileKind {
+    use super::FileKind;
+    let t = metadata.file_type();
+    if t.is_file() {
+        FileKind::Regular
+    } else if t.is_dir() {
+        FileKind::Directory
+    } else if t.is_fifo() {
+        FileKind::Fifo
+    } else if t.is_socket() {
+        FileKind::Socket
+    } else if t.is_char_device() {
+        FileKind::CharDevice
+    } else if t.is_block_device() {
+        FileKind::BlockDevice
+    } else {
+        FileKind::Other
+    }
+}
+
+/// Opens `path` for reading without waiting: a FIFO swapped in for a file
+/// opens at once (and is then refused by its kind) instead of blocking
+/// until a writer comes; never as a controlling terminal.
+pub(super) fn open_without_blocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
 }
 

@@ -46,6 +46,23 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// What kind of file `metadata` describes (Windows tells files from
+/// directories; pipes and devices are not reached through paths here).
+pub(super) fn file_kind(metadata: &std::fs::Metadata) -> super::FileKind {
+    if metadata.is_file() {
+        super::FileKind::Regular
+    } else if metadata.is_dir() {
+        super::FileKind::Directory
+    } else {
+        super::FileKind::Other
+    }
+}
+
+/// Opens `path` for reading.
+pub(super) fn open_without_blocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// Recreates the symlink `from` at `to`, or copies what it points to when
 /// this user may not create symlinks.
 pub fn copy_symlink(from: &Path, to: &Path) -> io::Result<()> {
