@@ -144,9 +144,16 @@ fn invalid(text: &str) -> String {
 
 #[test]
 fn a_diagnostic_on_a_huge_line_shows_a_window_around_the_column() {
-    // One line of a megabyte, the problem in its middle.
-    let filler = "\"a\", ".repeat(100_000);
-    let text = format!("version = 1\n[env]\ninherit = [{filler}\"[\", {filler}\"b\"]\n");
+    // One line of about two megabytes of distinct names, the one problem
+    // in its middle.
+    let names = |prefix: &str| -> String {
+        (0..100_000).map(|i| format!("\"{prefix}{i}\", ")).collect()
+    };
+    let text = format!(
+        "version = 1\n[env]\ninherit = [{}\"[\", {}\"B\"]\n",
+        names("A"),
+        names("B")
+    );
     let rendered = invalid(&text);
     assert!(rendered.len() < 2000, "{} bytes:\n{rendered}", rendered.len());
     insta::assert_snapshot!("huge_line_window", rendered);

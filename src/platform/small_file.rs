@@ -54,19 +54,21 @@ pub enum SmallFileError {
     #[error("it is {0}, not a regular file")]
     NotAFile(FileKind),
     /// The file is bigger than the limit (`size` is at least `limit + 1`).
-    #[error("it is {size} bytes, more than the {} allowed", in_mib(*limit))]
+    #[error("it is {} ({size} bytes), more than the {} allowed", in_mib(*size), in_mib(*limit))]
     TooLarge { size: u64, limit: u64 },
     /// Opening, inspecting or reading it failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// `1 MiB` for whole MiB, else `N bytes`.
+/// `1 MiB`, `190.7 MiB`, or `N bytes` below a MiB.
 fn in_mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes < 1 << 20 {
+        format!("{bytes} bytes")
+    } else if bytes % (1 << 20) == 0 {
         format!("{} MiB", bytes >> 20)
     } else {
-        format!("{bytes} bytes")
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     }
 }
 
