@@ -370,10 +370,10 @@ mod tests {
     }
 
     #[test]
-    fn every_event_costs_its_text_and_a_fixed_overhead() {
+    fn every_event_costs_its_slot_and_the_heap_blocks_of_its_strings() {
         let at = || "2026".to_string();
         let cases = [
-            (line("ab", "hello"), 5 + 6),
+            (line("ab", "hello"), vec![5, 6]),
             (
                 JobEvent::JobOutputChunk {
                     job_id: "ab".into(),
@@ -382,9 +382,9 @@ mod tests {
                         stream: STREAM_STDERR.into(),
                     },
                 },
-                3 + 6,
+                vec![3, 6],
             ),
-            (progress("ab", 1), 4),
+            (progress("ab", 1), vec![4]),
             (
                 JobEvent::JobProgress {
                     job_id: "ab".into(),
@@ -393,7 +393,7 @@ mod tests {
                         step: None,
                     },
                 },
-                0,
+                vec![],
             ),
             (
                 JobEvent::JobCompleted {
@@ -404,9 +404,9 @@ mod tests {
                         output_tail: Some("tail!".into()),
                     },
                 },
-                5,
+                vec![4, 5],
             ),
-            (done("ab"), 0),
+            (done("ab"), vec![1]),
             (
                 JobEvent::JobFailed {
                     job_id: "ab".into(),
@@ -416,7 +416,7 @@ mod tests {
                         failed_at: at(),
                     },
                 },
-                3,
+                vec![3, 4],
             ),
             (
                 JobEvent::JobCancelled {
@@ -426,12 +426,15 @@ mod tests {
                         cancelled_at: at(),
                     },
                 },
-                3,
+                vec![3, 4],
             ),
-            (started("ab"), 0),
+            (started("ab"), vec![1]),
         ];
-        for (event, text) in cases {
-            assert_eq!(cost(&event), EVENT_OVERHEAD + 2 + text, "{event:?}");
+        // A slot, the job id's block, then one block per string.
+        let fixed = SLOT_BYTES + heap_bytes(2);
+        for (event, strings) in cases {
+            let blocks: usize = strings.into_iter().map(heap_bytes).sum();
+            assert_eq!(cost(&event), fixed + blocks, "{event:?}");
         }
         let mut q = EventQueue::new(10, 1 << 20);
         assert!(q.is_empty());
@@ -439,7 +442,10 @@ mod tests {
         q.extend([started("ab"), done("ab")]);
         assert_eq!(q.len(), 3);
         assert!(!q.is_empty());
-        assert_eq!(q.bytes(), 3 * (EVENT_OVERHEAD + 2) + 11);
+        assert_eq!(
+            q.bytes(),
+            3 * fixed + heap_bytes(5) + heap_bytes(6) + 2 * heap_bytes(1)
+        );
         q.drain();
         assert_eq!((q.len(), q.bytes()), (0, 0));
     }
@@ -463,9 +469,12 @@ mod tests {
         assert_eq!(
             texts(&q.drain()),
             [
-                "a system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 100 events, 208 B)",
-                "a stdout 2",
-                "a stdout 3",
+                format!(
+                    "a system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 100 events, {} B)",
+                    2 * one
+                ),
+                "a stdout 2".into(),
+                "a stdout 3".into(),
             ]
         );
     }
