@@ -82,7 +82,7 @@ fn read_slowly(child: &mut Child) -> Vec<u8> {
         }
         all.extend_from_slice(&buf[..n]);
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -28,6 +28,10 @@ struct Ran {
 /// Runs jobwarden with `args`; its peak RSS comes from `wait4`. A command
 /// that does not end is killed (a generous limit that only turns a hang
 /// into a failure; no timing is asserted).
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4 below, which also gives its peak RSS"
+)]
 fn jobwarden(args: &[&str], dir: &Path) -> Ran {
     let out_path = dir.join("out.txt");
     let err_path = dir.join("err.txt");
@@ -92,7 +96,15 @@ fn check_run_and_test_refuse_unusable_files_at_once() {
             ("check", vec!["check", path.as_str()], 1),
             (
                 "run --policy",
-                vec!["run", "--policy", path.as_str(), "--repo", ".", "--", "true"],
+                vec![
+                    "run",
+                    "--policy",
+                    path.as_str(),
+                    "--repo",
+                    ".",
+                    "--",
+                    "true",
+                ],
                 125,
             ),
             ("test", vec!["test", path.as_str()], 2),
@@ -146,16 +158,19 @@ fn invalid(text: &str) -> String {
 fn a_diagnostic_on_a_huge_line_shows_a_window_around_the_column() {
     // One line of about two megabytes of distinct names, the one problem
     // in its middle.
-    let names = |prefix: &str| -> String {
-        (0..100_000).map(|i| format!("\"{prefix}{i}\", ")).collect()
-    };
+    let names =
+        |prefix: &str| -> String { (0..100_000).map(|i| format!("\"{prefix}{i}\", ")).collect() };
     let text = format!(
         "version = 1\n[env]\ninherit = [{}\"[\", {}\"B\"]\n",
         names("A"),
         names("B")
     );
     let rendered = invalid(&text);
-    assert!(rendered.len() < 2000, "{} bytes:\n{rendered}", rendered.len());
+    assert!(
+        rendered.len() < 2000,
+        "{} bytes:\n{rendered}",
+        rendered.len()
+    );
     insta::assert_snapshot!("huge_line_window", rendered);
 }
 
@@ -178,7 +193,9 @@ fn thousands_of_the_same_mistake_give_a_hundred_diagnostics_and_a_note() {
     assert_eq!(report.diagnostics.len(), 101);
     let last = report.render();
     assert!(
-        last.contains("error[too-many-problems]: more problems were found; only the first 100 are reported"),
+        last.contains(
+            "error[too-many-problems]: more problems were found; only the first 100 are reported"
+        ),
         "{}",
         &last[last.len() - 500..]
     );
@@ -198,7 +215,12 @@ fn past_a_hundred_warnings_a_policy_stays_valid_with_a_note() {
     let loaded = Policy::from_toml("p.toml", &warnings_then("")).expect("warnings only");
     assert_eq!(loaded.warnings.diagnostics.len(), 101);
     assert_eq!(loaded.warnings.error_count(), 0);
-    assert!(loaded.warnings.render().contains("warning[too-many-problems]"));
+    assert!(
+        loaded
+            .warnings
+            .render()
+            .contains("warning[too-many-problems]")
+    );
 }
 
 #[test]
