@@ -217,14 +217,13 @@ impl HostBuilder {
             return Err(HostError::UnsafeRepo { path: repo, why });
         }
         let tmp_base = self.tmp_dir.unwrap_or_else(std::env::temp_dir);
-        // Named after the host's pid, so a later host can tell whose it is.
-        let tmp_root = tempfile::Builder::new()
-            .prefix(&format!("jobwarden-{}-", std::process::id()))
-            .tempdir_in(&tmp_base)
-            .map_err(|source| HostError::TmpRoot {
-                path: tmp_base.clone(),
-                source,
-            })?;
+        // Named after the host's pid and start time, so a later host can
+        // tell whose it is; those of hosts that are gone are removed.
+        let stale = super::tmp_root::remove_stale(&tmp_base);
+        let tmp_root = super::tmp_root::create(&tmp_base).map_err(|source| HostError::TmpRoot {
+            path: tmp_base.clone(),
+            source,
+        })?;
         let audit = match &self.audit_log {
             Some(path) => Some(AuditLog::open(path).map_err(|source| HostError::Audit {
                 path: path.clone(),
@@ -259,6 +258,12 @@ impl HostBuilder {
             kept_warnings: Mutex::new(VecDeque::new()),
             when_full: self.when_full,
         });
+        for (path, e) in stale {
+            shared.warn(format!(
+                "cannot remove {}, left by a host that no longer runs: {e}",
+                path.display()
+            ));
+        }
         let watcher = match &self.watch {
             Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
                 path: path.clone(),

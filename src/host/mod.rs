@@ -25,6 +25,7 @@ mod sampler;
 mod scheduler;
 mod shared;
 mod supervisor;
+mod tmp_root;
 
 pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
