@@ -1,10 +1,10 @@
 //! Invariant 6: no job, however much it prints, makes the host's memory grow
-//! past a bound, and the bound follows from the queue settings (README,
-//! "Memory"). Each scenario runs in a child process of this test (this
-//! binary again, with one scenario named in the environment), which reports
-//! its resident memory before the flood and its peak (`VmHWM`, the
-//! kernel's high-water mark) after it: measured, not estimated, and no
-//! other test's allocations in the way.
+//! past a bound, and the bound follows from the queue settings
+//! (policy/README.md, `[output]`). Each scenario runs in a child process
+//! of this test (this binary again, with one scenario named in the
+//! environment), which reports its resident memory before the flood and
+//! its peak (`VmHWM`, the kernel's high-water mark) after it: measured,
+//! not estimated, and no other test's allocations in the way.
 //!
 //! The scenarios: ten million one-byte lines with random bytes on stderr
 //! at the same time; a single 1 GB line; 1 GB of 100-byte lines; and a
@@ -26,7 +26,7 @@ const SCENARIO: &str = "JOBWARDEN_FLOOD_SCENARIO";
 
 /// The policy's queue bound.
 const QUEUE_BYTES: u64 = 16 << 20;
-/// The README's bound on output in flight, for one plugin with one job:
+/// The documented bound on output in flight, for one plugin with one job:
 /// the queue, the events of one read on their way into it, what the
 /// consumer holds from its last drain (each at most the queue bound), the
 /// unfinished lines of both streams (2 × 4 KiB), the tail (4 KiB) and the

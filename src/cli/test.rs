@@ -66,7 +66,8 @@ pub fn run(files: &[PathBuf], require_live: bool, support: &SupportOptions) -> E
                     failed += 1;
                     outln!(
                         "  FAIL  {} ({kind}, line {}): not proven on this machine (--require-live): {why}",
-                        case.name, case.line
+                        case.name,
+                        case.line
                     );
                 }
                 Verdict::CannotConfine(why) => {

@@ -112,7 +112,11 @@ pub enum LoadError {
     },
     /// The file is bigger than any policy needs to be.
     #[error("cannot read the policy file {}: it is {} ({size} bytes), more than the {} a policy file may have", path.display(), units::format_size(*size), units::format_size(*limit))]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// The file's bytes could not be decoded as UTF-8.
     #[error("the policy file {} is not UTF-8 text", path.display())]
     Decode {

@@ -21,9 +21,9 @@
 //! Loading is as strict as for policies: unknown keys, wrong types and
 //! contradictory expectations are all reported, each with `file:line:col`.
 
+use crate::platform::{SmallFileError, read_small_file};
 use crate::policy::reader::{Reader, Table, key_span, span_of};
 use crate::policy::schema::{KeySpec, Kind};
-use crate::platform::{SmallFileError, read_small_file};
 use crate::policy::{Code, Diagnostic, Report, Severity, Source};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
