@@ -74,6 +74,8 @@ pub(super) struct Job {
     pub usage: Usage,
     /// The job's observation, when the host observes (`run --why`, learn).
     observation: Option<JobObservation>,
+    /// Refusals of the processes limit already said in a `system` line.
+    process_limit_hits: u64,
 }
 
 /// What a finalised job leaves for the supervisor to publish.
@@ -156,6 +158,7 @@ impl Job {
             drain_until: None,
             usage: Usage::default(),
             observation,
+            process_limit_hits: 0,
             plan,
         };
         (job, registered)
@@ -337,6 +340,21 @@ impl Job {
         grace.is_zero() || !self.tree.terminate(host, leaders)
     }
 
+    /// A `system` line the first time the processes limit refuses the job
+    /// a process or thread: a job that hits it usually retries or waits
+    /// rather than fails, and would otherwise stall in silence.
+    pub fn process_limit_notice(&mut self) -> Option<JobEvent> {
+        let hits = self.tree.process_limit_hits();
+        let first = self.process_limit_hits == 0 && hits > 0;
+        self.process_limit_hits = self.process_limit_hits.max(hits);
+        first.then(|| {
+            self.system_line(format!(
+                "jobwarden: {}",
+                super::conclude::process_limit_text(&self.plan, hits)
+            ))
+        })
+    }
+
     /// Takes a resource sample into the usage figures and returns the
     /// progress event of this interval, if there is news: the latest
     /// declared percent and step, or the resource use when the job declared
@@ -390,6 +408,7 @@ impl Job {
         // Read everything the containment knows before removing it.
         let ever_forked = self.tree.ever_forked();
         let oom_kills = self.tree.oom_kills();
+        let process_limit_hits = self.tree.process_limit_hits();
         let peak = self.tree.memory_peak().unwrap_or(info.max_rss);
         if let Err(problem) = self.tree.dismantle() {
             problems.push(format!("cleaning up {}: {problem}", self.id));
@@ -424,7 +443,17 @@ impl Job {
             format_size(self.usage.peak_rss_bytes)
         )));
         let stopped = self.termination.as_ref().map(|t| &t.stopped);
-        let ending = conclude(&self.plan, &info, stopped, oom_kills, cpu);
+        let mut ending = conclude(&self.plan, &info, stopped, oom_kills, cpu);
+        if process_limit_hits > 0 {
+            let text = super::conclude::process_limit_text(&self.plan, process_limit_hits);
+            events.push(self.system_line(format!("jobwarden: {text}")));
+            // A job that failed, timed out or was cancelled says so in its
+            // terminal event too: a job stalled at the limit is named.
+            if let Some(reason) = &mut ending.reason {
+                reason.push_str("; ");
+                reason.push_str(&text);
+            }
+        }
         events.push(ending.event(
             &self.id,
             crate::contract::timestamp_now(),

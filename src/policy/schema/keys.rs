@@ -140,7 +140,7 @@ pub const LIMITS: &[KeySpec] = &[
     key(
         "processes",
         Kind::CountOrUnlimited { min: 1 },
-        "Processes in the job tree (pids cgroup).",
+        "Processes and threads in the job tree (pids cgroup: every thread counts); a job that hits it is named in a `system` line and its report.",
     )
     .with_default(Builtin::limit(DEFAULT_LIMIT)),
     key(

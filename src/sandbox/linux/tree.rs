@@ -230,6 +230,11 @@ impl Tree {
         self.cgroup.as_ref().map_or(0, JobCgroup::oom_kills)
     }
 
+    /// How often the processes limit refused the job a process or thread.
+    pub fn process_limit_hits(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, JobCgroup::pids_limit_hits)
+    }
+
     /// Peak memory of the whole tree, when the cgroup records it.
     pub fn memory_peak(&self) -> Option<u64> {
         self.cgroup.as_ref().and_then(JobCgroup::memory_peak)
