@@ -698,6 +698,16 @@ impl Supervisor {
             self.shared.warn(problem);
         }
         self.sampler.forget(&job.sampled_pids);
+        // The audit record goes first: whoever sees the end may act on it
+        // and expects it recorded.
+        self.audit_end(
+            &job.plugin,
+            &job.id,
+            &job.plan,
+            &finished.ending,
+            finished.elapsed,
+            Some(job.report.summary_line()),
+        );
         // What was emitted before stays ahead of the last events.
         self.flush();
         self.shared
@@ -708,14 +718,6 @@ impl Supervisor {
                 }
                 jobs.finish(&job.id, &finished.ending);
             });
-        self.audit_end(
-            &job.plugin,
-            &job.id,
-            &job.plan,
-            &finished.ending,
-            finished.elapsed,
-            Some(job.report.summary_line()),
-        );
         self.scheduler.finished(&job.plugin);
         if !job.tree.exact() {
             self.reaper.fallback_job(job.tree.leader_start);
