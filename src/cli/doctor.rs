@@ -82,7 +82,7 @@ pub fn apparmor_profile() -> ExitCode {
     let program = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "/usr/bin/jobwarden".into());
-    print!("{}", jobwarden::doctor::apparmor_profile(&program));
+    out!("{}", jobwarden::doctor::apparmor_profile(&program));
     ExitCode::SUCCESS
 }
 

@@ -496,7 +496,7 @@ impl Supervisor {
             let stream = match source {
                 Source::Stdout => Stream::Stdout,
                 Source::Stderr => Stream::Stderr,
-                Source::Exit => continue,
+                Source::Exit | Source::Observe => continue,
             };
             let Some(job) = self.jobs.get_mut(&slot) else {
                 self.paused.remove(&t);

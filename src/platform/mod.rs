@@ -15,8 +15,8 @@ mod small_file;
 
 pub use imp::{
     ENV_IGNORE_CASE, FileIdentity, SIGNALS, copy_symlink, create_private_dir, file_identity,
-    is_executable_file, is_own_directory, is_superuser, open_private_append,
-    platform_description, process_is_running, process_start, signal_name,
+    is_executable_file, is_own_directory, is_superuser, open_private_append, platform_description,
+    process_is_running, process_start, signal_name,
 };
 pub use small_file::{FileKind, SmallFileError, read_small_file};
 
