@@ -11,14 +11,14 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             Ok(loaded) => {
                 let warnings = loaded.warnings.warning_count();
                 if warnings > 0 {
-                    eprint!("{}", loaded.warnings.render());
+                    err!("{}", loaded.warnings.render());
                 }
-                println!("{}: valid ({warnings} warning(s))", path.display());
+                outln!("{}: valid ({warnings} warning(s))", path.display());
             }
             Err(LoadError::Invalid(report)) => {
                 invalid += 1;
-                eprint!("{}", report.render());
-                println!(
+                err!("{}", report.render());
+                outln!(
                     "{}: invalid ({} error(s), {} warning(s))",
                     path.display(),
                     report.error_count(),
@@ -27,8 +27,8 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             }
             Err(err) => {
                 invalid += 1;
-                eprintln!("jobwarden: {err}");
-                println!("{}: unreadable", path.display());
+                errln!("jobwarden: {err}");
+                outln!("{}: unreadable", path.display());
             }
         }
     }

@@ -17,18 +17,18 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
     Ok(match decide(policy, &args.plugin, &request, &ctx) {
         Ok(plan) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&plan).expect("plans serialise")
                 );
             } else {
-                print!("{plan}");
+                out!("{plan}");
                 print_here(&plan, support);
-                println!(
+                outln!(
                     "  note: {{tmp}} is a fresh directory per job; {} stands for it here",
                     job_tmp.display()
                 );
-                println!(
+                outln!(
                     "  policy {} (sha256 {})",
                     policy.origin.name,
                     &policy.origin.sha256[..16]
@@ -38,15 +38,15 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
         }
         Err(denial) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&denial).expect("denials serialise")
                 );
             } else {
-                println!("denied: {}", denial.reason);
-                println!("  rule  {}", denial.rule);
-                println!("  hint  {}", denial.hint);
-                println!("  policy {}", policy.origin.name);
+                outln!("denied: {}", denial.reason);
+                outln!("  rule  {}", denial.rule);
+                outln!("  hint  {}", denial.hint);
+                outln!("  policy {}", policy.origin.name);
             }
             ExitCode::from(1)
         }
@@ -59,14 +59,14 @@ fn print_here(plan: &jobwarden::Plan, support: &SupportOptions) {
     let report = assess(plan, &HostSupport::detect(support));
     let weaker = report.weaker_than_asked();
     if weaker.is_empty() {
-        println!("  here      everything the plan asks is enforced on this machine");
+        outln!("  here      everything the plan asks is enforced on this machine");
         return;
     }
-    println!("  here      on this machine ({}):", report.platform);
+    outln!("  here      on this machine ({}):", report.platform);
     for item in &weaker {
-        println!("    {:<13} {}: {}", item.kind, item.status, item.detail);
+        outln!("    {:<13} {}: {}", item.kind, item.status, item.detail);
     }
     if let Some(why) = report.refusal(&plan.enforcement) {
-        println!("    => this job would be refused here before it runs: {why}");
+        outln!("    => this job would be refused here before it runs: {why}");
     }
 }

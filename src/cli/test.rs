@@ -23,8 +23,8 @@ pub fn run(files: &[PathBuf], require_live: bool, support: &SupportOptions) -> E
         let file = match TestFile::load(path) {
             Ok(file) => file,
             Err(TestFileError::Invalid(report)) => {
-                eprint!("{}", report.render());
-                println!(
+                err!("{}", report.render());
+                outln!(
                     "{}: invalid test file ({} error(s))",
                     path.display(),
                     report.error_count()
@@ -33,17 +33,17 @@ pub fn run(files: &[PathBuf], require_live: bool, support: &SupportOptions) -> E
                 continue;
             }
             Err(e) => {
-                println!("{e}");
+                outln!("{e}");
                 unusable += 1;
                 continue;
             }
         };
         let result = run_file(&file, &options);
-        println!("{} (policy {})", path.display(), result.policy);
+        outln!("{} (policy {})", path.display(), result.policy);
         if let Some(error) = &result.error {
-            eprint!("{error}");
+            err!("{error}");
             if !error.ends_with('\n') {
-                eprintln!();
+                errln!();
             }
             unusable += 1;
         }
@@ -52,34 +52,35 @@ pub fn run(files: &[PathBuf], require_live: bool, support: &SupportOptions) -> E
             match &case.verdict {
                 Verdict::Pass => {
                     passed += 1;
-                    println!("  pass  {} ({kind})", case.name);
+                    outln!("  pass  {} ({kind})", case.name);
                 }
                 Verdict::Fail(why) => {
                     failed += 1;
-                    println!("  FAIL  {} ({kind}, line {}): {why}", case.name, case.line);
+                    outln!("  FAIL  {} ({kind}, line {}): {why}", case.name, case.line);
                 }
                 Verdict::Skip(why) => {
                     skipped += 1;
-                    println!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
+                    outln!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
                 }
                 Verdict::CannotConfine(why) if require_live => {
                     failed += 1;
-                    println!(
+                    outln!(
                         "  FAIL  {} ({kind}, line {}): not proven on this machine (--require-live): {why}",
-                        case.name, case.line
+                        case.name,
+                        case.line
                     );
                 }
                 Verdict::CannotConfine(why) => {
                     skipped += 1;
-                    println!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
+                    outln!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
                 }
             }
         }
     }
     if skipped > 0 {
-        println!("{skipped} skipped");
+        outln!("{skipped} skipped");
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     if unusable > 0 {
         ExitCode::from(2)
     } else if failed > 0 {

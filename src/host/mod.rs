@@ -25,6 +25,7 @@ mod sampler;
 mod scheduler;
 mod shared;
 mod supervisor;
+mod tmp_root;
 
 pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
@@ -247,7 +248,7 @@ impl PluginHandle {
             if let Some(queue) = queues.get_mut(&self.plugin)
                 && !queue.is_empty()
             {
-                return queue.drain();
+                return self.shared.drain(queue);
             }
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -268,6 +269,26 @@ impl PluginHandle {
     /// ([`HostBuilder::learn_mode`]). `None` for an unobserved job.
     pub fn observed(&self, job_id: &str) -> Option<Arc<ObservedJob>> {
         self.shared.owned_record(&self.plugin, job_id)?.observed
+    }
+
+    /// Stops reading one of this plugin's running jobs' `stream` and closes
+    /// the host's end of its pipe, so the job's next write to it fails
+    /// (`SIGPIPE`, or `EPIPE` where ignored) as it would in a shell pipeline
+    /// whose reader has gone. For a consumer whose own reader went away
+    /// (`jobwarden run | head -1`). No more output of that stream arrives;
+    /// the job's other events still do. Returns false for a job that is
+    /// not this plugin's or has ended.
+    pub fn close_output(&self, job_id: &JobId, stream: crate::output::Stream) -> bool {
+        match self.shared.owned_record(&self.plugin, job_id) {
+            Some(record) if !record.status.is_finished() => {
+                self.shared.send(Command::CloseOutput {
+                    id: job_id.clone(),
+                    stream,
+                });
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Current resource use of one of this plugin's running jobs, or the
@@ -313,7 +334,7 @@ impl JobHost for PluginHandle {
     fn drain_events(&self) -> Vec<JobEvent> {
         let mut queues = lock(&self.shared.queues);
         match queues.get_mut(&self.plugin) {
-            Some(queue) if !queue.is_empty() => queue.drain(),
+            Some(queue) if !queue.is_empty() => self.shared.drain(queue),
             _ => Vec::new(),
         }
     }

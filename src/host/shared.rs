@@ -6,12 +6,14 @@
 
 use super::audit::AuditLog;
 use super::conclude::Ending;
+use super::io::QueueRoom;
 use super::locks::{lock, read, write};
 use super::{HostWarning, JobEnd, Usage};
 use crate::contract::{JobEvent, JobId, JobSpawnRequest, JobStatus, timestamp_now};
 use crate::decision::{DecisionContext, Denial, Plan, decide};
+use crate::output::Stream;
 use crate::output::queue::EventQueue;
-use crate::policy::Policy;
+use crate::policy::{Policy, Sourced, WhenFull};
 use crate::sandbox::{EnforcementReport, HostSupport};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -84,7 +86,15 @@ pub(super) struct Accepted {
 
 pub(super) enum Command {
     Start(Box<Accepted>),
-    Cancel { id: JobId, reason: String },
+    Cancel {
+        id: JobId,
+        reason: String,
+    },
+    /// Stop reading one of a job's streams and close the host's end.
+    CloseOutput {
+        id: JobId,
+        stream: Stream,
+    },
     Shutdown,
 }
 
@@ -108,6 +118,9 @@ pub(super) struct Shared {
     pub audit: Option<AuditLog>,
     pub warnings: Option<WarningSink>,
     pub kept_warnings: Mutex<VecDeque<HostWarning>>,
+    /// What a full queue does to every job of this host, whatever the
+    /// policy says (`jobwarden run` loses no output).
+    pub when_full: Option<WhenFull>,
 }
 
 impl Shared {
@@ -162,6 +175,46 @@ impl Shared {
         }
     }
 
+    /// Queues the job output in `batch` (emptying it) and says how much
+    /// room the plugin's queue has left; with `wait`, records under the same
+    /// lock that the host waits for the plugin to drain.
+    pub fn queue_output(
+        &self,
+        plugin: &Arc<str>,
+        batch: &mut Vec<JobEvent>,
+        wait: bool,
+    ) -> QueueRoom {
+        let pushed = !batch.is_empty();
+        let room = {
+            let mut queues = lock(&self.queues);
+            let queue = queues.entry(plugin.clone()).or_insert_with(default_queue);
+            queue.extend(batch.drain(..));
+            if wait {
+                queue.set_waiting();
+            }
+            QueueRoom {
+                room: queue.room(),
+                bounds: queue.bounds(),
+            }
+        };
+        if pushed {
+            self.queued.notify_all();
+        }
+        room
+    }
+
+    /// Takes `plugin`'s queued events; wakes the host thread when it
+    /// stopped reading a job until this drain.
+    pub fn drain(&self, queue: &mut crate::output::queue::EventQueue) -> Vec<JobEvent> {
+        let events = queue.drain();
+        if queue.take_waiting()
+            && let Err(e) = self.waker.wake()
+        {
+            self.warn(format!("cannot wake the host thread: {e}"));
+        }
+        events
+    }
+
     pub fn push_events(&self, plugin: &Arc<str>, events: impl ExactSizeIterator<Item = JobEvent>) {
         if events.len() == 0 {
             return;
@@ -173,9 +226,26 @@ impl Shared {
         self.queued.notify_all();
     }
 
-    /// Records a job's end in the table.
-    pub fn finish(&self, id: &JobId, ending: &Ending) {
-        lock(&self.jobs).finish(id, ending);
+    /// Queues a job's last events and records its end in the table as one
+    /// step for every observer: whoever drains the terminal event finds the
+    /// job's end recorded, and whoever sees the status finished can drain
+    /// the terminal event (the job table is updated under the queue lock;
+    /// the lock order is queues, then jobs).
+    pub fn publish_end(
+        &self,
+        plugin: &Arc<str>,
+        events: impl IntoIterator<Item = JobEvent>,
+        record: impl FnOnce(&mut JobTable),
+    ) {
+        {
+            let mut queues = lock(&self.queues);
+            queues
+                .entry(plugin.clone())
+                .or_insert_with(default_queue)
+                .extend(events);
+            record(&mut lock(&self.jobs));
+        }
+        self.queued.notify_all();
     }
 
     fn decide(&self, plugin: &str, id: &str, request: &JobSpawnRequest) -> Result<Plan, Denial> {
@@ -187,7 +257,10 @@ impl Shared {
             job_tmp: &job_tmp,
             host_env: &self.host_env,
         };
-        let outcome = decide(&policy, plugin, request, &ctx);
+        let mut outcome = decide(&policy, plugin, request, &ctx);
+        if let (Ok(plan), Some(when_full)) = (outcome.as_mut(), self.when_full) {
+            plan.output.when_full = Sourced::new(when_full, "the host's output_when_full");
+        }
         if let Some(audit) = &self.audit
             && let Err(e) = audit.decision(
                 plugin,
