@@ -1,5 +1,8 @@
 //! The benchmarks themselves (they measure the Linux host).
 
+#[path = "embedding.rs"]
+mod embedding;
+
 use jobwarden::contract::{JobEvent, JobSpawnRequest};
 use jobwarden::{JobHost, PluginHandle, Policy, PolicyJobHost};
 use std::io::Read;
@@ -72,7 +75,17 @@ pub fn main() {
     if run(7) {
         cli_vs_peers(&sizes);
     }
-    // 8 and 9 are the embedding sections (embedding.rs).
+    if run(8) {
+        embedding::idle_tui(&sizes);
+    }
+    #[cfg(feature = "lua")]
+    if run(9) {
+        embedding::lua_drain(&sizes);
+    }
+    #[cfg(not(feature = "lua"))]
+    if run(9) && !only.is_empty() {
+        println!("9. jobs.drain() into Lua needs the lua feature: cargo bench --features lua");
+    }
     if run(10) {
         crate::observe::observation_overhead(quick);
     }

@@ -249,6 +249,8 @@ impl HostBuilder {
             next_id: AtomicU64::new(0),
             jobs: Mutex::new(JobTable::default()),
             queues: Mutex::new(HashMap::new()),
+            notifiers: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             queued: Condvar::new(),
             commands: Mutex::new(Vec::new()),
             waker: Arc::new(waker),

@@ -26,11 +26,15 @@ mod scheduler;
 mod shared;
 mod supervisor;
 mod tmp_root;
+mod wake;
 
 pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
 pub use observation::ObservedJob;
 pub use shared::FINISHED_JOBS_KEPT;
+#[cfg(feature = "futures")]
+pub use wake::EventStream;
+pub use wake::NextEvents;
 
 use crate::capabilities::JobCapabilities;
 use crate::contract::{JobEvent, JobHost, JobId, JobSpawnRequest, JobStatus};
@@ -122,9 +126,11 @@ impl PolicyJobHost {
     /// cancel, for a manifest without `jobs_cancel`; see
     /// [`crate::capabilities`]).
     pub fn plugin_with(&self, name: &str, capabilities: JobCapabilities) -> PluginHandle {
+        let plugin: Arc<str> = Arc::from(name);
         PluginHandle {
+            notifier: self.shared.notifier(&plugin),
             shared: self.shared.clone(),
-            plugin: Arc::from(name),
+            plugin,
             capabilities,
         }
     }
@@ -182,6 +188,8 @@ impl PolicyJobHost {
         {
             self.shared.warn("the host thread panicked".into());
         }
+        // Everything the jobs left is queued: waiters may stop waiting.
+        self.shared.close();
         if let Some(root) = lock(&self.tmp_root).take()
             && let Err(e) = root.close()
         {
@@ -205,6 +213,8 @@ pub struct PluginHandle {
     shared: Arc<Shared>,
     plugin: Arc<str>,
     capabilities: JobCapabilities,
+    /// The plugin's wake-ups (see [`PluginHandle::events_fd`]).
+    notifier: Arc<wake::Notifier>,
 }
 
 impl PluginHandle {
@@ -248,7 +258,7 @@ impl PluginHandle {
             if let Some(queue) = queues.get_mut(&self.plugin)
                 && !queue.is_empty()
             {
-                return self.shared.drain(queue);
+                return self.shared.drain(&self.plugin, queue);
             }
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -334,7 +344,7 @@ impl JobHost for PluginHandle {
     fn drain_events(&self) -> Vec<JobEvent> {
         let mut queues = lock(&self.shared.queues);
         match queues.get_mut(&self.plugin) {
-            Some(queue) if !queue.is_empty() => self.shared.drain(queue),
+            Some(queue) if !queue.is_empty() => self.shared.drain(&self.plugin, queue),
             _ => Vec::new(),
         }
     }

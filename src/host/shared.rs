@@ -8,6 +8,7 @@ use super::audit::AuditLog;
 use super::conclude::Ending;
 use super::io::QueueRoom;
 use super::locks::{lock, read, write};
+use super::wake::Notifier;
 use super::{HostWarning, JobEnd, Usage};
 use crate::contract::{JobEvent, JobId, JobSpawnRequest, JobStatus, timestamp_now};
 use crate::decision::{DecisionContext, Denial, Plan, decide};
@@ -112,6 +113,12 @@ pub(super) struct Shared {
     pub queues: Mutex<HashMap<Arc<str>, EventQueue>>,
     /// Signalled whenever events are queued, for `wait_events`.
     pub queued: Condvar,
+    /// Each plugin's wake-ups (descriptor, tasks), made with its first
+    /// handle; notified and reset under the queues lock (order: queues,
+    /// then notifiers).
+    pub notifiers: Mutex<HashMap<Arc<str>, Arc<Notifier>>>,
+    /// Set once the host thread has ended: no event will be queued again.
+    pub closed: AtomicBool,
     pub commands: Mutex<Vec<Command>>,
     pub waker: Arc<mio::Waker>,
     pub shutting_down: AtomicBool,
@@ -192,6 +199,9 @@ impl Shared {
             if wait {
                 queue.set_waiting();
             }
+            if pushed {
+                self.notify(plugin);
+            }
             QueueRoom {
                 room: queue.room(),
                 bounds: queue.bounds(),
@@ -203,9 +213,45 @@ impl Shared {
         room
     }
 
-    /// Takes `plugin`'s queued events; wakes the host thread when it
+    /// Tells `plugin`'s waiters that events are queued. Called under the
+    /// queues lock, in the push it announces.
+    fn notify(&self, plugin: &Arc<str>) {
+        if let Some(notifier) = lock(&self.notifiers).get(plugin) {
+            notifier.notify();
+        }
+    }
+
+    /// `plugin`'s wake-ups, shared by all its handles.
+    pub fn notifier(&self, plugin: &Arc<str>) -> Arc<Notifier> {
+        lock(&self.notifiers)
+            .entry(plugin.clone())
+            .or_insert_with(|| Arc::new(Notifier::new()))
+            .clone()
+    }
+
+    /// The host thread has ended: every waiter wakes, and those that find
+    /// nothing queued learn that nothing will come.
+    pub fn close(&self) {
+        let _queues = lock(&self.queues);
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        for notifier in lock(&self.notifiers).values() {
+            notifier.notify();
+        }
+        self.queued.notify_all();
+    }
+
+    /// Takes `plugin`'s queued events (called under the queues lock); its
+    /// descriptor stops being readable; wakes the host thread when it
     /// stopped reading a job until this drain.
-    pub fn drain(&self, queue: &mut crate::output::queue::EventQueue) -> Vec<JobEvent> {
+    pub fn drain(
+        &self,
+        plugin: &Arc<str>,
+        queue: &mut crate::output::queue::EventQueue,
+    ) -> Vec<JobEvent> {
+        if let Some(notifier) = lock(&self.notifiers).get(plugin) {
+            notifier.reset();
+        }
         let events = queue.drain();
         if queue.take_waiting()
             && let Err(e) = self.waker.wake()
@@ -219,10 +265,13 @@ impl Shared {
         if events.len() == 0 {
             return;
         }
-        lock(&self.queues)
+        let mut queues = lock(&self.queues);
+        queues
             .entry(plugin.clone())
             .or_insert_with(default_queue)
             .extend(events);
+        self.notify(plugin);
+        drop(queues);
         self.queued.notify_all();
     }
 
@@ -244,6 +293,7 @@ impl Shared {
                 .or_insert_with(default_queue)
                 .extend(events);
             record(&mut lock(&self.jobs));
+            self.notify(plugin);
         }
         self.queued.notify_all();
     }
