@@ -135,7 +135,7 @@ pub(super) fn idle_tui(sizes: &Sizes) {
         if events.is_zero() {
             "∞".to_string()
         } else {
-            format!("{:.0}×", tick.as_secs_f64() / events.as_secs_f64())
+            format!("{:.0}", tick.as_secs_f64() / events.as_secs_f64())
         }
     };
     println!(
