@@ -37,7 +37,7 @@ pub(crate) use diagnostic::line_col as line_col_of;
 pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
 pub use model::*;
 pub use sections::{
-    ArgRules, BinaryRule, EnvLayer, FilesystemLayer, GitAccess, Layer, LimitsLayer, NetworkLayer,
+    ArgElement, ArgPattern, ArgRules, BinaryRule, Difference, PluginArgs, REST_MARKER, EnvLayer, FilesystemLayer, GitAccess, Layer, LimitsLayer, NetworkLayer,
     OnDisallowed, OnLongTimeout, OutputLayer, OutputMode, PluginRule, ProgressLayer,
     ProgressPattern, Sanitize, SeccompLayer, check_env_name, valid_binary_name, valid_plugin_name,
 };
