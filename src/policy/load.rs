@@ -13,6 +13,7 @@ use super::diagnostic::{Code, Diagnostic, Severity};
 use super::model::{
     BUILTIN, Enforcement, EnforcementGroup, EnforcementPolicy, Policy, PolicyOrigin, Sourced,
 };
+use super::machine::ThisMachine;
 use super::reader::{Reader, span_of};
 use super::schema;
 use super::section::{Level, Section};
@@ -34,7 +35,12 @@ pub(crate) struct Loaded {
 /// Reads and validates `text`. `name` is used in `origin`, `sha256` is the
 /// hash of the bytes the text came from. On failure, every diagnostic:
 /// errors and warnings alike.
-pub(crate) fn load(name: &str, text: &str, sha256: String) -> Result<Loaded, Vec<Diagnostic>> {
+pub(crate) fn load(
+    name: &str,
+    text: &str,
+    sha256: String,
+    mode: ThisMachine,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let root = match toml_span::parse(text) {
         Ok(root) => root,
         Err(err) => return Err(vec![syntax_error(&err)]),
@@ -44,7 +50,7 @@ pub(crate) fn load(name: &str, text: &str, sha256: String) -> Result<Loaded, Vec
         diagnostics: Vec::new(),
         spans: HashMap::new(),
     };
-    let policy = read_policy(&mut reader, root, name, sha256);
+    let policy = read_policy(&mut reader, root, name, sha256, mode);
     let (errors, warnings): (Vec<_>, Vec<_>) = reader
         .diagnostics
         .into_iter()
@@ -83,6 +89,7 @@ fn read_policy(
     root: Value<'_>,
     name: &str,
     sha256: String,
+    mode: ThisMachine,
 ) -> Option<Policy> {
     let root_span = span_of(&root);
     let mut top = Section::open(reader, String::new(), root, "", schema::TOP, Level::Top)?;
@@ -112,7 +119,7 @@ fn read_policy(
             sha256,
         },
     };
-    validate::policy(reader, &policy);
+    validate::policy(reader, &policy, mode);
     Some(policy)
 }
 
