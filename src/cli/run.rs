@@ -1,6 +1,10 @@
 //! `jobwarden run [flags] [--json] -- BINARY [ARGS...]`: runs one job under
 //! the policy and exits with its status.
 //!
+//! With `--json`, stdout carries every event in the contract's wire format
+//! and, after the event each belongs to, jobwarden's extension lines
+//! (`type` `jobwarden.enforcement` and `jobwarden.usage`; see `host::wire`).
+//!
 //! Exit codes: the job's own; 124 timeout; 126 refused by the policy (or
 //! by `enforcement = "required"` on this machine); 125 jobwarden's own error;
 //! 128+N killed by signal N; 130 after Ctrl-C (143 after SIGTERM), which
@@ -9,7 +13,8 @@
 use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
 use jobwarden::sandbox::SupportOptions;
-use jobwarden::{JobEnd, JobHost, PolicyJobHost};
+use jobwarden::host::wire::ExtensionLine;
+use jobwarden::{JobEnd, JobHost, PluginHandle, PolicyJobHost};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -74,12 +79,14 @@ pub fn run(
     let mut cancelled_by: Option<usize> = None;
     // Whether the job's output read like a refusal, for the `--why` hint.
     let mut refusal_seen = false;
+    let mut extension = ExtensionLines::default();
     loop {
         let caught = signal.swap(0, Ordering::AcqRel);
         if caught != 0 && cancelled_by.is_none() {
             cancelled_by = Some(caught);
-            eprintln!("jobwarden: cancelling the job (signal {caught}); it gets its grace period");
-            plugin.cancel(&id);
+            let by = cancelled_by_words(caught);
+            eprintln!("jobwarden: cancelling the job ({by}); it gets its grace period");
+            plugin.cancel_because(&id, format!("cancelled by {by}"));
         }
         let events = plugin.wait_events(Duration::from_millis(100));
         let mut out = stdout.lock();
@@ -98,6 +105,9 @@ pub fn run(
             if json {
                 let _ = serde_json::to_writer(&mut out, &event);
                 let _ = out.write_all(b"\n");
+                for line in extension.after(&event, &plugin, &id) {
+                    let _ = writeln!(out, "{}", line.to_json());
+                }
                 continue;
             }
             match event {
@@ -158,6 +168,52 @@ pub fn run(
     };
     drop(host);
     Ok(ExitCode::from(code))
+}
+
+/// A stop signal as the job's `JobCancelled` says it.
+fn cancelled_by_words(signal: usize) -> String {
+    if signal == signal_hook::consts::SIGINT as usize {
+        "Ctrl-C".into()
+    } else {
+        jobwarden::platform::signal_name(signal as i32).to_string()
+    }
+}
+
+/// With `--json`, jobwarden's extension lines (`jobwarden.enforcement`
+/// after `JobStarted`, `jobwarden.usage` after the terminal event; see
+/// `host::wire`), each written after the event it belongs to.
+#[derive(Default)]
+struct ExtensionLines {
+    enforcement_written: bool,
+    started: bool,
+}
+
+impl ExtensionLines {
+    fn after(&mut self, event: &JobEvent, plugin: &PluginHandle, id: &str) -> Vec<ExtensionLine> {
+        let mut lines = Vec::new();
+        if matches!(event, JobEvent::JobStarted { .. }) {
+            self.started = true;
+        }
+        // The report exists once the job was prepared: after JobStarted, or
+        // with the JobFailed of a job `required` refused before it ran.
+        if (self.started || event.is_terminal())
+            && !self.enforcement_written
+            && let Some(report) = plugin.enforcement(id)
+        {
+            self.enforcement_written = true;
+            lines.push(ExtensionLine::enforcement(id, &report));
+        }
+        if event.is_terminal() && self.started {
+            let error = match event {
+                JobEvent::JobFailed { data, .. } => Some(data.error.as_str()),
+                JobEvent::JobCancelled { data, .. } => Some(data.reason.as_str()),
+                _ => None,
+            };
+            let usage = plugin.usage(id).unwrap_or_default();
+            lines.push(ExtensionLine::usage(id, &usage, plugin.end(id).as_ref(), error));
+        }
+        lines
+    }
 }
 
 /// The live status line on a terminal's stderr: elapsed time, then the
