@@ -162,12 +162,12 @@ pub fn junit(outcomes: &[FileOutcome], require_live: bool) -> String {
                 let name = attr(&file.display().to_string());
                 let _ = writeln!(
                     out,
-                    "  <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\" timestamp=\"{timestamp}\" hostname=\"{}\" id=\"{id}\" file=\"{name}\">",
+                    "  <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\" timestamp=\"{timestamp}\" hostname=\"{}\" id=\"{id}\">",
                     attr(&hostname)
                 );
                 let _ = writeln!(
                     out,
-                    "    <testcase name=\"the test file loads\" classname=\"{name}\" time=\"0.000\" file=\"{name}\">"
+                    "    <testcase name=\"the test file loads\" classname=\"{name}\" time=\"0.000\">"
                 );
                 let _ = writeln!(
                     out,
@@ -210,7 +210,7 @@ fn suite(
     let time: f64 = result.results.iter().map(|c| c.duration.as_secs_f64()).sum();
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{name}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time:.3}\" timestamp=\"{timestamp}\" hostname=\"{}\" id=\"{id}\" file=\"{name}\">",
+        "  <testsuite name=\"{name}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time:.3}\" timestamp=\"{timestamp}\" hostname=\"{}\" id=\"{id}\">",
         statuses.len(),
         count(|s| matches!(s, Status::Failed(_))),
         count(|s| matches!(s, Status::Skipped(_))),
@@ -225,10 +225,9 @@ fn suite(
         let kind = if case.live { "live" } else { "static" };
         let _ = write!(
             out,
-            "    <testcase name=\"{}\" classname=\"{name}.{kind}\" time=\"{:.3}\" file=\"{name}\" line=\"{}\"",
+            "    <testcase name=\"{}\" classname=\"{name}.{kind}\" time=\"{:.3}\"",
             attr(&case.name),
             case.duration.as_secs_f64(),
-            case.line
         );
         match status {
             Status::Passed => out.push_str("/>\n"),
@@ -237,7 +236,7 @@ fn suite(
                     out,
                     ">\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n    </testcase>",
                     attr(why),
-                    text(why)
+                    text(&format!("{}:{}: {why}", result.file.display(), case.line))
                 );
             }
             Status::Skipped(why) => {
