@@ -86,11 +86,11 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
     })
 }
 
+/// Prints `value`; a reader that went away (`| head`) is not an error.
 fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values serialise")
-    );
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// The key that lets the plan's plugin run its binary.
