@@ -129,7 +129,12 @@ fn doctor_reports_a_pin_that_does_not_match() {
         ),
     )
     .unwrap();
-    let out = jobwarden(&["doctor", "--json", "--policy", &policy.display().to_string()]);
+    let out = jobwarden(&[
+        "doctor",
+        "--json",
+        "--policy",
+        &policy.display().to_string(),
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let check = &report["policy"]["checks"][0];
     assert_eq!(check["binary"], "pinned");
@@ -148,7 +153,13 @@ fn a_size_with_a_decimal_loads_and_a_near_miss_unit_is_named() {
     std::fs::write(&good, "version = 1\n[limits]\nmemory = \"4.5 GiB\"\n").unwrap();
     let out = jobwarden(&["check", &good.display().to_string()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = jobwarden(&["explain", "--policy", &good.display().to_string(), "--", "true"]);
+    let out = jobwarden(&[
+        "explain",
+        "--policy",
+        &good.display().to_string(),
+        "--",
+        "true",
+    ]);
     // The default policy's binaries are not in this one: the request is
     // refused, and the limit does not matter; loading it is what counts.
     assert_ne!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -206,13 +217,23 @@ fn explain_json_names_the_key_behind_every_value() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap().into(), e["key"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().into(),
+                e["key"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(executables[0].0, "program", "{executables:?}");
-    assert!(executables[0].1.starts_with("search_path["), "{executables:?}");
+    assert!(
+        executables[0].1.starts_with("search_path["),
+        "{executables:?}"
+    );
     for helper in ["binaries.git.helpers[0]", "binaries.git.helpers[1]"] {
         assert!(
-            executables.iter().any(|(kind, key)| kind == "granted" && key == helper),
+            executables
+                .iter()
+                .any(|(kind, key)| kind == "granted" && key == helper),
             "{helper}: {executables:?}"
         );
     }
@@ -274,7 +295,11 @@ fn keys_of(at: &str, value: &serde_json::Value, out: &mut BTreeMap<String, Strin
                 out.insert(at.to_string(), key.clone());
             }
             for (name, inner) in map {
-                let at = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
+                let at = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
                 keys_of(&at, inner, out);
             }
         }
@@ -311,7 +336,11 @@ fn run_json_keeps_extension_lines_apart_from_the_contract() {
             WireLine::Extension(x) => x.kind.clone(),
         })
         .collect();
-    assert_eq!(kinds.first().map(String::as_str), Some("job_started"), "{kinds:?}");
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("job_started"),
+        "{kinds:?}"
+    );
     assert_eq!(kinds[1], ENFORCEMENT, "{kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some(USAGE), "{kinds:?}");
     assert_eq!(kinds[kinds.len() - 2], "job_completed", "{kinds:?}");
@@ -329,7 +358,12 @@ fn run_json_keeps_extension_lines_apart_from_the_contract() {
             _ => None,
         })
         .unwrap();
-    let fields: BTreeSet<&str> = usage.as_object().unwrap().keys().map(String::as_str).collect();
+    let fields: BTreeSet<&str> = usage
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     insta::assert_snapshot!(
         "run_json_usage_fields",
         format!(
@@ -345,7 +379,12 @@ fn run_json_keeps_extension_lines_apart_from_the_contract() {
         })
         .unwrap();
     assert_eq!(enforcement["platform"], "linux");
-    assert!(enforcement["summary"].as_str().unwrap().starts_with("jobwarden: "));
+    assert!(
+        enforcement["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("jobwarden: ")
+    );
     for item in enforcement["items"].as_array().unwrap() {
         for field in ["name", "status", "short", "detail", "required"] {
             assert!(item.get(field).is_some(), "{field} in {item}");
@@ -361,7 +400,11 @@ fn run_json_gives_a_denial_as_the_contract_job_failed() {
     assert_eq!(lines.len(), 1, "{}", text(&out.stdout));
     match &lines[0] {
         WireLine::Event(JobEvent::JobFailed { data, .. }) => {
-            assert!(data.error.contains("binaries.git.args.deny[0]"), "{}", data.error);
+            assert!(
+                data.error.contains("binaries.git.args.deny[0]"),
+                "{}",
+                data.error
+            );
         }
         other => panic!("expected JobFailed, got {other:?}"),
     }
@@ -378,8 +421,17 @@ fn junit_schema() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "testsuite",
             &[
-                "name", "tests", "failures", "errors", "time", "disabled", "skipped", "timestamp",
-                "hostname", "id", "package",
+                "name",
+                "tests",
+                "failures",
+                "errors",
+                "time",
+                "disabled",
+                "skipped",
+                "timestamp",
+                "hostname",
+                "id",
+                "package",
             ][..],
         ),
         ("properties", &[][..]),
@@ -412,7 +464,8 @@ fn junit_parent(element: &str) -> &'static [&'static str] {
 /// elements seen.
 fn check_junit(xml: &str) -> BTreeSet<String> {
     let schema = junit_schema();
-    let tag = regex::Regex::new(r#"<(/?)([A-Za-z-]+)((?:\s+[A-Za-z_-]+="[^"]*")*)\s*(/?)>"#).unwrap();
+    let tag =
+        regex::Regex::new(r#"<(/?)([A-Za-z-]+)((?:\s+[A-Za-z_-]+="[^"]*")*)\s*(/?)>"#).unwrap();
     let attribute = regex::Regex::new(r#"([A-Za-z_-]+)="[^"]*""#).unwrap();
     let body = xml
         .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
@@ -476,7 +529,14 @@ fn junit_output_has_the_schema_names_ci_systems_read() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let xml = text(&out.stdout);
     let seen = check_junit(&xml);
-    for element in ["testsuites", "testsuite", "testcase", "failure", "skipped", "error"] {
+    for element in [
+        "testsuites",
+        "testsuite",
+        "testcase",
+        "failure",
+        "skipped",
+        "error",
+    ] {
         assert!(seen.contains(element), "no <{element}> in\n{xml}");
     }
     // The counts agree with the summary line CI parsers read.
@@ -485,7 +545,10 @@ fn junit_output_has_the_schema_names_ci_systems_read() {
         "{}",
         text(&out.stderr)
     );
-    assert!(xml.contains("<testsuites name=\"jobwarden test\" tests=\"7\" failures=\"3\" errors=\"1\""), "{xml}");
+    assert!(
+        xml.contains("<testsuites name=\"jobwarden test\" tests=\"7\" failures=\"3\" errors=\"1\""),
+        "{xml}"
+    );
 }
 
 #[test]

@@ -30,9 +30,9 @@ pub fn run(
     let failing = machine.checks.iter().any(|c| c.verdict == Verdict::Fails);
     // A pin that does not match the file here refuses every job of its
     // binary, whatever the enforcement level.
-    let refuses = policy_report.as_ref().is_some_and(|r| {
-        r.would_refuse || r.checks.iter().any(|c| c.sha256_mismatch.is_some())
-    });
+    let refuses = policy_report
+        .as_ref()
+        .is_some_and(|r| r.would_refuse || r.checks.iter().any(|c| c.sha256_mismatch.is_some()));
     if json {
         let value = serde_json::json!({"machine": machine, "policy": policy_report});
         println!(

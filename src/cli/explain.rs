@@ -136,11 +136,7 @@ fn print_executables(list: &[Executable]) {
                 e.path.display(),
                 e.key
             ),
-            (Some(note), _) => println!(
-                "    {what:<10} {}  ({}; {note})",
-                e.path.display(),
-                e.key
-            ),
+            (Some(note), _) => println!("    {what:<10} {}  ({}; {note})", e.path.display(), e.key),
             (None, _) => println!("    {what:<10} {}  ({})", e.path.display(), e.key),
         }
     }

@@ -12,8 +12,8 @@
 
 use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
-use jobwarden::sandbox::SupportOptions;
 use jobwarden::host::wire::ExtensionLine;
+use jobwarden::sandbox::SupportOptions;
 use jobwarden::{JobEnd, JobHost, PluginHandle, PolicyJobHost};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -210,7 +210,12 @@ impl ExtensionLines {
                 _ => None,
             };
             let usage = plugin.usage(id).unwrap_or_default();
-            lines.push(ExtensionLine::usage(id, &usage, plugin.end(id).as_ref(), error));
+            lines.push(ExtensionLine::usage(
+                id,
+                &usage,
+                plugin.end(id).as_ref(),
+                error,
+            ));
         }
         lines
     }

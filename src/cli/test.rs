@@ -74,8 +74,12 @@ pub fn run(files: &[PathBuf], options: &Options, support: &SupportOptions) -> Ex
         };
         if !options.filter.is_empty() {
             let before = file.cases.len();
-            file.cases
-                .retain(|case| options.filter.iter().any(|f| case.name.contains(f.as_str())));
+            file.cases.retain(|case| {
+                options
+                    .filter
+                    .iter()
+                    .any(|f| case.name.contains(f.as_str()))
+            });
             filtered_out += before - file.cases.len();
         }
         let result = run_file(&file, &run_options);

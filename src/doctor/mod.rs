@@ -232,8 +232,8 @@ pub fn apparmor_profile(program: &str) -> String {
 /// (what the program layer would refuse the job for).
 fn pin_mismatch(plan: &crate::Plan) -> Option<String> {
     let pin = plan.sha256.as_ref()?;
-    let actual = std::fs::File::open(&plan.program)
-        .and_then(|file| crate::sandbox::sha256_of(&file));
+    let actual =
+        std::fs::File::open(&plan.program).and_then(|file| crate::sandbox::sha256_of(&file));
     match actual {
         Ok(actual) if actual == pin.value => None,
         Ok(actual) => Some(format!(

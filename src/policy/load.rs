@@ -10,10 +10,10 @@
 
 use super::defaults::{DEFAULT_DENY_DEFAULTS, DEFAULT_ENFORCEMENT};
 use super::diagnostic::{Code, Diagnostic, Severity};
+use super::machine::ThisMachine;
 use super::model::{
     BUILTIN, Enforcement, EnforcementGroup, EnforcementPolicy, Policy, PolicyOrigin, Sourced,
 };
-use super::machine::ThisMachine;
 use super::reader::{Reader, span_of};
 use super::schema;
 use super::section::{Level, Section};

@@ -134,7 +134,11 @@ fn missing_from_search_path(reader: &mut Reader<'_>, policy: &Policy, binary: &B
         // Without a search path, the loader has already said it cannot be found.
         return;
     }
-    let dirs: Vec<&str> = policy.search_path.iter().map(|d| d.value.as_str()).collect();
+    let dirs: Vec<&str> = policy
+        .search_path
+        .iter()
+        .map(|d| d.value.as_str())
+        .collect();
     let span = reader.span(&binary.key);
     reader
         .warning(

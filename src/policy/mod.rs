@@ -39,9 +39,10 @@ pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
 pub use machine::ThisMachine;
 pub use model::*;
 pub use sections::{
-    ArgElement, ArgPattern, ArgRules, BinaryRule, Difference, PluginArgs, REST_MARKER, EnvLayer, FilesystemLayer, GitAccess, Layer, LimitsLayer, NetworkLayer,
-    OnDisallowed, OnLongTimeout, OutputLayer, OutputMode, PluginRule, ProgressLayer,
-    ProgressPattern, Sanitize, SeccompLayer, check_env_name, valid_binary_name, valid_plugin_name,
+    ArgElement, ArgPattern, ArgRules, BinaryRule, Difference, EnvLayer, FilesystemLayer, GitAccess,
+    Layer, LimitsLayer, NetworkLayer, OnDisallowed, OnLongTimeout, OutputLayer, OutputMode,
+    PluginArgs, PluginRule, ProgressLayer, ProgressPattern, REST_MARKER, Sanitize, SeccompLayer,
+    check_env_name, valid_binary_name, valid_plugin_name,
 };
 pub use template::{PathTemplate, Placeholder, Placeholders, Template, UnresolvedPlaceholder};
 

@@ -423,8 +423,11 @@ impl Reader<'_> {
             Ok(n) => Some(Limit::Value(n)),
             Err(why) => {
                 let suggestion = value.as_str().and_then(units::suggest_size);
-                let diagnostic =
-                    self.error(Code::InvalidValue, span, format!("`{path}` is not a size: {why}"));
+                let diagnostic = self.error(
+                    Code::InvalidValue,
+                    span,
+                    format!("`{path}` is not a size: {why}"),
+                );
                 if let Some(suggestion) = suggestion {
                     diagnostic
                         .notes

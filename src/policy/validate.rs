@@ -10,10 +10,10 @@
 
 use super::defaults::{DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS, builtin_deny_patterns};
 use super::diagnostic::Code;
+use super::machine::ThisMachine;
 use super::model::{BUILTIN, Pattern, Policy};
 use super::reader::Reader;
 use super::sections::LimitsLayer;
-use super::machine::ThisMachine;
 use std::collections::HashSet;
 
 /// Every whole-policy check; problems go to `reader`. `mode` says how the

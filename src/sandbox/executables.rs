@@ -219,10 +219,7 @@ mod tests {
             Some("node")
         );
         // Without -S the kernel hands env one argument, spaces and all.
-        assert_eq!(
-            env_command("python3 -u").as_deref(),
-            Some("python3 -u")
-        );
+        assert_eq!(env_command("python3 -u").as_deref(), Some("python3 -u"));
         assert_eq!(env_command("-S -i"), None);
     }
 

@@ -89,7 +89,11 @@ impl Summary {
 }
 
 /// The run as one JSON object: every file with its cases, and the summary.
-pub fn json(outcomes: &[FileOutcome], require_live: bool, filtered_out: usize) -> serde_json::Value {
+pub fn json(
+    outcomes: &[FileOutcome],
+    require_live: bool,
+    filtered_out: usize,
+) -> serde_json::Value {
     let files: Vec<serde_json::Value> = outcomes
         .iter()
         .map(|outcome| match outcome {
@@ -136,15 +140,18 @@ pub fn json(outcomes: &[FileOutcome], require_live: bool, filtered_out: usize) -
 /// The run as JUnit XML: one `testsuite` per test file, one `testcase` per
 /// case; a file that could not be used is a suite with one `error`.
 pub fn junit(outcomes: &[FileOutcome], require_live: bool) -> String {
-    let timestamp = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
+    let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
     let hostname = sysinfo::System::host_name().unwrap_or_else(|_| "localhost".into());
     let summary = Summary::of(outcomes, require_live);
     let total_time: f64 = outcomes
         .iter()
         .filter_map(|o| match o {
-            FileOutcome::Ran(r) => Some(r.results.iter().map(|c| c.duration.as_secs_f64()).sum::<f64>()),
+            FileOutcome::Ran(r) => Some(
+                r.results
+                    .iter()
+                    .map(|c| c.duration.as_secs_f64())
+                    .sum::<f64>(),
+            ),
             FileOutcome::Unusable { .. } => None,
         })
         .sum();
@@ -177,7 +184,9 @@ pub fn junit(outcomes: &[FileOutcome], require_live: bool) -> String {
                 );
                 out.push_str("    </testcase>\n  </testsuite>\n");
             }
-            FileOutcome::Ran(result) => suite(&mut out, result, id, require_live, &timestamp, &hostname),
+            FileOutcome::Ran(result) => {
+                suite(&mut out, result, id, require_live, &timestamp, &hostname)
+            }
         }
     }
     out.push_str("</testsuites>\n");
@@ -207,7 +216,11 @@ fn suite(
         .map(|c| status(&c.verdict, require_live))
         .collect();
     let count = |f: fn(&Status) -> bool| statuses.iter().filter(|s| f(s)).count();
-    let time: f64 = result.results.iter().map(|c| c.duration.as_secs_f64()).sum();
+    let time: f64 = result
+        .results
+        .iter()
+        .map(|c| c.duration.as_secs_f64())
+        .sum();
     let _ = writeln!(
         out,
         "  <testsuite name=\"{name}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{time:.3}\" timestamp=\"{timestamp}\" hostname=\"{}\" id=\"{id}\">",
