@@ -573,3 +573,37 @@ fn filter_runs_only_the_named_cases() {
     assert!(names.iter().all(|n| n.contains("glob")), "{names:?}");
     assert!(v["summary"]["filtered_out"].as_u64().unwrap() > 0, "{v}");
 }
+
+#[test]
+fn ctrl_c_is_said_as_ctrl_c_in_the_cancelled_event_and_the_usage_line() {
+    let child = Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .args(["run", "--json", "--", "sleep", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The job must have started before the signal; JobStarted is the first
+    // line, so wait for stdout to have something.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // SAFETY: SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let lines = wire_lines(&out);
+    let reason = lines
+        .iter()
+        .find_map(|l| match l {
+            WireLine::Event(JobEvent::JobCancelled { data, .. }) => Some(data.reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no JobCancelled in {}", text(&out.stdout)));
+    assert_eq!(reason, "cancelled by Ctrl-C");
+    let usage = lines
+        .iter()
+        .find_map(|l| match l {
+            WireLine::Extension(x) if x.kind == USAGE => Some(x.data.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(usage["killed_by"], "cancel", "{usage}");
+}
