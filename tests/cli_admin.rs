@@ -607,3 +607,25 @@ fn ctrl_c_is_said_as_ctrl_c_in_the_cancelled_event_and_the_usage_line() {
         .unwrap();
     assert_eq!(usage["killed_by"], "cancel", "{usage}");
 }
+
+#[test]
+fn a_misspelt_test_file_key_is_one_error_not_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.toml");
+    std::fs::write(
+        &file,
+        "policy = \"embedded\"\n[[case]]\nnmae = \"x\"\nbinary = \"true\"\nexpect = \"allow\"\n\n[[case]]\nname = \"y\"\nbinray = \"true\"\nexpect = \"allow\"\n\n[[case]]\nname = \"z\"\nbinary = \"true\"\nexpcet = \"allow\"\n",
+    )
+    .unwrap();
+    let out = jobwarden(&["test", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("error[").count(), 3, "{stderr}");
+    for meant in ["name", "binary", "expect"] {
+        assert!(
+            stderr.contains(&format!("did you mean `{meant}`?")),
+            "{meant}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("error[missing-key]"), "{stderr}");
+}
