@@ -1,7 +1,9 @@
 //! A terminal UI over jobwarden, as a ProGit user would meet it: a list of
 //! jobs with status and progress, a scrollable log pane that renders the
 //! (sanitised) colours, a menu of the jobs the policy allows, and keys to
-//! start, cancel and quit. It drains events every frame and never blocks.
+//! start, cancel and quit. It redraws only when something happened: a key,
+//! a resize, or a job's events (the plugin's readable descriptor, see
+//! `PluginHandle::events_fd`); idle, it sleeps in `poll` and uses no CPU.
 //!
 //! ```sh
 //! cargo run --example tui                      # embedded policy, this repo
@@ -139,26 +141,71 @@ impl App {
         &mut self,
         terminal: &mut ratatui::DefaultTerminal,
     ) -> Result<(), Box<dyn std::error::Error>> {
+        use mio::unix::SourceFd;
+        use mio::{Events, Interest, Poll, Token};
+        use std::os::fd::AsRawFd;
+        const KEYS: Token = Token(0);
+        const JOBS: Token = Token(1);
+        const RESIZE: Token = Token(2);
+
+        // Sleep until one of three things happens, with no fixed tick: a
+        // key (the terminal crossterm reads), a job's events (the plugin's
+        // readable descriptor), a resize (SIGWINCH through a socket pair).
+        let mut poll = Poll::new()?;
+        let tty = Tty::open()?;
+        poll.registry()
+            .register(&mut SourceFd(&tty.fd()), KEYS, Interest::READABLE)?;
+        let jobs = self.plugin.events_fd()?.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&jobs), JOBS, Interest::READABLE)?;
+        let (resized, on_resize) = std::os::unix::net::UnixStream::pair()?;
+        resized.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGWINCH, on_resize)?;
+        poll.registry().register(
+            &mut SourceFd(&resized.as_raw_fd()),
+            RESIZE,
+            Interest::READABLE,
+        )?;
+        let mut ready = Events::with_capacity(8);
         loop {
+            // Draining makes the jobs descriptor unreadable until the next
+            // event, so the wait below sleeps until there is news.
             self.drain();
             terminal.draw(|frame| self.draw(frame))?;
-            // Wait at most one frame for a key; events are drained either way.
-            if event::poll(Duration::from_millis(100))?
-                && let Event::Key(key) = event::read()?
-                && key.kind == KeyEventKind::Press
-            {
-                match key.code {
-                    KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
-                    KeyCode::Char('c') => self.cancel_selected(),
-                    KeyCode::Up | KeyCode::Char('k') => self.select(-1),
-                    KeyCode::Down | KeyCode::Char('j') => self.select(1),
-                    KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
-                    KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
-                    KeyCode::Char(c) if c.is_ascii_digit() => self.start(c),
-                    _ => {}
+            match poll.poll(&mut ready, None) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                result => result?,
+            }
+            if ready.iter().any(|e| e.token() == RESIZE) {
+                let mut sink = [0u8; 64];
+                while std::io::Read::read(&mut &resized, &mut sink).is_ok_and(|n| n > 0) {}
+            }
+            // Every key crossterm has, read or buffered: the poller is
+            // edge-triggered, so nothing may be left for later.
+            while event::poll(Duration::ZERO)? {
+                if let Event::Key(key) = event::read()?
+                    && key.kind == KeyEventKind::Press
+                    && !self.key(key.code)
+                {
+                    return Ok(());
                 }
             }
         }
+    }
+
+    /// Acts on a key; false to quit.
+    fn key(&mut self, code: KeyCode) -> bool {
+        match code {
+            KeyCode::Char('q') | KeyCode::Esc => return false,
+            KeyCode::Char('c') => self.cancel_selected(),
+            KeyCode::Up | KeyCode::Char('k') => self.select(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.select(1),
+            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::Char(c) if c.is_ascii_digit() => self.start(c),
+            _ => {}
+        }
+        true
     }
 
     fn start(&mut self, key: char) {
@@ -445,4 +492,30 @@ fn apply_sgr(mut style: Style, base: Style, params: &str) -> Style {
         i += 1;
     }
     style
+}
+
+/// The terminal crossterm reads keys from: stdin when it is a terminal,
+/// else /dev/tty (crossterm's own rule).
+enum Tty {
+    Stdin,
+    Dev(std::fs::File),
+}
+
+impl Tty {
+    fn open() -> std::io::Result<Self> {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            Ok(Self::Stdin)
+        } else {
+            std::fs::File::open("/dev/tty").map(Self::Dev)
+        }
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Self::Stdin => std::io::stdin().as_raw_fd(),
+            Self::Dev(file) => file.as_raw_fd(),
+        }
+    }
 }

@@ -1,5 +1,8 @@
 //! The benchmarks themselves (they measure the Linux host).
 
+#[path = "embedding.rs"]
+mod embedding;
+
 use jobwarden::contract::{JobEvent, JobSpawnRequest};
 use jobwarden::{JobHost, PluginHandle, Policy, PolicyJobHost};
 use std::io::Read;
@@ -72,7 +75,17 @@ pub fn main() {
     if run(7) {
         cli_vs_peers(&sizes);
     }
-    // 8 and 9 are the embedding sections (embedding.rs).
+    if run(8) {
+        embedding::idle_tui(&sizes);
+    }
+    #[cfg(feature = "lua")]
+    if run(9) {
+        embedding::lua_drain(&sizes);
+    }
+    #[cfg(not(feature = "lua"))]
+    if run(9) && !only.is_empty() {
+        println!("9. jobs.drain() into Lua needs the lua feature: cargo bench --features lua");
+    }
     if run(10) {
         crate::observe::observation_overhead(quick);
     }
@@ -446,9 +459,11 @@ fn raw_read(bytes: u64) -> (Duration, u64, u64) {
     (t.elapsed(), total, lines)
 }
 
-fn through_jobwarden(bytes: u64, mode: &str) -> (Duration, u64, u64) {
+/// `bytes` of the probe's flood through a host in output `mode`, its queue
+/// set to `when_full`: the time, the bytes and the lines delivered.
+fn through_jobwarden(bytes: u64, mode: &str, when_full: &str) -> (Duration, u64, u64) {
     let dir = tempdir();
-    let extra = format!("[plugins.bench.output]\nmode = \"{mode}\"\n");
+    let extra = format!("[plugins.bench.output]\nmode = \"{mode}\"\nwhen_full = \"{when_full}\"\n");
     let host = PolicyJobHost::builder(bench_policy(&extra), dir.path())
         .tmp_dir(dir.path())
         .build()
@@ -482,20 +497,25 @@ fn line_throughput(sizes: &Sizes) {
     println!(
         "3. output throughput: {mb} MB of 100-byte lines, drained continuously; median of {rounds} interleaved rounds"
     );
-    let (mut raw, mut lines, mut chunks) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut raw_lines, mut delivered_lines, mut delivered_bytes) = (0, 0, 0);
+    let (mut raw, mut lines, mut waiting, mut chunks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_lines, mut delivered_lines, mut waited_lines, mut delivered_bytes) = (0, 0, 0, 0);
     for _ in 0..rounds {
         let (t, _, l) = raw_read(sizes.flood_bytes);
         raw.push(t);
         raw_lines = l;
-        let (t, _, l) = through_jobwarden(sizes.flood_bytes, "lines");
+        let (t, _, l) = through_jobwarden(sizes.flood_bytes, "lines", "drop_oldest");
         lines.push(t);
         delivered_lines = l;
-        let (t, b, _) = through_jobwarden(sizes.flood_bytes, "chunks");
+        let (t, _, l) = through_jobwarden(sizes.flood_bytes, "lines", "wait");
+        waiting.push(t);
+        waited_lines = l;
+        let (t, b, _) = through_jobwarden(sizes.flood_bytes, "chunks", "drop_oldest");
         chunks.push(t);
         delivered_bytes = b;
     }
-    let (raw, lines, chunks) = (median(raw), median(lines), median(chunks));
+    let (raw, lines, waiting, chunks) =
+        (median(raw), median(lines), median(waiting), median(chunks));
     let mbs = |d: Duration| sizes.flood_bytes as f64 / d.as_secs_f64() / 1e6;
     let mls = |d: Duration| raw_lines as f64 / d.as_secs_f64() / 1e6;
     println!(
@@ -508,6 +528,12 @@ fn line_throughput(sizes: &Sizes) {
         mbs(lines),
         mls(lines),
         100.0 * raw.as_secs_f64() / lines.as_secs_f64()
+    );
+    println!(
+        "   lines, when_full = wait: {:>8.1} MB/s · {:>5.2} M lines/s ({:+.2} M lines/s against drop_oldest; {waited_lines} of {raw_lines} lines delivered)",
+        mbs(waiting),
+        mls(waiting),
+        mls(waiting) - mls(lines)
     );
     println!(
         "   jobwarden chunks:   {:>8.1} MB/s ({:.0}% of raw; {delivered_bytes} bytes delivered)",

@@ -3,7 +3,8 @@
 //! that do not match the files here); with `--portable` those findings
 //! are warnings, for policies written for other machines.
 
-use jobwarden::policy::{LoadError, Policy, ThisMachine};
+use jobwarden::platform::read_small_file;
+use jobwarden::policy::{LoadError, MAX_POLICY_FILE_BYTES, Policy, ThisMachine};
 use jobwarden::testing::TestFile;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,23 +21,23 @@ pub fn run(paths: &[PathBuf], portable: bool) -> ExitCode {
             Ok(loaded) => {
                 let warnings = loaded.warnings.warning_count();
                 if warnings > 0 {
-                    eprint!("{}", loaded.warnings.render());
+                    err!("{}", loaded.warnings.render());
                 }
-                println!("{}: valid ({warnings} warning(s))", path.display());
+                outln!("{}: valid ({warnings} warning(s))", path.display());
             }
             Err(LoadError::Invalid(_)) if is_test_file(path) => {
                 invalid += 1;
-                eprintln!(
+                errln!(
                     "jobwarden: {} is a policy test file, not a policy: run it with `jobwarden test {}`",
                     path.display(),
                     path.display()
                 );
-                println!("{}: not a policy (a test file)", path.display());
+                outln!("{}: not a policy (a test file)", path.display());
             }
             Err(LoadError::Invalid(report)) => {
                 invalid += 1;
-                eprint!("{}", report.render());
-                println!(
+                err!("{}", report.render());
+                outln!(
                     "{}: invalid ({} error(s), {} warning(s))",
                     path.display(),
                     report.error_count(),
@@ -45,8 +46,8 @@ pub fn run(paths: &[PathBuf], portable: bool) -> ExitCode {
             }
             Err(err) => {
                 invalid += 1;
-                eprintln!("jobwarden: {err}");
-                println!("{}: unreadable", path.display());
+                errln!("jobwarden: {err}");
+                outln!("{}: unreadable", path.display());
             }
         }
     }
@@ -63,7 +64,11 @@ fn is_test_file(path: &Path) -> bool {
     if TestFile::load(path).is_ok() {
         return true;
     }
-    let Ok(text) = std::fs::read_to_string(path) else {
+    // Read as the policy was: bounded, whatever the path really is.
+    let Ok(bytes) = read_small_file(path, MAX_POLICY_FILE_BYTES) else {
+        return false;
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
         return false;
     };
     let starts = |prefix: &str| text.lines().any(|l| l.trim_start().starts_with(prefix));

@@ -35,15 +35,15 @@ pub fn run(
         .is_some_and(|r| r.would_refuse || r.checks.iter().any(|c| c.sha256_mismatch.is_some()));
     if json {
         let value = serde_json::json!({"machine": machine, "policy": policy_report});
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("reports serialise")
         );
     } else {
         print_machine(&machine, probe.is_some());
         if let Some(report) = &policy_report {
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "policy {} (enforcement {}):",
                 report.policy,
                 report.enforcement.describe()
@@ -51,7 +51,7 @@ pub fn run(
             for check in &report.checks {
                 let who = format!("{} → {}", check.plugin, check.binary);
                 if let Some(mismatch) = &check.sha256_mismatch {
-                    println!("  {who:<28} sha256 MISMATCH: {mismatch}");
+                    outln!("  {who:<28} sha256 MISMATCH: {mismatch}");
                 }
                 match (&check.items, &check.note) {
                     (Some(items), _) => {
@@ -61,17 +61,17 @@ pub fn run(
                             .map(|i| format!("{} {}: {}", i.kind, i.status, i.detail))
                             .collect();
                         if weak.is_empty() {
-                            println!("  {who:<28} everything it asks is enforced here");
+                            outln!("  {who:<28} everything it asks is enforced here");
                         } else {
-                            println!("  {who:<28} {}", weak.join("; "));
+                            outln!("  {who:<28} {}", weak.join("; "));
                         }
                     }
-                    (None, Some(note)) => println!("  {who:<28} not assessed: {note}"),
+                    (None, Some(note)) => outln!("  {who:<28} not assessed: {note}"),
                     (None, None) => {}
                 }
             }
             if report.would_refuse {
-                println!(
+                outln!(
                     "  => this machine cannot give what the policy requires: such jobs would be refused"
                 );
             }
@@ -89,19 +89,19 @@ pub fn apparmor_profile() -> ExitCode {
     let program = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "/usr/bin/jobwarden".into());
-    print!("{}", jobwarden::doctor::apparmor_profile(&program));
+    out!("{}", jobwarden::doctor::apparmor_profile(&program));
     ExitCode::SUCCESS
 }
 
 fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {
     let support = &machine.support;
-    println!("jobwarden doctor: what this machine can enforce");
-    println!("  platform      {}", machine.platform);
+    outln!("jobwarden doctor: what this machine can enforce");
+    outln!("  platform      {}", machine.platform);
     for (label, text) in support.describe() {
-        println!("  {label:<13} {text}");
+        outln!("  {label:<13} {text}");
     }
     if !probed {
-        println!(
+        outln!(
             "  (jobwarden-probe was not found next to jobwarden: checks below are detected, not probed)"
         );
     }
@@ -112,16 +112,16 @@ fn print_machine(machine: &jobwarden::doctor::MachineReport, probed: bool) {
             Verdict::Unverified => "unverified",
             Verdict::Unavailable => "unavailable",
         };
-        println!("  {:<13} {verdict}: {}", check.name, check.detail);
+        outln!("  {:<13} {verdict}: {}", check.name, check.detail);
     }
     for tip in support.tips() {
-        println!("  tip           {tip}");
+        outln!("  tip           {tip}");
     }
     match machine.legacy_tiocsti {
-        Some(true) => println!(
+        Some(true) => outln!(
             "  tiocsti       legacy TIOCSTI is enabled (dev.tty.legacy_tiocsti=1); jobs hold no terminal, so they cannot inject keystrokes"
         ),
-        Some(false) => println!("  tiocsti       legacy TIOCSTI is disabled"),
-        None => println!("  tiocsti       the kernel has no legacy_tiocsti switch"),
+        Some(false) => outln!("  tiocsti       legacy TIOCSTI is disabled"),
+        None => outln!("  tiocsti       the kernel has no legacy_tiocsti switch"),
     }
 }

@@ -68,7 +68,7 @@ impl fmt::Display for Failure {
 impl Failure {
     /// Prints the error to stderr and returns the exit code.
     pub fn report(self) -> ExitCode {
-        eprintln!("{self}");
+        errln!("{self}");
         ExitCode::from(self.code)
     }
 }

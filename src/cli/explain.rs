@@ -50,14 +50,14 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
                 });
                 print_json(&value);
             } else {
-                print!("{plan}");
+                out!("{plan}");
                 print_executables(&may_execute);
                 print_here(&plan, &support);
-                println!(
+                outln!(
                     "  note: {{tmp}} is a fresh directory per job; {} stands for it here",
                     job_tmp.display()
                 );
-                println!(
+                outln!(
                     "  policy {} (sha256 {})",
                     policy.origin.name,
                     &policy.origin.sha256[..16]
@@ -75,11 +75,11 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
                     "policy": policy_json,
                 }));
             } else {
-                println!("denied: {}", denial.reason);
-                println!("  rule  {}", denial.rule);
-                println!("  hint  {}", denial.hint);
+                outln!("denied: {}", denial.reason);
+                outln!("  rule  {}", denial.rule);
+                outln!("  hint  {}", denial.hint);
                 print_allowed_command_lines(policy, &args.plugin, &request, &denial.rule);
-                println!("  policy {}", policy.origin.name);
+                outln!("  policy {}", policy.origin.name);
             }
             ExitCode::from(1)
         }
@@ -88,9 +88,8 @@ pub fn run(args: &JobArgs, json: bool, support: &SupportOptions) -> Result<ExitC
 
 /// Prints `value`; a reader that went away (`| head`) is not an error.
 fn print_json(value: &serde_json::Value) {
-    use std::io::Write;
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    outln!("{text}");
 }
 
 /// The key that lets the plan's plugin run its binary.
@@ -121,7 +120,7 @@ fn sources(plan: &Plan, request: &JobSpawnRequest) -> serde_json::Value {
 
 /// Everything the job may execute, each with the key behind it.
 fn print_executables(list: &[Executable]) {
-    println!("  may execute (the kernel refuses every other file)");
+    outln!("  may execute (the kernel refuses every other file)");
     for e in list {
         let what = match e.kind {
             ExecutableKind::Program => "program",
@@ -131,13 +130,13 @@ fn print_executables(list: &[Executable]) {
             ExecutableKind::EnvTarget => "env runs",
         };
         match (&e.note, e.allowed) {
-            (Some(note), Some(false)) => println!(
+            (Some(note), Some(false)) => outln!(
                 "    {what:<10} {}  ({})\n               {note}",
                 e.path.display(),
                 e.key
             ),
-            (Some(note), _) => println!("    {what:<10} {}  ({}; {note})", e.path.display(), e.key),
-            (None, _) => println!("    {what:<10} {}  ({})", e.path.display(), e.key),
+            (Some(note), _) => outln!("    {what:<10} {}  ({}; {note})", e.path.display(), e.key),
+            (None, _) => outln!("    {what:<10} {}  ({})", e.path.display(), e.key),
         }
     }
 }
@@ -161,9 +160,9 @@ fn print_allowed_command_lines(
     if !rule.starts_with(&allow.key) {
         return;
     }
-    println!("  allowed command lines of `{}`:", request.binary);
+    outln!("  allowed command lines of `{}`:", request.binary);
     for pattern in &allow.value {
-        println!("    {}  ({})", pattern.text(), pattern.key);
+        outln!("    {}  ({})", pattern.text(), pattern.key);
     }
 }
 
@@ -173,14 +172,14 @@ fn print_here(plan: &Plan, support: &HostSupport) {
     let report = assess(plan, support);
     let weaker = report.weaker_than_asked();
     if weaker.is_empty() {
-        println!("  here      everything the plan asks is enforced on this machine");
+        outln!("  here      everything the plan asks is enforced on this machine");
         return;
     }
-    println!("  here      on this machine ({}):", report.platform);
+    outln!("  here      on this machine ({}):", report.platform);
     for item in &weaker {
-        println!("    {:<13} {}: {}", item.kind, item.status, item.detail);
+        outln!("    {:<13} {}: {}", item.kind, item.status, item.detail);
     }
     if let Some(why) = report.refusal(&plan.enforcement) {
-        println!("    => this job would be refused here before it runs: {why}");
+        outln!("    => this job would be refused here before it runs: {why}");
     }
 }

@@ -101,8 +101,8 @@ pub fn run(
         &request,
         &facts.context(&example_tmp),
     ) {
-        eprintln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
-        eprintln!(
+        errln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
+        errln!(
             "jobwarden: learn does not grant what the policy refuses on purpose; hint: {}",
             denial.hint
         );
@@ -121,7 +121,7 @@ pub fn run(
             denial.rule, denial.reason
         ))
     })?;
-    eprintln!(
+    errln!(
         "jobwarden: learning what `{}` does (unconfined by path and port; its output follows)",
         std::iter::once(binary.as_str())
             .chain(request.args.iter().map(String::as_str))
@@ -187,7 +187,7 @@ pub fn run(
         ..setup
     };
 
-    print!(
+    out!(
         "{}",
         render(
             &edit,
@@ -213,12 +213,12 @@ pub fn run(
         );
         std::fs::write(file, &merged)
             .map_err(|e| own(format!("cannot write {}: {e}", file.display())))?;
-        eprintln!(
+        errln!(
             "jobwarden: wrote {} ({base_name} with the addition; `jobwarden check` accepts it)",
             file.display()
         );
         for line in &missing {
-            eprintln!("jobwarden: warning: the written policy still refuses: {line}");
+            errln!("jobwarden: warning: the written policy still refuses: {line}");
         }
     }
     Ok(ExitCode::from(match end {

@@ -1,12 +1,16 @@
 //! Command-line interface. Each subcommand has its own file; this one holds
 //! the argument definitions and what they share.
 
+// First: its macros are used by every subcommand's file.
+#[macro_use]
+mod output;
 mod check;
 mod doctor;
 mod error;
 mod explain;
 mod learn;
 mod run;
+mod signals;
 mod test;
 
 pub(crate) use error::{CliError, Failure};
@@ -228,7 +232,7 @@ pub fn main() -> ExitCode {
         Command::Doctor { policy, json, .. } => doctor::run(policy.as_deref(), json, &support),
         Command::Schema => {
             let schema = jobwarden::policy::schema::json_schema();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("a schema serialises")
             );
@@ -310,7 +314,7 @@ pub(crate) fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, CliError>
         None => Policy::from_toml(EMBEDDED_DEFAULT_NAME, EMBEDDED_DEFAULT),
     }?;
     if !loaded.warnings.diagnostics.is_empty() {
-        eprint!("{}", loaded.warnings.render());
+        err!("{}", loaded.warnings.render());
     }
     Ok(loaded)
 }

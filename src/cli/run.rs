@@ -7,18 +7,27 @@
 //!
 //! Exit codes: the job's own; 124 timeout; 126 refused by the policy (or
 //! by `enforcement = "required"` on this machine); 125 jobwarden's own error;
-//! 128+N killed by signal N; 130 after Ctrl-C (143 after SIGTERM), which
-//! cancel the job gracefully.
+//! 128+N killed by signal N; 128+N after a stop signal N to `run` itself
+//! (130 Ctrl-C, 129 SIGHUP, 143 SIGTERM), which cancels the job gracefully.
+//!
+//! Output is never dropped: the host waits for this loop (`when_full =
+//! "wait"`), so a slow reader slows the job, not the log. When stdout's
+//! reader goes away (`run … | head -1`), the job's stdout is closed too, as
+//! in a shell pipeline: its next write fails, most jobs die of SIGPIPE and
+//! `run` exits 141; a job that writes nothing more runs to its end and
+//! `run` exits with its status.
 
+use super::output::Std;
+use super::signals::StopSignals;
 use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
 use jobwarden::host::wire::ExtensionLine;
+use jobwarden::output::Stream;
+use jobwarden::policy::WhenFull;
 use jobwarden::sandbox::SupportOptions;
 use jobwarden::{JobEnd, JobHost, PluginHandle, PolicyJobHost};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const EXIT_TIMEOUT: u8 = 124;
@@ -38,16 +47,15 @@ pub fn run(
     let request = build_request(args, &loaded.policy, &facts.context(&example_tmp))
         .map_err(|e| e.exit(EXIT_DENIED))?;
 
-    // Ctrl-C and SIGTERM cancel the job; a second one is left to the default.
-    let signal = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register_usize(sig, signal.clone(), sig as usize) {
-            eprintln!("jobwarden: cannot handle signal {sig}: {e}");
-        }
+    // Caught from before the host exists until after it has cleaned up.
+    let signals = StopSignals::register();
+    for problem in signals.problems() {
+        errln!("jobwarden: {problem}");
     }
 
-    let mut builder =
-        PolicyJobHost::builder(loaded.policy.clone(), &repo).support_options(support.clone());
+    let mut builder = PolicyJobHost::builder(loaded.policy.clone(), &repo)
+        .support_options(support.clone())
+        .output_when_full(WhenFull::Wait);
     if why {
         builder = builder.explain_denials();
     }
@@ -65,85 +73,113 @@ pub fn run(
         match plugin.try_spawn(request) {
             Ok(id) => id,
             Err(denial) => {
-                eprintln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
-                eprintln!("jobwarden: hint: {}", denial.hint);
+                errln!("jobwarden: denied by `{}`: {}", denial.rule, denial.reason);
+                errln!("jobwarden: hint: {}", denial.hint);
                 return Ok(ExitCode::from(EXIT_DENIED));
             }
         }
+    };
+    let watch = {
+        let (plugin, id) = (plugin.clone(), id.clone());
+        signals.watch(move |sig| {
+            errln!(
+                "jobwarden: cancelling the job ({}); it gets its grace period",
+                signal_name(sig)
+            );
+            plugin.cancel_because(&id, format!("cancelled by {}", cancelled_by_words(sig)));
+        })
     };
 
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let mut status = StatusLine::new(!json && stderr.is_terminal());
     let started = std::time::Instant::now();
-    let mut cancelled_by: Option<usize> = None;
     // Whether the job's output read like a refusal, for the `--why` hint.
     let mut refusal_seen = false;
+    // Which of our streams' readers went away, and was passed on to the job.
+    let (mut stdout_gone, mut stderr_gone) = (false, false);
     let mut extension = ExtensionLines::default();
     loop {
-        let caught = signal.swap(0, Ordering::AcqRel);
-        if caught != 0 && cancelled_by.is_none() {
-            cancelled_by = Some(caught);
-            let by = cancelled_by_words(caught);
-            eprintln!("jobwarden: cancelling the job ({by}); it gets its grace period");
-            plugin.cancel_because(&id, format!("cancelled by {by}"));
-        }
         let events = plugin.wait_events(Duration::from_millis(100));
-        let mut out = stdout.lock();
-        let mut err = stderr.lock();
         let mut ended = false;
-        if !events.is_empty() {
-            status.clear(&mut err);
+        {
+            let mut out = stdout.lock();
+            let mut err = stderr.lock();
+            if !events.is_empty() {
+                status.clear(&mut err);
+            }
+            for event in events {
+                ended |= event.is_terminal();
+                if let JobEvent::JobLogLine { data, .. } = &event
+                    && data.stream != STREAM_SYSTEM
+                {
+                    refusal_seen |= jobwarden::observe::mentions_refusal(&data.line);
+                }
+                if json {
+                    put(Std::Out, &mut out, |w| {
+                        serde_json::to_writer(&mut *w, &event)?;
+                        w.write_all(b"\n")
+                    });
+                    for line in extension.after(&event, &plugin, &id) {
+                        put(Std::Out, &mut out, |w| writeln!(w, "{}", line.to_json()));
+                    }
+                    continue;
+                }
+                match event {
+                    JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM => {
+                        put(Std::Err, &mut err, |w| writeln!(w, "{}", data.line));
+                    }
+                    JobEvent::JobLogLine { data, .. } if data.stream == STREAM_STDERR => {
+                        put(Std::Err, &mut err, |w| writeln!(w, "{}", data.line));
+                    }
+                    JobEvent::JobLogLine { data, .. } => {
+                        put(Std::Out, &mut out, |w| writeln!(w, "{}", data.line));
+                    }
+                    JobEvent::JobOutputChunk { data, .. } if data.stream == STREAM_STDERR => {
+                        put(Std::Err, &mut err, |w| w.write_all(&data.bytes));
+                    }
+                    JobEvent::JobOutputChunk { data, .. } => {
+                        put(Std::Out, &mut out, |w| w.write_all(&data.bytes));
+                    }
+                    JobEvent::JobFailed { data, .. } => {
+                        put(Std::Err, &mut err, |w| {
+                            writeln!(w, "jobwarden: {}", data.error)
+                        });
+                    }
+                    JobEvent::JobCancelled { data, .. } => {
+                        put(Std::Err, &mut err, |w| {
+                            writeln!(w, "jobwarden: {}", data.reason)
+                        });
+                    }
+                    JobEvent::JobProgress { data, .. } => {
+                        status.percent = data.percent;
+                        status.step = data.step;
+                    }
+                    _ => {}
+                }
+            }
+            put(Std::Out, &mut out, |w| w.flush());
+            if !ended {
+                status.draw(&mut err, started.elapsed());
+            }
         }
-        for event in events {
-            ended |= event.is_terminal();
-            if let JobEvent::JobLogLine { data, .. } = &event
-                && data.stream != STREAM_SYSTEM
-            {
-                refusal_seen |= jobwarden::observe::mentions_refusal(&data.line);
-            }
-            if json {
-                let _ = serde_json::to_writer(&mut out, &event);
-                let _ = out.write_all(b"\n");
-                for line in extension.after(&event, &plugin, &id) {
-                    let _ = writeln!(out, "{}", line.to_json());
-                }
-                continue;
-            }
-            match event {
-                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_SYSTEM => {
-                    let _ = writeln!(err, "{}", data.line);
-                }
-                JobEvent::JobLogLine { data, .. } if data.stream == STREAM_STDERR => {
-                    let _ = writeln!(err, "{}", data.line);
-                }
-                JobEvent::JobLogLine { data, .. } => {
-                    let _ = writeln!(out, "{}", data.line);
-                }
-                JobEvent::JobOutputChunk { data, .. } if data.stream == STREAM_STDERR => {
-                    let _ = err.write_all(&data.bytes);
-                }
-                JobEvent::JobOutputChunk { data, .. } => {
-                    let _ = out.write_all(&data.bytes);
-                }
-                JobEvent::JobFailed { data, .. } => {
-                    let _ = writeln!(err, "jobwarden: {}", data.error);
-                }
-                JobEvent::JobCancelled { data, .. } => {
-                    let _ = writeln!(err, "jobwarden: {}", data.reason);
-                }
-                JobEvent::JobProgress { data, .. } => {
-                    status.percent = data.percent;
-                    status.step = data.step;
-                }
-                _ => {}
-            }
-        }
-        let _ = out.flush();
         if ended {
             break;
         }
-        status.draw(&mut err, started.elapsed());
+        // A reader that went away ends the job's matching stream, as in a
+        // shell pipeline: the job meets the closed pipe at its next write.
+        // With --json every event goes to stdout, so both end.
+        if Std::Out.is_closed() && !stdout_gone {
+            stdout_gone = true;
+            plugin.close_output(&id, Stream::Stdout);
+            if json {
+                plugin.close_output(&id, Stream::Stderr);
+            }
+        }
+        if Std::Err.is_closed() && !stderr_gone && !json {
+            stderr_gone = true;
+            plugin.close_output(&id, Stream::Stderr);
+        }
     }
     let end = plugin.end(&id);
     let failed = !matches!(
@@ -151,7 +187,7 @@ pub fn run(
         Some(JobEnd::Exited { code: 0 }) | Some(JobEnd::Cancelled)
     );
     if !why && !json && failed && refusal_seen {
-        eprintln!(
+        errln!(
             "jobwarden: the output shows a permission error; run again with --why to see what the sandbox refused and which policy key would allow it"
         );
     }
@@ -159,23 +195,41 @@ pub fn run(
         Some(JobEnd::Exited { code }) => code.clamp(0, 255) as u8,
         Some(JobEnd::Signaled { signal }) => (128 + signal).clamp(0, 255) as u8,
         Some(JobEnd::TimedOut) => EXIT_TIMEOUT,
-        Some(JobEnd::Cancelled) => match cancelled_by {
-            Some(sig) => (128 + sig).min(255) as u8,
+        Some(JobEnd::Cancelled) => match watch.caught() {
+            Some(sig) => (128 + sig).clamp(0, 255) as u8,
             None => 130,
         },
         Some(JobEnd::Denied { .. } | JobEnd::EnforcementUnavailable) => EXIT_DENIED,
         _ => EXIT_OWN_ERROR,
     };
+    // The host removes the job directories; signals stay caught until it has.
     drop(host);
+    drop(watch);
     Ok(ExitCode::from(code))
 }
 
+/// Writes with `f` unless `stream` is closed; a failure closes it (see
+/// `output.rs`).
+fn put<W: Write>(stream: Std, w: &mut W, f: impl FnOnce(&mut W) -> std::io::Result<()>) {
+    if stream.is_closed() {
+        return;
+    }
+    if let Err(e) = f(w) {
+        stream.failed(&e);
+    }
+}
+
+/// `signal 1, SIGHUP`.
+fn signal_name(sig: i32) -> String {
+    format!("signal {sig}, {}", jobwarden::platform::signal_name(sig))
+}
+
 /// A stop signal as the job's `JobCancelled` says it.
-fn cancelled_by_words(signal: usize) -> String {
-    if signal == signal_hook::consts::SIGINT as usize {
+fn cancelled_by_words(signal: i32) -> String {
+    if signal == signal_hook::consts::SIGINT {
         "Ctrl-C".into()
     } else {
-        jobwarden::platform::signal_name(signal as i32).to_string()
+        jobwarden::platform::signal_name(signal).to_string()
     }
 }
 

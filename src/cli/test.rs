@@ -42,8 +42,8 @@ pub fn run(files: &[PathBuf], options: &Options, support: &SupportOptions) -> Ex
     // In text form the case lines are the output; for JUnit and JSON the
     // document is, and the lines go to stderr for whoever watches the log.
     let say = |line: String| match options.format {
-        Format::Text => println!("{line}"),
-        Format::Junit | Format::Json => eprintln!("{line}"),
+        Format::Text => outln!("{line}"),
+        Format::Junit | Format::Json => errln!("{line}"),
     };
     let mut outcomes = Vec::new();
     let mut filtered_out = 0;
@@ -51,7 +51,7 @@ pub fn run(files: &[PathBuf], options: &Options, support: &SupportOptions) -> Ex
         let mut file = match TestFile::load(path) {
             Ok(file) => file,
             Err(TestFileError::Invalid(report)) => {
-                eprint!("{}", report.render());
+                err!("{}", report.render());
                 say(format!(
                     "{}: invalid test file ({} error(s))",
                     path.display(),
@@ -85,9 +85,9 @@ pub fn run(files: &[PathBuf], options: &Options, support: &SupportOptions) -> Ex
         let result = run_file(&file, &run_options);
         say(format!("{} (policy {})", path.display(), result.policy));
         if let Some(error) = &result.error {
-            eprint!("{error}");
+            err!("{error}");
             if !error.ends_with('\n') {
-                eprintln!();
+                errln!();
             }
         }
         for case in &result.results {
@@ -109,15 +109,15 @@ pub fn run(files: &[PathBuf], options: &Options, support: &SupportOptions) -> Ex
         say(format!("{filtered_out} filtered out"));
     }
     match options.format {
-        Format::Text => println!("{}", summary.line()),
+        Format::Text => outln!("{}", summary.line()),
         Format::Junit => {
-            eprintln!("{}", summary.line());
-            print!("{}", report::junit(&outcomes, options.require_live));
+            errln!("{}", summary.line());
+            out!("{}", report::junit(&outcomes, options.require_live));
         }
         Format::Json => {
-            eprintln!("{}", summary.line());
+            errln!("{}", summary.line());
             let value = report::json(&outcomes, options.require_live, filtered_out);
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&value).expect("JSON values serialise")
             );

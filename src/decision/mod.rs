@@ -807,6 +807,9 @@ fn fold_output(queue_layers: &[&Layer], layers: &[&Layer]) -> OutputPlan {
             last(queue_layers, |l| &l.output.max_queued_bytes),
             DEFAULT_MAX_QUEUED_BYTES,
         ),
+        when_full: last(queue_layers, |l| &l.output.when_full)
+            .cloned()
+            .unwrap_or_else(|| Sourced::builtin(DEFAULT_WHEN_FULL)),
     }
 }
 

@@ -2,7 +2,8 @@
 
 pub use crate::policy::GitAccess;
 use crate::policy::{
-    EnforcementPolicy, Limit, OutputMode, ProgressPattern, Sanitize, Sourced, units::format_size,
+    EnforcementPolicy, Limit, OutputMode, ProgressPattern, Sanitize, Sourced, WhenFull,
+    units::format_size,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -175,6 +176,9 @@ pub struct OutputPlan {
     pub tail_bytes: Sourced<u64>,
     pub max_queued_events: Sourced<u64>,
     pub max_queued_bytes: Sourced<u64>,
+    /// What the plugin's full queue does to this job: drop its oldest
+    /// output, or stop reading its pipes until the plugin drains.
+    pub when_full: Sourced<WhenFull>,
 }
 
 /// Progress handling.
@@ -415,11 +419,13 @@ impl fmt::Display for Plan {
         let o = &self.output;
         writeln!(
             f,
-            "  output    mode {}, sanitize {}, lines ≤ {}, tail {}",
+            "  output    mode {}, sanitize {}, lines ≤ {}, tail {}, when full {}  ({})",
             o.mode.value.name(),
             o.sanitize.value.name(),
             format_size(o.max_line_bytes.value),
-            format_size(o.tail_bytes.value)
+            format_size(o.tail_bytes.value),
+            o.when_full.value.name(),
+            o.when_full.key
         )?;
         if self.seccomp.value {
             writeln!(

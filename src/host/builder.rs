@@ -5,7 +5,7 @@
 use super::audit::AuditLog;
 use super::shared::{JobTable, Shared, WarningSink};
 use super::{HostWarning, PolicyJobHost, supervisor};
-use crate::policy::Policy;
+use crate::policy::{Policy, WhenFull};
 use crate::sandbox::{HostSupport, SupportOptions};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -60,6 +60,7 @@ pub struct HostBuilder {
     host_env: Option<Vec<(String, String)>>,
     tmp_dir: Option<PathBuf>,
     watch: Option<PathBuf>,
+    when_full: Option<WhenFull>,
 }
 
 impl HostBuilder {
@@ -74,7 +75,17 @@ impl HostBuilder {
             host_env: None,
             tmp_dir: None,
             watch: None,
+            when_full: None,
         }
+    }
+
+    /// What a full event queue does to every job of this host, whatever the
+    /// policy's `output.when_full` says: `WhenFull::Wait` for a consumer that
+    /// must see every byte (a CLI writing to a pipe or a CI log), where the
+    /// job waiting for a slow reader is right and dropping output is not.
+    pub fn output_when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = Some(when_full);
+        self
     }
 
     /// Reloads the policy from `path` whenever the file changes — only when
@@ -206,14 +217,13 @@ impl HostBuilder {
             return Err(HostError::UnsafeRepo { path: repo, why });
         }
         let tmp_base = self.tmp_dir.unwrap_or_else(std::env::temp_dir);
-        // Named after the host's pid, so a later host can tell whose it is.
-        let tmp_root = tempfile::Builder::new()
-            .prefix(&format!("jobwarden-{}-", std::process::id()))
-            .tempdir_in(&tmp_base)
-            .map_err(|source| HostError::TmpRoot {
-                path: tmp_base.clone(),
-                source,
-            })?;
+        // Named after the host's pid and start time, so a later host can
+        // tell whose it is; those of hosts that are gone are removed.
+        let stale = super::tmp_root::remove_stale(&tmp_base);
+        let tmp_root = super::tmp_root::create(&tmp_base).map_err(|source| HostError::TmpRoot {
+            path: tmp_base.clone(),
+            source,
+        })?;
         let audit = match &self.audit_log {
             Some(path) => Some(AuditLog::open(path).map_err(|source| HostError::Audit {
                 path: path.clone(),
@@ -239,6 +249,8 @@ impl HostBuilder {
             next_id: AtomicU64::new(0),
             jobs: Mutex::new(JobTable::default()),
             queues: Mutex::new(HashMap::new()),
+            notifiers: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             queued: Condvar::new(),
             commands: Mutex::new(Vec::new()),
             waker: Arc::new(waker),
@@ -246,7 +258,14 @@ impl HostBuilder {
             audit,
             warnings: self.warnings,
             kept_warnings: Mutex::new(VecDeque::new()),
+            when_full: self.when_full,
         });
+        for (path, e) in stale {
+            shared.warn(format!(
+                "cannot remove {}, left by a host that no longer runs: {e}",
+                path.display()
+            ));
+        }
         let watcher = match &self.watch {
             Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
                 path: path.clone(),

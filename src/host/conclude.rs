@@ -181,6 +181,15 @@ pub(super) fn conclude(
     }
 }
 
+/// What the processes limit did to a job it refused `hits` times.
+pub(super) fn process_limit_text(plan: &Plan, hits: u64) -> String {
+    format!(
+        "the processes limit ({}, `{}`) refused {hits} new process(es) or thread(s); threads count against it",
+        limit_text(&plan.limits.processes.value, false),
+        plan.limits.processes.key
+    )
+}
+
 fn limit_text(limit: &Limit, size: bool) -> String {
     match limit {
         Limit::Unlimited => "unlimited".into(),

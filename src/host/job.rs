@@ -5,7 +5,7 @@
 
 use super::Usage;
 use super::conclude::{Ending, Stopped, conclude};
-use super::io::{JobToken, PipeState, Source, read_pipe};
+use super::io::{EventSink, JobToken, PipeState, Source, read_pipe};
 use super::observation::{JobObservation, ObservedJob};
 use super::sampler::Sample;
 use crate::contract::{
@@ -14,6 +14,7 @@ use crate::contract::{
 use crate::decision::Plan;
 use crate::output::progress::ProgressTracker;
 use crate::output::{JobOutput, Stream};
+use crate::policy::WhenFull;
 use crate::policy::units::format_size;
 use crate::sandbox::{
     EnforcementReport, ExitInfo, ExitWatch, HostProcess, JobDir, Pipe, ReadyList, Spawned, Tree,
@@ -24,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long output may keep flowing after the first process exited and the
-/// rest of the tree was killed, before the pipes are closed anyway.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// rest of the tree was killed, before the pipes are closed anyway. Time a
+/// `wait` job spends waiting for its plugin to drain does not count.
+pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// The least time between two `JobProgress` events of one job when the
 /// job declares progress faster than that: about one frame of a TUI, so a
@@ -57,6 +59,11 @@ pub(super) struct Job {
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
     pub output: JobOutput,
+    /// What a full queue does to this job: the plan's, until the host
+    /// shuts down and waits for nobody.
+    pub when_full: WhenFull,
+    /// Per stream (stdout, stderr): left unread until the plugin drains.
+    pub paused: [bool; 2],
     pub tree: Tree,
     /// The job's `{tmp}`, removed when the job is finalised.
     dir: Option<JobDir>,
@@ -75,6 +82,8 @@ pub(super) struct Job {
     pub usage: Usage,
     /// The job's observation, when the host observes (`run --why`, learn).
     observation: Option<JobObservation>,
+    /// Refusals of the processes limit already said in a `system` line.
+    process_limit_hits: u64,
 }
 
 /// What a finalised job leaves for the supervisor to publish.
@@ -143,6 +152,8 @@ impl Job {
             stdout: Some(stdout),
             stderr: Some(stderr),
             output,
+            when_full: plan.output.when_full.value,
+            paused: [false; 2],
             tree,
             dir: Some(dir),
             report,
@@ -156,6 +167,7 @@ impl Job {
             drain_until: None,
             usage: Usage::default(),
             observation,
+            process_limit_hits: 0,
             plan,
         };
         (job, registered)
@@ -230,22 +242,47 @@ impl Job {
                 consider(at + MIN_PROGRESS_GAP);
             }
         }
-        if let Some(at) = self.drain_until {
+        // While waiting for a drain, the drain deadline is not running.
+        if let Some(at) = self.drain_until
+            && !self.waits_for_drain()
+        {
             consider(at);
         }
         next
     }
 
-    /// Reads one of the job's pipes into events in `batch`.
-    pub fn read(&mut self, stream: Stream, buf: &mut [u8], batch: &mut Vec<JobEvent>) -> PipeState {
+    /// Whether a stream is left unread until the plugin drains.
+    pub fn waits_for_drain(&self) -> bool {
+        self.paused.iter().any(|p| *p)
+    }
+
+    /// Reads one of the job's pipes into events, which `sink` queues
+    /// (`batch` first: what was emitted before stays ahead).
+    pub fn read(
+        &mut self,
+        stream: Stream,
+        buf: &mut [u8],
+        batch: &mut Vec<JobEvent>,
+        sink: &mut impl EventSink,
+    ) -> PipeState {
         let pipe = match stream {
             Stream::Stdout => self.stdout.as_mut(),
             Stream::Stderr => self.stderr.as_mut(),
         };
-        match pipe {
-            Some(pipe) => read_pipe(pipe, stream, buf, &mut self.output, batch),
+        let state = match pipe {
+            Some(pipe) => read_pipe(
+                pipe,
+                stream,
+                buf,
+                &mut self.output,
+                batch,
+                sink,
+                self.when_full,
+            ),
             None => PipeState::Drained,
-        }
+        };
+        self.paused[stream as usize] = matches!(state, PipeState::Full);
+        state
     }
 
     /// Closes one of the job's pipes, flushing its partial line into `batch`.
@@ -258,6 +295,7 @@ impl Job {
             pipe.deregister(registry);
             self.output.finish(stream, batch);
         }
+        self.paused[stream as usize] = false;
     }
 
     /// Answers the job's pending observed calls; returns whether more are
@@ -326,6 +364,21 @@ impl Job {
                 .is_none_or(|at| now.saturating_duration_since(at) >= MIN_PROGRESS_GAP)
     }
 
+    /// A `system` line the first time the processes limit refuses the job
+    /// a process or thread: a job that hits it usually retries or waits
+    /// rather than fails, and would otherwise stall in silence.
+    pub fn process_limit_notice(&mut self) -> Option<JobEvent> {
+        let hits = self.tree.process_limit_hits();
+        let first = self.process_limit_hits == 0 && hits > 0;
+        self.process_limit_hits = self.process_limit_hits.max(hits);
+        first.then(|| {
+            self.system_line(format!(
+                "jobwarden: {}",
+                super::conclude::process_limit_text(&self.plan, hits)
+            ))
+        })
+    }
+
     /// Takes a resource sample into the usage figures and returns the
     /// progress event of this interval, if there is news: the latest
     /// declared percent and step, or the resource use when the job declared
@@ -381,6 +434,7 @@ impl Job {
         // Read everything the containment knows before removing it.
         let ever_forked = self.tree.ever_forked();
         let oom_kills = self.tree.oom_kills();
+        let process_limit_hits = self.tree.process_limit_hits();
         let peak = self.tree.memory_peak().unwrap_or(info.max_rss);
         if let Err(problem) = self.tree.dismantle() {
             problems.push(format!("cleaning up {}: {problem}", self.id));
@@ -415,7 +469,17 @@ impl Job {
             format_size(self.usage.peak_rss_bytes)
         )));
         let stopped = self.termination.as_ref().map(|t| &t.stopped);
-        let ending = conclude(&self.plan, &info, stopped, oom_kills, cpu);
+        let mut ending = conclude(&self.plan, &info, stopped, oom_kills, cpu);
+        if process_limit_hits > 0 {
+            let text = super::conclude::process_limit_text(&self.plan, process_limit_hits);
+            events.push(self.system_line(format!("jobwarden: {text}")));
+            // A job that failed, timed out or was cancelled says so in its
+            // terminal event too: a job stalled at the limit is named.
+            if let Some(reason) = &mut ending.reason {
+                reason.push_str("; ");
+                reason.push_str(&text);
+            }
+        }
         events.push(ending.event(
             &self.id,
             crate::contract::timestamp_now(),

@@ -25,12 +25,17 @@ mod sampler;
 mod scheduler;
 mod shared;
 mod supervisor;
+mod tmp_root;
+mod wake;
 pub mod wire;
 
 pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
 pub use observation::ObservedJob;
 pub use shared::FINISHED_JOBS_KEPT;
+#[cfg(feature = "futures")]
+pub use wake::EventStream;
+pub use wake::NextEvents;
 
 use crate::capabilities::JobCapabilities;
 use crate::contract::{JobEvent, JobHost, JobId, JobSpawnRequest, JobStatus};
@@ -124,9 +129,11 @@ impl PolicyJobHost {
     /// cancel, for a manifest without `jobs_cancel`; see
     /// [`crate::capabilities`]).
     pub fn plugin_with(&self, name: &str, capabilities: JobCapabilities) -> PluginHandle {
+        let plugin: Arc<str> = Arc::from(name);
         PluginHandle {
+            notifier: self.shared.notifier(&plugin),
             shared: self.shared.clone(),
-            plugin: Arc::from(name),
+            plugin,
             capabilities,
         }
     }
@@ -184,6 +191,8 @@ impl PolicyJobHost {
         {
             self.shared.warn("the host thread panicked".into());
         }
+        // Everything the jobs left is queued: waiters may stop waiting.
+        self.shared.close();
         if let Some(root) = lock(&self.tmp_root).take()
             && let Err(e) = root.close()
         {
@@ -207,6 +216,8 @@ pub struct PluginHandle {
     shared: Arc<Shared>,
     plugin: Arc<str>,
     capabilities: JobCapabilities,
+    /// The plugin's wake-ups (see [`PluginHandle::events_fd`]).
+    notifier: Arc<wake::Notifier>,
 }
 
 impl PluginHandle {
@@ -250,7 +261,7 @@ impl PluginHandle {
             if let Some(queue) = queues.get_mut(&self.plugin)
                 && !queue.is_empty()
             {
-                return queue.drain();
+                return self.shared.drain(&self.plugin, queue);
             }
             let now = std::time::Instant::now();
             if now >= deadline {
@@ -271,6 +282,26 @@ impl PluginHandle {
     /// ([`HostBuilder::learn_mode`]). `None` for an unobserved job.
     pub fn observed(&self, job_id: &str) -> Option<Arc<ObservedJob>> {
         self.shared.owned_record(&self.plugin, job_id)?.observed
+    }
+
+    /// Stops reading one of this plugin's running jobs' `stream` and closes
+    /// the host's end of its pipe, so the job's next write to it fails
+    /// (`SIGPIPE`, or `EPIPE` where ignored) as it would in a shell pipeline
+    /// whose reader has gone. For a consumer whose own reader went away
+    /// (`jobwarden run | head -1`). No more output of that stream arrives;
+    /// the job's other events still do. Returns false for a job that is
+    /// not this plugin's or has ended.
+    pub fn close_output(&self, job_id: &JobId, stream: crate::output::Stream) -> bool {
+        match self.shared.owned_record(&self.plugin, job_id) {
+            Some(record) if !record.status.is_finished() => {
+                self.shared.send(Command::CloseOutput {
+                    id: job_id.clone(),
+                    stream,
+                });
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Current resource use of one of this plugin's running jobs, or the
@@ -299,7 +330,7 @@ impl JobHost for PluginHandle {
     fn drain_events(&self) -> Vec<JobEvent> {
         let mut queues = lock(&self.shared.queues);
         match queues.get_mut(&self.plugin) {
-            Some(queue) if !queue.is_empty() => queue.drain(),
+            Some(queue) if !queue.is_empty() => self.shared.drain(&self.plugin, queue),
             _ => Vec::new(),
         }
     }

@@ -172,6 +172,16 @@ impl Sampler {
             let Some(job) = jobs.get_mut(&slot) else {
                 continue;
             };
+            if let Some(event) = job.process_limit_notice() {
+                updates.push(Update {
+                    plugin: job.plugin.clone(),
+                    id: job.id.clone(),
+                    event,
+                    usage: job.usage.clone(),
+                    started_at: job.started_at.clone(),
+                    percent: job.output.progress.percent,
+                });
+            }
             if let Some(event) = job.sampled(samples.get(&slot).copied()) {
                 updates.push(Update {
                     plugin: job.plugin.clone(),

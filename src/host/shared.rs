@@ -6,12 +6,15 @@
 
 use super::audit::AuditLog;
 use super::conclude::Ending;
+use super::io::QueueRoom;
 use super::locks::{lock, read, write};
+use super::wake::Notifier;
 use super::{HostWarning, JobEnd, Usage};
 use crate::contract::{JobEvent, JobId, JobSpawnRequest, JobStatus, timestamp_now};
 use crate::decision::{DecisionContext, Denial, Plan, decide};
+use crate::output::Stream;
 use crate::output::queue::EventQueue;
-use crate::policy::Policy;
+use crate::policy::{Policy, Sourced, WhenFull};
 use crate::sandbox::{EnforcementReport, HostSupport};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -84,7 +87,15 @@ pub(super) struct Accepted {
 
 pub(super) enum Command {
     Start(Box<Accepted>),
-    Cancel { id: JobId, reason: String },
+    Cancel {
+        id: JobId,
+        reason: String,
+    },
+    /// Stop reading one of a job's streams and close the host's end.
+    CloseOutput {
+        id: JobId,
+        stream: Stream,
+    },
     Shutdown,
 }
 
@@ -102,12 +113,21 @@ pub(super) struct Shared {
     pub queues: Mutex<HashMap<Arc<str>, EventQueue>>,
     /// Signalled whenever events are queued, for `wait_events`.
     pub queued: Condvar,
+    /// Each plugin's wake-ups (descriptor, tasks), made with its first
+    /// handle; notified and reset under the queues lock (order: queues,
+    /// then notifiers).
+    pub notifiers: Mutex<HashMap<Arc<str>, Arc<Notifier>>>,
+    /// Set once the host thread has ended: no event will be queued again.
+    pub closed: AtomicBool,
     pub commands: Mutex<Vec<Command>>,
     pub waker: Arc<mio::Waker>,
     pub shutting_down: AtomicBool,
     pub audit: Option<AuditLog>,
     pub warnings: Option<WarningSink>,
     pub kept_warnings: Mutex<VecDeque<HostWarning>>,
+    /// What a full queue does to every job of this host, whatever the
+    /// policy says (`jobwarden run` loses no output).
+    pub when_full: Option<WhenFull>,
 }
 
 impl Shared {
@@ -162,20 +182,120 @@ impl Shared {
         }
     }
 
+    /// Queues the job output in `batch` (emptying it) and says how much
+    /// room the plugin's queue has left; with `wait`, records under the same
+    /// lock that the host waits for the plugin to drain.
+    pub fn queue_output(
+        &self,
+        plugin: &Arc<str>,
+        batch: &mut Vec<JobEvent>,
+        wait: bool,
+    ) -> QueueRoom {
+        let pushed = !batch.is_empty();
+        let room = {
+            let mut queues = lock(&self.queues);
+            let queue = queues.entry(plugin.clone()).or_insert_with(default_queue);
+            queue.extend(batch.drain(..));
+            if wait {
+                queue.set_waiting();
+            }
+            if pushed {
+                self.notify(plugin);
+            }
+            QueueRoom {
+                room: queue.room(),
+                bounds: queue.bounds(),
+            }
+        };
+        if pushed {
+            self.queued.notify_all();
+        }
+        room
+    }
+
+    /// Tells `plugin`'s waiters that events are queued. Called under the
+    /// queues lock, in the push it announces.
+    fn notify(&self, plugin: &Arc<str>) {
+        if let Some(notifier) = lock(&self.notifiers).get(plugin) {
+            notifier.notify();
+        }
+    }
+
+    /// `plugin`'s wake-ups, shared by all its handles.
+    pub fn notifier(&self, plugin: &Arc<str>) -> Arc<Notifier> {
+        lock(&self.notifiers)
+            .entry(plugin.clone())
+            .or_insert_with(|| Arc::new(Notifier::new()))
+            .clone()
+    }
+
+    /// The host thread has ended: every waiter wakes, and those that find
+    /// nothing queued learn that nothing will come.
+    pub fn close(&self) {
+        let _queues = lock(&self.queues);
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        for notifier in lock(&self.notifiers).values() {
+            notifier.notify();
+        }
+        self.queued.notify_all();
+    }
+
+    /// Takes `plugin`'s queued events (called under the queues lock); its
+    /// descriptor stops being readable; wakes the host thread when it
+    /// stopped reading a job until this drain.
+    pub fn drain(
+        &self,
+        plugin: &Arc<str>,
+        queue: &mut crate::output::queue::EventQueue,
+    ) -> Vec<JobEvent> {
+        if let Some(notifier) = lock(&self.notifiers).get(plugin) {
+            notifier.reset();
+        }
+        let events = queue.drain();
+        if queue.take_waiting()
+            && let Err(e) = self.waker.wake()
+        {
+            self.warn(format!("cannot wake the host thread: {e}"));
+        }
+        events
+    }
+
     pub fn push_events(&self, plugin: &Arc<str>, events: impl ExactSizeIterator<Item = JobEvent>) {
         if events.len() == 0 {
             return;
         }
-        lock(&self.queues)
+        let mut queues = lock(&self.queues);
+        queues
             .entry(plugin.clone())
             .or_insert_with(default_queue)
             .extend(events);
+        self.notify(plugin);
+        drop(queues);
         self.queued.notify_all();
     }
 
-    /// Records a job's end in the table.
-    pub fn finish(&self, id: &JobId, ending: &Ending) {
-        lock(&self.jobs).finish(id, ending);
+    /// Queues a job's last events and records its end in the table as one
+    /// step for every observer: whoever drains the terminal event finds the
+    /// job's end recorded, and whoever sees the status finished can drain
+    /// the terminal event (the job table is updated under the queue lock;
+    /// the lock order is queues, then jobs).
+    pub fn publish_end(
+        &self,
+        plugin: &Arc<str>,
+        events: impl IntoIterator<Item = JobEvent>,
+        record: impl FnOnce(&mut JobTable),
+    ) {
+        {
+            let mut queues = lock(&self.queues);
+            queues
+                .entry(plugin.clone())
+                .or_insert_with(default_queue)
+                .extend(events);
+            record(&mut lock(&self.jobs));
+            self.notify(plugin);
+        }
+        self.queued.notify_all();
     }
 
     fn decide(&self, plugin: &str, id: &str, request: &JobSpawnRequest) -> Result<Plan, Denial> {
@@ -187,7 +307,10 @@ impl Shared {
             job_tmp: &job_tmp,
             host_env: &self.host_env,
         };
-        let outcome = decide(&policy, plugin, request, &ctx);
+        let mut outcome = decide(&policy, plugin, request, &ctx);
+        if let (Ok(plan), Some(when_full)) = (outcome.as_mut(), self.when_full) {
+            plan.output.when_full = Sourced::new(when_full, "the host's output_when_full");
+        }
         if let Some(audit) = &self.audit
             && let Err(e) = audit.decision(
                 plugin,

@@ -12,8 +12,8 @@
 use super::JobEnd;
 use super::audit::EndRecord;
 use super::conclude::{Ending, Stopped};
-use super::io::{JobToken, PipeState, Source};
-use super::job::Job;
+use super::io::{EventSink, JobToken, PipeState, QueueRoom, Source, wait_allowance};
+use super::job::{DRAIN_AFTER_EXIT, Job};
 use super::locks::lock;
 use super::observation::JobObservation;
 use super::sampler::{Sampler, next_on_grid};
@@ -22,6 +22,7 @@ use super::shared::{Accepted, Command, Shared, default_queue};
 use crate::contract::{JobEvent, JobId, JobStatus, timestamp_now};
 use crate::decision::{Plan, format_duration};
 use crate::output::Stream;
+use crate::policy::WhenFull;
 use crate::sandbox::{
     EnforcementReport, HashCache, HostProcess, PrepareError, ReadyList, Reaper, SpawnError, Spawner,
 };
@@ -64,6 +65,7 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         scheduler: Scheduler::default(),
         next_slot: 0,
         ready: HashSet::new(),
+        paused: HashSet::new(),
         buf: vec![0; READ_CHUNK],
         batches: HashMap::new(),
         shutting_down: false,
@@ -87,6 +89,8 @@ struct Supervisor {
     scheduler: Scheduler<Accepted>,
     next_slot: usize,
     ready: HashSet<Token>,
+    /// Pipes of `wait` jobs left unread until their plugin drains.
+    paused: HashSet<Token>,
     buf: Vec<u8>,
     batches: HashMap<Arc<str>, Vec<JobEvent>>,
     shutting_down: bool,
@@ -102,6 +106,18 @@ struct Supervisor {
     external_ready: ReadyList,
     /// See [`share`].
     reports: VecDeque<Arc<EnforcementReport>>,
+}
+
+/// Queues a job's output into its plugin's queue (see `io.rs`).
+struct QueueSink<'a> {
+    shared: &'a Shared,
+    plugin: &'a Arc<str>,
+}
+
+impl EventSink for QueueSink<'_> {
+    fn queue(&mut self, batch: &mut Vec<JobEvent>, wait: bool) -> QueueRoom {
+        self.shared.queue_output(self.plugin, batch, wait)
+    }
 }
 
 /// The shared copy of `report`, adding it to `cache` if new.
@@ -142,6 +158,7 @@ impl Supervisor {
                 }
             }
             self.external_ready.drain_into(&mut self.ready);
+            self.resume_drained();
             self.service_ready();
             self.handle_commands();
             self.check_timers();
@@ -220,6 +237,19 @@ impl Supervisor {
                     self.scheduler.push(&plugin, *accepted, max);
                 }
                 Command::Cancel { id, reason } => self.cancel(&id, reason),
+                Command::CloseOutput { id, stream } => {
+                    let found = self.jobs.iter().find(|(_, j)| j.id == id).map(|(s, _)| *s);
+                    if let Some(slot) = found {
+                        let source = match stream {
+                            Stream::Stdout => Source::Stdout,
+                            Stream::Stderr => Source::Stderr,
+                        };
+                        let token = JobToken::new(slot, source).token();
+                        self.ready.remove(&token);
+                        self.paused.remove(&token);
+                        self.close_pipe(slot, stream);
+                    }
+                }
                 Command::Shutdown => {
                     self.shutting_down = true;
                     for accepted in self.scheduler.drain_pending() {
@@ -228,6 +258,7 @@ impl Supervisor {
                             "host shut down before the job started".into(),
                         );
                     }
+                    self.stop_waiting();
                     let slots: Vec<usize> = self.jobs.keys().copied().collect();
                     for slot in slots {
                         self.terminate(slot, "host shut down".into(), false);
@@ -249,9 +280,12 @@ impl Supervisor {
 
     fn cancel_pending(&mut self, accepted: Accepted, reason: String) {
         let ending = Ending::before_start(JobEnd::Cancelled, reason);
-        self.shared.finish(&accepted.id, &ending);
         let event = ending.event(&accepted.id, timestamp_now(), None);
-        self.emit(&accepted.plugin, event);
+        // What was emitted before stays ahead of the terminal event.
+        self.flush();
+        self.shared.publish_end(&accepted.plugin, [event], |jobs| {
+            jobs.finish(&accepted.id, &ending)
+        });
     }
 
     fn start_pending(&mut self) {
@@ -268,15 +302,15 @@ impl Supervisor {
         report: Option<EnforcementReport>,
     ) {
         self.scheduler.finished(&accepted.plugin);
-        {
-            let mut jobs = lock(&self.shared.jobs);
+        let event = ending.event(&accepted.id, timestamp_now(), None);
+        let enforcement = report.map(|r| share(&mut self.reports, r));
+        self.flush();
+        self.shared.publish_end(&accepted.plugin, [event], |jobs| {
             if let Some(record) = jobs.records.get_mut(&accepted.id) {
-                record.enforcement = report.map(|r| share(&mut self.reports, r));
+                record.enforcement = enforcement;
             }
             jobs.finish(&accepted.id, &ending);
-        }
-        let event = ending.event(&accepted.id, timestamp_now(), None);
-        self.emit(&accepted.plugin, event);
+        });
         self.audit_end(
             &accepted.plugin,
             &accepted.id,
@@ -346,13 +380,17 @@ impl Supervisor {
         let slot = self.next_slot;
         self.next_slot += 1;
         let Accepted { id, plugin, plan } = accepted;
-        lock(&self.shared.queues)
-            .entry(plugin.clone())
-            .or_insert_with(default_queue)
-            .set_bounds(
+        {
+            let mut queues = lock(&self.shared.queues);
+            let queue = queues.entry(plugin.clone()).or_insert_with(default_queue);
+            queue.set_bounds(
                 plan.output.max_queued_events.value as usize,
                 plan.output.max_queued_bytes.value as usize,
             );
+            if plan.output.when_full.value == WhenFull::Wait {
+                queue.hold(&id);
+            }
+        }
         let report = share(&mut self.reports, report);
         let first_sample = next_on_grid(self.epoch, Instant::now(), plan.progress.interval.value);
         let mode = self.shared.support.observation();
@@ -417,19 +455,80 @@ impl Supervisor {
                 Source::Stderr => Stream::Stderr,
             };
             let Self {
-                jobs, buf, batches, ..
+                jobs,
+                buf,
+                batches,
+                shared,
+                ..
             } = self;
             let job = jobs.get_mut(&slot).expect("checked above");
-            let batch = batches.entry(job.plugin.clone()).or_default();
-            match job.read(stream, buf, batch) {
+            let plugin = job.plugin.clone();
+            let batch = batches.entry(plugin.clone()).or_default();
+            let mut sink = QueueSink {
+                shared,
+                plugin: &plugin,
+            };
+            match job.read(stream, buf, batch, &mut sink) {
                 PipeState::Drained => {
                     self.ready.remove(&t);
+                }
+                PipeState::Full => {
+                    self.ready.remove(&t);
+                    self.paused.insert(t);
                 }
                 PipeState::Closed => {
                     self.ready.remove(&t);
                     self.close_pipe(slot, stream);
                 }
                 PipeState::MoreLater => {}
+            }
+        }
+    }
+
+    /// Reads again the pipes of `wait` jobs whose plugin drained enough.
+    fn resume_drained(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let tokens: Vec<Token> = self.paused.iter().copied().collect();
+        for t in tokens {
+            let JobToken { slot, source } = JobToken::from_token(t);
+            let stream = match source {
+                Source::Stdout => Stream::Stdout,
+                Source::Stderr => Stream::Stderr,
+                Source::Exit | Source::Observe => continue,
+            };
+            let Some(job) = self.jobs.get_mut(&slot) else {
+                self.paused.remove(&t);
+                continue;
+            };
+            // Asks again, and says again that the host waits: a drain
+            // since the last look may have been refilled by another job.
+            let resume = job.when_full != WhenFull::Wait || {
+                let queue = self.shared.queue_output(&job.plugin, &mut Vec::new(), true);
+                wait_allowance(&job.output, stream, queue).is_some()
+            };
+            if resume {
+                job.paused[stream as usize] = false;
+                // The drain deadline after the job's exit runs only while
+                // its output is flowing.
+                if job.drain_until.is_some() && !job.waits_for_drain() {
+                    job.drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                self.paused.remove(&t);
+                self.ready.insert(t);
+            }
+        }
+    }
+
+    /// The host is shutting down and waits for no plugin: every job's
+    /// output may be dropped again, and paused pipes are read to the end.
+    fn stop_waiting(&mut self) {
+        let mut queues = lock(&self.shared.queues);
+        for job in self.jobs.values_mut() {
+            job.when_full = WhenFull::DropOldest;
+            if let Some(queue) = queues.get_mut(&job.plugin) {
+                queue.release(&job.id);
             }
         }
     }
@@ -528,7 +627,10 @@ impl Supervisor {
             let Some(job) = self.jobs.get(&slot) else {
                 continue;
             };
-            if job.drain_until.is_some_and(|at| now >= at) && !job.pipes_closed() {
+            if job.drain_until.is_some_and(|at| now >= at)
+                && !job.pipes_closed()
+                && !job.waits_for_drain()
+            {
                 let event = JobEvent::JobLogLine {
                     job_id: job.id.clone(),
                     data: crate::contract::JobLogLineData {
@@ -596,17 +698,8 @@ impl Supervisor {
             self.shared.warn(problem);
         }
         self.sampler.forget(&job.sampled_pids);
-        for event in finished.events {
-            self.emit(&job.plugin, event);
-        }
-        {
-            let mut jobs = lock(&self.shared.jobs);
-            if let Some(record) = jobs.records.get_mut(&job.id) {
-                record.usage = Some(job.usage.clone());
-                record.observed = finished.observed.clone();
-            }
-            jobs.finish(&job.id, &finished.ending);
-        }
+        // The audit record goes first: whoever sees the end may act on it
+        // and expects it recorded.
         self.audit_end(
             &job.plugin,
             &job.id,
@@ -615,6 +708,16 @@ impl Supervisor {
             finished.elapsed,
             Some(job.report.summary_line()),
         );
+        // What was emitted before stays ahead of the last events.
+        self.flush();
+        self.shared
+            .publish_end(&job.plugin, finished.events, |jobs| {
+                if let Some(record) = jobs.records.get_mut(&job.id) {
+                    record.usage = Some(job.usage.clone());
+                    record.observed = finished.observed.clone();
+                }
+                jobs.finish(&job.id, &finished.ending);
+            });
         self.scheduler.finished(&job.plugin);
         if !job.tree.exact() {
             self.reaper.fallback_job(job.tree.leader_start);

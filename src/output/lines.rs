@@ -110,6 +110,11 @@ impl LineSplitter {
         }
     }
 
+    /// Bytes of an unfinished line held for the next push.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
     /// Ends the stream, emitting what is left.
     pub fn finish(&mut self, mut emit: impl FnMut(&[u8], LineEnd)) {
         if std::mem::take(&mut self.pending_cr) {

@@ -3,7 +3,10 @@
 //! Per job and stream: bytes are split into lines of bounded length (line
 //! mode) or passed as chunks (chunk mode), decoded as UTF-8 (lossily) and
 //! sanitised as the policy says. Memory per job is bounded by the line limit,
-//! the tail size and a few small buffers, whatever the job prints.
+//! the tail size and a few small buffers, whatever the job prints; what the
+//! events made from one read can cost is bounded in advance
+//! ([`JobOutput::max_read`]), so the host can read no more than its queue
+//! has room for.
 
 pub mod lines;
 pub mod progress;
@@ -17,6 +20,7 @@ use crate::decision::OutputPlan;
 use crate::policy::{OutputMode, Sanitize};
 use lines::{LineEnd, LineSplitter};
 use progress::ProgressTracker;
+use queue::Room;
 use sanitize::{Sanitizer, Utf8Stream};
 
 /// Which pipe bytes came from.
@@ -74,6 +78,31 @@ impl JobOutput {
         }
     }
 
+    /// The most bytes of `stream` that can be fed at once without the events
+    /// they make costing more than `room` (as `queue::cost` counts): at most
+    /// one event per byte plus one, and text at most three times the bytes
+    /// (an invalid byte becomes the three-byte U+FFFD), together with what
+    /// is held of an unfinished line.
+    pub fn max_read(&self, stream: Stream, room: Room) -> usize {
+        let overhead = queue::output_event_overhead(&self.job_id);
+        // A text block is at most its capacity plus the allocator's 32.
+        let per_event = overhead + 32;
+        match self.mode {
+            OutputMode::Lines => {
+                let pending = match stream {
+                    Stream::Stdout => self.stdout.splitter.pending(),
+                    Stream::Stderr => self.stderr.splitter.pending(),
+                };
+                let by_events = room.events.saturating_sub(1);
+                let by_bytes = room.bytes.saturating_sub(per_event + 3 * pending) / (per_event + 3);
+                by_events.min(by_bytes)
+            }
+            OutputMode::Chunks if room.events == 0 => 0,
+            // One event; up to three bytes of a split character carried over.
+            OutputMode::Chunks => room.bytes.saturating_sub(per_event + 9) / 3,
+        }
+    }
+
     /// Handles bytes read from `stream`, appending events to `out`.
     pub fn feed(&mut self, stream: Stream, bytes: &[u8], out: &mut Vec<JobEvent>) {
         if stream == Stream::Stdout {
@@ -102,8 +131,10 @@ impl JobOutput {
                     bytes.to_vec()
                 } else {
                     let mut text = String::with_capacity(bytes.len());
-                    let mut clean = String::with_capacity(bytes.len());
                     state.utf8.push(bytes, &mut text);
+                    // Sanitising only removes: the chunk's block is no
+                    // bigger than its text (see `max_read`).
+                    let mut clean = String::with_capacity(text.len());
                     state.sanitizer.push(&text, &mut clean);
                     clean.into_bytes()
                 };
@@ -264,7 +295,8 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Sourced;
+    use crate::policy::{Sourced, WhenFull};
+    use proptest::prelude::*;
 
     fn output(mode: OutputMode, sanitize: Sanitize, max_line: u64, tail: u64) -> JobOutput {
         let plan = OutputPlan {
@@ -274,6 +306,7 @@ mod tests {
             tail_bytes: Sourced::builtin(tail),
             max_queued_events: Sourced::builtin(100),
             max_queued_bytes: Sourced::builtin(1 << 20),
+            when_full: Sourced::builtin(WhenFull::DropOldest),
         };
         JobOutput::new("job-1".into(), &plan, ProgressTracker::default())
     }
@@ -418,5 +451,94 @@ mod tests {
     fn streams_have_their_contract_names() {
         assert_eq!(Stream::Stdout.name(), "stdout");
         assert_eq!(Stream::Stderr.name(), "stderr");
+    }
+
+    fn plan(mode: OutputMode, sanitize: Sanitize, max_line_bytes: u64) -> OutputPlan {
+        OutputPlan {
+            mode: Sourced::builtin(mode),
+            sanitize: Sourced::builtin(sanitize),
+            max_line_bytes: Sourced::builtin(max_line_bytes),
+            tail_bytes: Sourced::builtin(64),
+            max_queued_events: Sourced::builtin(100),
+            max_queued_bytes: Sourced::builtin(1 << 16),
+            when_full: Sourced::builtin(WhenFull::Wait),
+        }
+    }
+
+    /// Bytes shaped to reach the worst cases: only line ends (one event
+    /// per byte), only invalid UTF-8 (three bytes of text per byte), escape
+    /// sequences, or anything.
+    fn bytes_like(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            Just(b'\n'),
+            Just(b'\r'),
+            Just(0x1b),
+            Just(0xff),
+            Just(0xe2),
+            any::<u8>()
+        ];
+        prop_oneof![
+            prop::collection::vec(Just(b'\n'), 0..max),
+            prop::collection::vec(Just(0xff), 0..max),
+            prop::collection::vec(prop_oneof![Just(b'\n'), Just(0xff)], 0..max),
+            prop::collection::vec(byte, 0..max),
+        ]
+    }
+
+    /// The worst case for a read's first event: a long unfinished line of
+    /// invalid bytes, ended by the read, then one event per byte.
+    #[test]
+    fn an_unfinished_line_counts_against_the_room() {
+        for room_bytes in [2_000, 5_000, 20_000] {
+            let mut output = JobOutput::new(
+                "job-1".into(),
+                &plan(OutputMode::Lines, Sanitize::Colors, 4096),
+                ProgressTracker::new(&[]),
+            );
+            let mut ignored = Vec::new();
+            output.feed(Stream::Stdout, &[0xff; 1000], &mut ignored);
+            let room = Room {
+                events: 10_000,
+                bytes: room_bytes,
+            };
+            let n = output.max_read(Stream::Stdout, room);
+            let mut out = Vec::new();
+            output.feed(Stream::Stdout, &vec![b'\n'; n], &mut out);
+            let cost: usize = out.iter().map(queue::cost).sum();
+            assert_eq!(out.len(), n);
+            assert!(cost <= room_bytes, "{cost} > {room_bytes}");
+        }
+    }
+
+    proptest! {
+        /// The events made from `max_read(room)` bytes never cost more than
+        /// `room`, whatever came before (a partial line, half a character,
+        /// an escape sequence in progress) and whatever the bytes are.
+        #[test]
+        fn a_read_of_max_read_bytes_fits_in_the_room(
+            chunks_mode: bool,
+            sanitize in prop::sample::select(vec![Sanitize::Colors, Sanitize::Strip, Sanitize::Raw]),
+            max_line in 80u64..600,
+            before in bytes_like(700),
+            bytes in bytes_like(4000),
+            events in 0usize..3000,
+            room_bytes in 0usize..40_000,
+        ) {
+            let mode = if chunks_mode { OutputMode::Chunks } else { OutputMode::Lines };
+            let mut output = JobOutput::new(
+                "job-17".into(),
+                &plan(mode, sanitize, max_line),
+                ProgressTracker::new(&[]),
+            );
+            let mut ignored = Vec::new();
+            output.feed(Stream::Stdout, &before, &mut ignored);
+            let room = Room { events, bytes: room_bytes };
+            let n = output.max_read(Stream::Stdout, room).min(bytes.len());
+            let mut out = Vec::new();
+            output.feed(Stream::Stdout, &bytes[..n], &mut out);
+            let cost: usize = out.iter().map(queue::cost).sum();
+            prop_assert!(out.len() <= room.events, "{} events in room for {}", out.len(), room.events);
+            prop_assert!(cost <= room.bytes, "{cost} bytes in room for {}", room.bytes);
+        }
     }
 }

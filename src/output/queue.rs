@@ -2,17 +2,36 @@
 //!
 //! The invariant: the queue's memory stays under its bounds however much a
 //! job prints while nobody drains, and the events a plugin must see are
-//! never lost. When a bound is exceeded, the oldest output events (log lines
-//! from stdout/stderr, chunks) and superseded progress events go first;
-//! lifecycle events and `system` lines are kept. The next drain carries, for
-//! each job that lost output, a `system` line saying how many events were
-//! dropped, placed before that job's remaining output.
+//! never lost. What a full queue does is the job's choice (`output.when_full`):
+//!
+//! - `drop_oldest`: the oldest output events (log lines from stdout/stderr,
+//!   chunks) and superseded progress events go first; lifecycle events and
+//!   `system` lines are kept. The next drain carries, for each job that
+//!   lost output, a `system` line saying how many events were dropped,
+//!   placed before that job's remaining output.
+//! - `wait`: the job's output is never dropped ([`EventQueue::hold`]). The
+//!   host keeps such a queue within its bounds by reading no more than
+//!   [`EventQueue::room`] leaves space for, and stops reading the job's pipes
+//!   when there is none; the next drain tells it to read again
+//!   ([`EventQueue::take_waiting`]).
+//!
+//! What an event costs against the byte bound is what it really occupies:
+//! its slot in the queue plus the heap blocks of its strings, by capacity
+//! and rounded the way the allocator rounds them ([`cost`]). So the byte
+//! bound is a bound on memory, for one-byte lines as for long ones.
 
 use crate::contract::{JobEvent, JobId, JobLogLineData, STREAM_SYSTEM};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-/// Fixed overhead counted per queued event, on top of its text.
-const EVENT_OVERHEAD: usize = 96;
+/// What one queued event occupies besides its heap blocks.
+pub const SLOT_BYTES: usize = std::mem::size_of::<(JobEvent, usize)>();
+
+/// Room left in a queue before a bound is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub events: usize,
+    pub bytes: usize,
+}
 
 /// A bounded queue of events for one plugin.
 #[derive(Debug)]
@@ -22,6 +41,12 @@ pub struct EventQueue {
     max_events: usize,
     max_bytes: usize,
     dropped: HashMap<JobId, u64>,
+    /// Jobs whose output is never dropped (`when_full = "wait"`), until
+    /// their terminal event is drained.
+    held: HashSet<JobId>,
+    /// The host stopped reading a job because this queue was full: the
+    /// next drain must wake it.
+    waiting: bool,
 }
 
 impl EventQueue {
@@ -32,6 +57,8 @@ impl EventQueue {
             max_events: max_events.max(1),
             max_bytes: max_bytes.max(1),
             dropped: HashMap::new(),
+            held: HashSet::new(),
+            waiting: false,
         }
     }
 
@@ -39,6 +66,45 @@ impl EventQueue {
     pub fn set_bounds(&mut self, max_events: usize, max_bytes: usize) {
         self.max_events = max_events.max(1);
         self.max_bytes = max_bytes.max(1);
+    }
+
+    /// The bounds: events and bytes.
+    pub fn bounds(&self) -> Room {
+        Room {
+            events: self.max_events,
+            bytes: self.max_bytes,
+        }
+    }
+
+    /// What is left before a bound is reached (zero when one is exceeded).
+    pub fn room(&self) -> Room {
+        Room {
+            events: self.max_events.saturating_sub(self.events.len()),
+            bytes: self.max_bytes.saturating_sub(self.bytes),
+        }
+    }
+
+    /// Never drops `job`'s output: the host waits for room instead. Lasts
+    /// until the job's terminal event is drained, or [`EventQueue::release`].
+    pub fn hold(&mut self, job: &JobId) {
+        self.held.insert(job.clone());
+    }
+
+    /// `job`'s output may be dropped again (the host is shutting down and
+    /// waits for nobody).
+    pub fn release(&mut self, job: &JobId) {
+        self.held.remove(job);
+        self.enforce_bounds();
+    }
+
+    /// Records that the host stopped reading a job until this queue drains.
+    pub fn set_waiting(&mut self) {
+        self.waiting = true;
+    }
+
+    /// Whether the host waits for this queue to drain; clears the flag.
+    pub fn take_waiting(&mut self) -> bool {
+        std::mem::take(&mut self.waiting)
     }
 
     /// Number of queued events.
@@ -51,7 +117,7 @@ impl EventQueue {
         self.events.is_empty()
     }
 
-    /// Approximate bytes held.
+    /// Bytes held, as [`cost`] counts them.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -64,26 +130,32 @@ impl EventQueue {
         self.enforce_bounds();
     }
 
-    /// Appends many events.
+    /// Appends many events. Bounds are enforced after each, so the queue
+    /// never holds more than one event beyond them (held output aside).
     pub fn extend(&mut self, events: impl IntoIterator<Item = JobEvent>) {
         for event in events {
-            let cost = cost(&event);
-            self.bytes += cost;
-            self.events.push_back((event, cost));
+            self.push(event);
         }
-        self.enforce_bounds();
+    }
+
+    fn over(&self) -> bool {
+        self.events.len() > self.max_events || self.bytes > self.max_bytes
     }
 
     fn enforce_bounds(&mut self) {
+        if !self.over() {
+            return;
+        }
         // Scan from the front for evictable events; lifecycle events at the
         // front are skipped, and there are few of them (a handful per job).
         let mut scan = 0;
-        while self.events.len() > self.max_events || self.bytes > self.max_bytes {
+        while self.over() {
+            let held = &self.held;
             let Some(offset) = self
                 .events
                 .iter()
                 .skip(scan)
-                .position(|(e, _)| evictable(e))
+                .position(|(e, _)| evictable(e) && !held.contains(e.job_id()))
             else {
                 return;
             };
@@ -100,6 +172,13 @@ impl EventQueue {
     /// Takes every queued event, adding a notice for each job that lost output.
     pub fn drain(&mut self) -> Vec<JobEvent> {
         self.bytes = 0;
+        if !self.held.is_empty() {
+            for (event, _) in &self.events {
+                if event.is_terminal() {
+                    self.held.remove(event.job_id());
+                }
+            }
+        }
         if self.dropped.is_empty() {
             // Drain in place: the deque keeps its buffer for the next round.
             return self.events.drain(..).map(|(e, _)| e).collect();
@@ -148,19 +227,43 @@ fn notice(job_id: JobId, count: u64, max_events: usize, max_bytes: usize) -> Job
     }
 }
 
-/// What an event costs against the byte bound.
+/// The heap block a string or vector of `capacity` bytes occupies: glibc's
+/// malloc adds an 8-byte header, rounds to 16 and gives at least 32 bytes
+/// (other allocators round alike or tighter).
+pub const fn heap_bytes(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let block = (capacity + 8 + 15) & !15;
+    if block < 32 { 32 } else { block }
+}
+
+/// What an event costs against the byte bound: its slot in the queue and
+/// the heap blocks of its strings.
 pub fn cost(event: &JobEvent) -> usize {
-    EVENT_OVERHEAD
-        + event.job_id().len()
+    let text = |s: &String| heap_bytes(s.capacity());
+    let optional = |s: &Option<String>| s.as_ref().map_or(0, text);
+    SLOT_BYTES
+        + text(event.job_id())
         + match event {
-            JobEvent::JobLogLine { data, .. } => data.line.len() + data.stream.len(),
-            JobEvent::JobOutputChunk { data, .. } => data.bytes.len() + data.stream.len(),
-            JobEvent::JobProgress { data, .. } => data.step.as_ref().map_or(0, String::len),
-            JobEvent::JobCompleted { data, .. } => data.output_tail.as_ref().map_or(0, String::len),
-            JobEvent::JobFailed { data, .. } => data.error.len(),
-            JobEvent::JobCancelled { data, .. } => data.reason.len(),
-            JobEvent::JobStarted { .. } => 0,
+            JobEvent::JobLogLine { data, .. } => text(&data.line) + text(&data.stream),
+            JobEvent::JobOutputChunk { data, .. } => {
+                heap_bytes(data.bytes.capacity()) + text(&data.stream)
+            }
+            JobEvent::JobProgress { data, .. } => optional(&data.step),
+            JobEvent::JobCompleted { data, .. } => {
+                text(&data.completed_at) + optional(&data.output_tail)
+            }
+            JobEvent::JobFailed { data, .. } => text(&data.error) + text(&data.failed_at),
+            JobEvent::JobCancelled { data, .. } => text(&data.reason) + text(&data.cancelled_at),
+            JobEvent::JobStarted { data, .. } => text(&data.started_at),
         }
+}
+
+/// The most an output event of `job_id` can cost besides its text's heap
+/// block: its slot, the job id and the stream name.
+pub fn output_event_overhead(job_id: &JobId) -> usize {
+    SLOT_BYTES + heap_bytes(job_id.capacity()) + heap_bytes("stdout".len())
 }
 
 #[cfg(test)]
@@ -267,10 +370,10 @@ mod tests {
     }
 
     #[test]
-    fn every_event_costs_its_text_and_a_fixed_overhead() {
+    fn every_event_costs_its_slot_and_the_heap_blocks_of_its_strings() {
         let at = || "2026".to_string();
         let cases = [
-            (line("ab", "hello"), 5 + 6),
+            (line("ab", "hello"), vec![5, 6]),
             (
                 JobEvent::JobOutputChunk {
                     job_id: "ab".into(),
@@ -279,9 +382,9 @@ mod tests {
                         stream: STREAM_STDERR.into(),
                     },
                 },
-                3 + 6,
+                vec![3, 6],
             ),
-            (progress("ab", 1), 4),
+            (progress("ab", 1), vec![4]),
             (
                 JobEvent::JobProgress {
                     job_id: "ab".into(),
@@ -290,7 +393,7 @@ mod tests {
                         step: None,
                     },
                 },
-                0,
+                vec![],
             ),
             (
                 JobEvent::JobCompleted {
@@ -301,9 +404,9 @@ mod tests {
                         output_tail: Some("tail!".into()),
                     },
                 },
-                5,
+                vec![4, 5],
             ),
-            (done("ab"), 0),
+            (done("ab"), vec![1]),
             (
                 JobEvent::JobFailed {
                     job_id: "ab".into(),
@@ -313,7 +416,7 @@ mod tests {
                         failed_at: at(),
                     },
                 },
-                3,
+                vec![3, 4],
             ),
             (
                 JobEvent::JobCancelled {
@@ -323,12 +426,15 @@ mod tests {
                         cancelled_at: at(),
                     },
                 },
-                3,
+                vec![3, 4],
             ),
-            (started("ab"), 0),
+            (started("ab"), vec![1]),
         ];
-        for (event, text) in cases {
-            assert_eq!(cost(&event), EVENT_OVERHEAD + 2 + text, "{event:?}");
+        // A slot, the job id's block, then one block per string.
+        let fixed = SLOT_BYTES + heap_bytes(2);
+        for (event, strings) in cases {
+            let blocks: usize = strings.into_iter().map(heap_bytes).sum();
+            assert_eq!(cost(&event), fixed + blocks, "{event:?}");
         }
         let mut q = EventQueue::new(10, 1 << 20);
         assert!(q.is_empty());
@@ -336,7 +442,10 @@ mod tests {
         q.extend([started("ab"), done("ab")]);
         assert_eq!(q.len(), 3);
         assert!(!q.is_empty());
-        assert_eq!(q.bytes(), 3 * (EVENT_OVERHEAD + 2) + 11);
+        assert_eq!(
+            q.bytes(),
+            3 * fixed + heap_bytes(5) + heap_bytes(6) + 2 * heap_bytes(1)
+        );
         q.drain();
         assert_eq!((q.len(), q.bytes()), (0, 0));
     }
@@ -360,9 +469,12 @@ mod tests {
         assert_eq!(
             texts(&q.drain()),
             [
-                "a system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 100 events, 208 B)",
-                "a stdout 2",
-                "a stdout 3",
+                format!(
+                    "a system jobwarden: 1 output event(s) of this job were dropped because events were not drained in time (queue bound: 100 events, {} B)",
+                    2 * one
+                ),
+                "a stdout 2".into(),
+                "a stdout 3".into(),
             ]
         );
     }
@@ -470,5 +582,76 @@ mod tests {
             )
             .count();
         assert_eq!(notices, 2);
+    }
+
+    #[test]
+    fn held_output_is_never_dropped_until_its_terminal_event_is_drained() {
+        let mut q = EventQueue::new(16, 1 << 20);
+        q.hold(&"w".to_string());
+        q.push(started("w"));
+        q.push(started("d"));
+        for i in 0..40 {
+            q.push(line("w", &i.to_string()));
+            q.push(line("d", &i.to_string()));
+        }
+        assert_eq!(q.room().events, 0);
+        let events = q.drain();
+        let kept = |job: &str| {
+            events
+                .iter()
+                .filter(|e| e.job_id() == job && e.is_droppable_output())
+                .count()
+        };
+        assert_eq!(kept("w"), 40, "the waiting job lost nothing");
+        assert!(kept("d") < 40, "the other job's output was dropped");
+        assert_eq!(q.room(), q.bounds());
+
+        // Held until its terminal event is drained, then dropped like any.
+        q.push(line("w", "last"));
+        q.push(done("w"));
+        q.drain();
+        for i in 0..40 {
+            q.push(line("w", &i.to_string()));
+        }
+        assert!(q.len() <= 16);
+    }
+
+    #[test]
+    fn release_lets_held_output_go_at_once() {
+        let mut q = EventQueue::new(16, 1 << 20);
+        q.hold(&"w".to_string());
+        for i in 0..40 {
+            q.push(line("w", &i.to_string()));
+        }
+        assert_eq!(q.len(), 40);
+        q.release(&"w".to_string());
+        assert!(q.len() <= 16);
+    }
+
+    #[test]
+    fn the_waiting_flag_is_taken_once() {
+        let mut q = EventQueue::new(16, 1 << 20);
+        assert!(!q.take_waiting());
+        q.set_waiting();
+        assert!(q.take_waiting());
+        assert!(!q.take_waiting());
+    }
+
+    #[test]
+    fn cost_counts_heap_blocks_by_capacity() {
+        assert_eq!(heap_bytes(0), 0);
+        assert_eq!(heap_bytes(1), 32);
+        assert_eq!(heap_bytes(24), 32);
+        assert_eq!(heap_bytes(25), 48);
+        let mut text = String::with_capacity(1000);
+        text.push('y');
+        let event = JobEvent::JobLogLine {
+            job_id: "a".into(),
+            data: JobLogLineData {
+                line: text,
+                stream: STREAM_STDOUT.into(),
+            },
+        };
+        assert_eq!(cost(&event), SLOT_BYTES + 32 + heap_bytes(1000) + 32);
     }
 }

@@ -1,6 +1,7 @@
 //! Facts about the platform that every part of jobwarden may rely on: how
 //! environment names compare, what counts as an executable file, signal
-//! names, private files and directories, file identity for the hash cache.
+//! names, private files and directories, file identity for the hash cache,
+//! reading small files in bounded time and memory.
 //!
 //! This is the bottom of the module graph: the decision, the sandbox, the
 //! host and the CLI may all import it, and it imports none of them. The
@@ -10,11 +11,14 @@
 #[cfg_attr(unix, path = "unix.rs")]
 #[cfg_attr(windows, path = "windows.rs")]
 mod imp;
+mod small_file;
 
 pub use imp::{
     ENV_IGNORE_CASE, FileIdentity, SIGNALS, copy_symlink, create_private_dir, file_identity,
-    is_executable_file, is_superuser, open_private_append, platform_description, signal_name,
+    is_executable_file, is_own_directory, is_superuser, open_private_append, platform_description,
+    process_is_running, process_start, signal_name,
 };
+pub use small_file::{FileKind, SmallFileError, read_small_file};
 
 /// Signals whose meaning jobwarden explains, where the platform has them.
 #[derive(Debug, Clone, Copy)]

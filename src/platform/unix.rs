@@ -3,7 +3,7 @@
 use super::Signals;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Environment variable names are case-sensitive here.
@@ -75,6 +75,77 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
         .append(true)
         .mode(0o600)
         .open(path)
+}
+
+/// What kind of file `metadata` describes.
+pub(super) fn file_kind(metadata: &std::fs::Metadata) -> super::FileKind {
+    use super::FileKind;
+    let t = metadata.file_type();
+    if t.is_file() {
+        FileKind::Regular
+    } else if t.is_dir() {
+        FileKind::Directory
+    } else if t.is_fifo() {
+        FileKind::Fifo
+    } else if t.is_socket() {
+        FileKind::Socket
+    } else if t.is_char_device() {
+        FileKind::CharDevice
+    } else if t.is_block_device() {
+        FileKind::BlockDevice
+    } else {
+        FileKind::Other
+    }
+}
+
+/// Opens `path` for reading without waiting: a FIFO swapped in for a file
+/// opens at once (and is then refused by its kind) instead of blocking
+/// until a writer comes; never as a controlling terminal.
+pub(super) fn open_without_blocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Who a process is: its pid and when it started, so a pid the kernel
+/// has since given to another process is not mistaken for it.
+pub fn process_start(pid: u32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        // Field 22 of /proc/PID/stat, in clock ticks after boot; the fields
+        // after the command name (which may hold spaces) start at field 3.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Whether the process `pid`, started at `start` when that was known, is
+/// still running.
+pub fn process_is_running(pid: u32, start: Option<u64>) -> bool {
+    if let (Some(start), Some(now)) = (start, process_start(pid)) {
+        return start == now;
+    }
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+/// Whether `metadata` (of a path not followed through a symlink) is a
+/// directory owned by this process's user.
+pub fn is_own_directory(metadata: &std::fs::Metadata) -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    metadata.file_type().is_dir() && metadata.uid() == unsafe { libc::geteuid() }
 }
 
 /// Recreates the symlink `from` at `to`.

@@ -46,6 +46,39 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// What kind of file `metadata` describes (Windows tells files from
+/// directories; pipes and devices are not reached through paths here).
+pub(super) fn file_kind(metadata: &std::fs::Metadata) -> super::FileKind {
+    if metadata.is_file() {
+        super::FileKind::Regular
+    } else if metadata.is_dir() {
+        super::FileKind::Directory
+    } else {
+        super::FileKind::Other
+    }
+}
+
+/// Opens `path` for reading.
+pub(super) fn open_without_blocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// When a process started: not known here.
+pub fn process_start(_pid: u32) -> Option<u64> {
+    None
+}
+
+/// Whether a process is still running: assumed so here, so nothing of a
+/// live process is ever taken for stale.
+pub fn process_is_running(_pid: u32, _start: Option<u64>) -> bool {
+    true
+}
+
+/// Whether `metadata` is a directory this user may treat as its own.
+pub fn is_own_directory(metadata: &std::fs::Metadata) -> bool {
+    metadata.is_dir()
+}
+
 /// Recreates the symlink `from` at `to`, or copies what it points to when
 /// this user may not create symlinks.
 pub fn copy_symlink(from: &Path, to: &Path) -> io::Result<()> {

@@ -6,7 +6,7 @@
 //! default`). Nothing else writes these values again.
 
 use super::model::{Enforcement, Limit, Pattern};
-use super::sections::{GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
+use super::sections::{GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize, WhenFull};
 use std::time::Duration;
 
 /// `enforcement`: refuse what cannot be fully enforced.
@@ -54,6 +54,9 @@ pub const DEFAULT_TAIL_BYTES: u64 = 4096;
 pub const DEFAULT_MAX_QUEUED_EVENTS: u64 = 10_000;
 /// `output.max_queued_bytes`.
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 << 20;
+/// `output.when_full`: a full queue drops the oldest output (a render loop
+/// that falls behind wants the latest lines, not a stalled job).
+pub const DEFAULT_WHEN_FULL: WhenFull = WhenFull::DropOldest;
 
 /// Built-in sampling interval.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);

@@ -69,6 +69,8 @@ pub enum Code {
     NotExecutable,
     /// A binary's `sha256` that does not match the file on this machine.
     Sha256Mismatch,
+    /// So many problems that the rest were not reported.
+    TooManyProblems,
 }
 
 impl Code {
@@ -96,6 +98,7 @@ impl Code {
             Code::NoEffect => "no-effect",
             Code::NotExecutable => "not-executable",
             Code::Sha256Mismatch => "sha256-mismatch",
+            Code::TooManyProblems => "too-many-problems",
         }
     }
 }
@@ -173,29 +176,34 @@ impl Source {
         line_col(&self.text, offset)
     }
 
-    /// Renders one diagnostic in the house format.
+    /// Renders one diagnostic in the house format. A line wider than
+    /// [`SNIPPET_CHARS`] is shown as a window around the offending column,
+    /// and a message, label or note longer than [`TEXT_CHARS`] is cut, so
+    /// one diagnostic stays a few lines however long the offending line or
+    /// key is.
     pub fn render(&self, diagnostic: &Diagnostic) -> String {
         let mut out = String::new();
         let severity = match diagnostic.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
+        let message = clip(&diagnostic.message);
         let Some(span) = diagnostic.span.clone() else {
             let _ = writeln!(
                 out,
-                "{}: {severity}[{}]: {}",
-                self.name, diagnostic.code, diagnostic.message
+                "{}: {severity}[{}]: {message}",
+                self.name, diagnostic.code
             );
             for note in &diagnostic.notes {
-                let _ = writeln!(out, "  = {note}");
+                let _ = writeln!(out, "  = {}", clip(note));
             }
             return out;
         };
         let (line, col) = self.line_col(span.start);
         let _ = writeln!(
             out,
-            "{}:{line}:{col}: {severity}[{}]: {}",
-            self.name, diagnostic.code, diagnostic.message
+            "{}:{line}:{col}: {severity}[{}]: {message}",
+            self.name, diagnostic.code
         );
         let text = &self.text;
         let start = floor_char_boundary(text, span.start.min(text.len()));
@@ -203,16 +211,17 @@ impl Source {
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line_text = text[line_start..line_end].trim_end_matches('\r');
         let gutter = line.to_string().len();
-        let _ = writeln!(out, "{:gutter$} |", "");
-        let _ = writeln!(out, "{line} | {line_text}");
         // The marker covers the span on its first line, at least one column.
         let end = floor_char_boundary(text, span.end.clamp(start, line_end.max(start)));
-        let pad = text[line_start..start].chars().count();
+        let pad = col - 1;
         let width = text[start..end].chars().count().max(1);
+        let (snippet, pad, width) = window(line_text, pad, width);
+        let _ = writeln!(out, "{:gutter$} |", "");
+        let _ = writeln!(out, "{line} | {snippet}");
         let label = diagnostic
             .label
             .as_deref()
-            .map(|l| format!(" {l}"))
+            .map(|l| format!(" {}", clip(l)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -222,7 +231,7 @@ impl Source {
             "^".repeat(width)
         );
         for note in &diagnostic.notes {
-            let _ = writeln!(out, "{:gutter$} = {note}", "");
+            let _ = writeln!(out, "{:gutter$} = {}", "", clip(note));
         }
         out
     }
@@ -243,11 +252,52 @@ impl Source {
     }
 }
 
+/// Lines wider than this many characters are shown as a window around the
+/// offending column.
+pub const SNIPPET_CHARS: usize = 160;
+/// How much of a wide line the window shows before the offending column.
+const SNIPPET_BEFORE: usize = 40;
+/// Messages, labels and notes longer than this many characters are cut.
+pub const TEXT_CHARS: usize = 1000;
+
+/// `text`, cut to [`TEXT_CHARS`] characters with an ellipsis.
+fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(TEXT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
+
+/// The part of `line` to show, and the marker's padding and width in it:
+/// the whole line when it is at most [`SNIPPET_CHARS`] wide, else a window
+/// of that many characters starting a little before column `pad`, with an
+/// ellipsis on each side where the line goes on.
+fn window(line: &str, pad: usize, width: usize) -> (std::borrow::Cow<'_, str>, usize, usize) {
+    if line.chars().nth(SNIPPET_CHARS).is_none() {
+        return (line.into(), pad, width);
+    }
+    // The window is characters `from..to` of the line.
+    let from = pad.saturating_sub(SNIPPET_BEFORE);
+    let to = from + SNIPPET_CHARS;
+    let byte = |chars: usize| {
+        line.char_indices()
+            .nth(chars)
+            .map_or(line.len(), |(i, _)| i)
+    };
+    let (start, end) = (byte(from), byte(to));
+    let before = if from > 0 { "…" } else { "" };
+    let after = if end < line.len() { "…" } else { "" };
+    let shown = format!("{before}{}{after}", &line[start..end]);
+    let pad_in_window = pad - from + usize::from(from > 0);
+    let room = to.saturating_sub(pad).max(1);
+    (shown.into(), pad_in_window, width.min(room))
+}
+
 /// 1-based line and column (in characters) of a byte offset in `text`.
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..floor_char_boundary(text, offset)];
-    let line = before.matches('\n').count() + 1;
+    let line = memchr::memchr_iter(b'\n', before.as_bytes()).count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let col = before[line_start..].chars().count() + 1;
     (line, col)
@@ -266,6 +316,11 @@ pub fn did_you_mean<'a>(
     input: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // No key or value is this long: nothing can be a typo of it, and
+    // comparing it would cost time quadratic in its length.
+    if input.len() > 256 {
+        return None;
+    }
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(input, c), c))

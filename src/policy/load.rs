@@ -20,7 +20,6 @@ use super::section::{Level, Section};
 use super::sections::{Layer, read_binaries, read_plugins};
 use super::template::{PathTemplate, Placeholder};
 use super::validate;
-use std::collections::HashMap;
 use toml_span::value::Value;
 
 /// The schema versions this build reads.
@@ -45,11 +44,7 @@ pub(crate) fn load(
         Ok(root) => root,
         Err(err) => return Err(vec![syntax_error(&err)]),
     };
-    let mut reader = Reader {
-        text,
-        diagnostics: Vec::new(),
-        spans: HashMap::new(),
-    };
+    let mut reader = Reader::new(text);
     let policy = read_policy(&mut reader, root, name, sha256, mode);
     let (errors, warnings): (Vec<_>, Vec<_>) = reader
         .diagnostics

@@ -34,7 +34,6 @@ pub use defaults::{
     DEFAULT_NETLINK_ROUTE, DEFAULT_TIMEOUT_SECS, DEFAULT_UDP, DEFAULT_UNIX_ANY,
     MIN_PROGRESS_INTERVAL, builtin_deny_patterns,
 };
-pub(crate) use diagnostic::line_col as line_col_of;
 pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
 pub use machine::ThisMachine;
 pub use model::*;
@@ -42,7 +41,7 @@ pub use sections::{
     ArgElement, ArgPattern, ArgRules, BinaryRule, Difference, EnvLayer, FilesystemLayer, GitAccess,
     Layer, LimitsLayer, NetworkLayer, OnDisallowed, OnLongTimeout, OutputLayer, OutputMode,
     PluginArgs, PluginRule, ProgressLayer, ProgressPattern, REST_MARKER, Sanitize, SeccompLayer,
-    check_env_name, valid_binary_name, valid_plugin_name,
+    WhenFull, check_env_name, valid_binary_name, valid_plugin_name,
 };
 pub use template::{PathTemplate, Placeholder, Placeholders, Template, UnresolvedPlaceholder};
 
@@ -53,6 +52,11 @@ use std::sync::Arc;
 
 /// The policy compiled into the binary, used when no `--policy` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../policy/default.toml");
+
+/// The largest policy file [`Policy::load`] reads: far more than any
+/// policy needs (the shipped ones are a few KiB), small enough that a
+/// wrong path costs nothing.
+pub const MAX_POLICY_FILE_BYTES: u64 = 1 << 20;
 
 /// The name the embedded default policy goes by in messages.
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default policy>";
@@ -101,6 +105,20 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The path is not a regular file: reading a FIFO, a device such as
+    /// `/dev/zero`, a socket or a directory could block or never end.
+    #[error("cannot read the policy file {}: it is {kind}, not a regular file; give the path of a policy file", path.display())]
+    NotAFile {
+        path: PathBuf,
+        kind: crate::platform::FileKind,
+    },
+    /// The file is bigger than any policy needs to be.
+    #[error("cannot read the policy file {}: it is {} ({size} bytes), more than the {} a policy file may have", path.display(), units::format_size(*size), units::format_size(*limit))]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// The file's bytes could not be decoded as UTF-8.
     #[error("the policy file {} is not UTF-8 text", path.display())]
     Decode {
@@ -121,7 +139,9 @@ pub struct LoadedPolicy {
 }
 
 impl Policy {
-    /// Reads and validates the policy file at `path`.
+    /// Reads and validates the policy file at `path`: a regular file of at
+    /// most [`MAX_POLICY_FILE_BYTES`], read in bounded time and memory
+    /// whatever the path really is.
     pub fn load(path: impl AsRef<Path>) -> Result<LoadedPolicy, LoadError> {
         Self::load_for(path, ThisMachine::Load)
     }
@@ -131,10 +151,22 @@ impl Policy {
     /// [`ThisMachine::Check`]: a binary path that is not a program, or a
     /// pin that does not match the file here, is an error).
     pub fn load_for(path: impl AsRef<Path>, mode: ThisMachine) -> Result<LoadedPolicy, LoadError> {
+        use crate::platform::{SmallFileError, read_small_file};
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
+        let bytes = read_small_file(path, MAX_POLICY_FILE_BYTES).map_err(|e| match e {
+            SmallFileError::NotAFile(kind) => LoadError::NotAFile {
+                path: path.to_path_buf(),
+                kind,
+            },
+            SmallFileError::TooLarge { size, limit } => LoadError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+                limit,
+            },
+            SmallFileError::Io(source) => LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let text = std::str::from_utf8(&bytes).map_err(|source| LoadError::Decode {
             path: path.to_path_buf(),

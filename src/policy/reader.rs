@@ -6,7 +6,7 @@
 //! [`Diagnostic`] instead of stopping. A section with an error is skipped
 //! and the walk goes on.
 
-use super::diagnostic::{Code, Diagnostic, did_you_mean, line_col};
+use super::diagnostic::{Code, Diagnostic, Severity, did_you_mean, line_col};
 use super::model::{Limit, Pattern, Sourced};
 use super::schema::{KeySpec, names};
 use super::template::{PathTemplate, TemplateError};
@@ -70,23 +70,89 @@ pub(crate) fn join_key(path: &str, name: &str) -> String {
     }
 }
 
+/// The most diagnostics one file gets: a machine-made file with thousands
+/// of the same mistake gets the first ones and a note, in bounded time and
+/// memory, instead of megabytes of messages.
+pub(crate) const MAX_DIAGNOSTICS: usize = 100;
+
 pub(crate) struct Reader<'t> {
     pub text: &'t str,
     pub diagnostics: Vec<Diagnostic>,
     /// Span of every key path read, so later cross-checks can point at text.
     pub spans: HashMap<String, Span>,
+    /// Where a diagnostic beyond [`MAX_DIAGNOSTICS`] is written, and forgotten.
+    overflow: Diagnostic,
+    /// Where each line starts, built at the first line lookup.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
+}
+
+impl<'t> Reader<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            diagnostics: Vec::new(),
+            spans: HashMap::new(),
+            overflow: Diagnostic::error(Code::TooManyProblems, 0..0, ""),
+            line_starts: std::cell::OnceCell::new(),
+        }
+    }
 }
 
 impl Reader<'_> {
+    /// Records `diagnostic`, unless [`MAX_DIAGNOSTICS`] are recorded: then
+    /// one more says that more were found (an error when any of them is,
+    /// so a file is never passed for its unreported errors), and the rest
+    /// are forgotten.
+    fn push(&mut self, diagnostic: Diagnostic) -> &mut Diagnostic {
+        if self.diagnostics.len() < MAX_DIAGNOSTICS {
+            self.diagnostics.push(diagnostic);
+            return self.diagnostics.last_mut().expect("just pushed");
+        }
+        if self.diagnostics.len() == MAX_DIAGNOSTICS {
+            let span = self.text.len().saturating_sub(1)..self.text.len();
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Code::TooManyProblems,
+                    span,
+                    format!(
+                        "more problems were found; only the first {MAX_DIAGNOSTICS} are reported"
+                    ),
+                )
+                .with_note("help: fix these and check the file again"),
+            );
+        }
+        if diagnostic.severity == Severity::Error
+            && let Some(note) = self.diagnostics.last_mut()
+        {
+            note.severity = Severity::Error;
+        }
+        self.overflow = diagnostic;
+        &mut self.overflow
+    }
+
+    /// Whether diagnostics are still recorded (costly details can be
+    /// skipped when not).
+    pub(crate) fn reporting(&self) -> bool {
+        self.diagnostics.len() < MAX_DIAGNOSTICS
+    }
+
+    /// The 1-based line of a byte offset, in logarithmic time.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(memchr::memchr_iter(b'\n', self.text.as_bytes()).map(|i| i + 1))
+                .collect()
+        });
+        starts.partition_point(|&start| start <= offset)
+    }
+
     pub(crate) fn error(
         &mut self,
         code: Code,
         span: Span,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        self.diagnostics
-            .push(Diagnostic::error(code, span, message));
-        self.diagnostics.last_mut().expect("just pushed")
+        self.push(Diagnostic::error(code, span, message))
     }
 
     pub(crate) fn warning(
@@ -95,9 +161,7 @@ impl Reader<'_> {
         span: Span,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        self.diagnostics
-            .push(Diagnostic::warning(code, span, message));
-        self.diagnostics.last_mut().expect("just pushed")
+        self.push(Diagnostic::warning(code, span, message))
     }
 
     pub(crate) fn wrong_type(&mut self, path: &str, value: &Value<'_>, expected: &str) {
@@ -274,14 +338,18 @@ impl Reader<'_> {
             }
         };
         let mut out: Vec<(String, Span, String)> = Vec::new();
+        // Where each text was first listed: a long list is checked for
+        // repeats in linear time.
+        let mut first_seen: HashMap<String, Span> = HashMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let item_path = format!("{path}[{i}]");
             if let Some((text, item_span)) = self.string(&item_path, item) {
-                if let Some((_, first, _)) = out.iter().find(|(t, _, _)| *t == text) {
+                if let Some(first) = first_seen.get(&text) {
                     let first = first.clone();
                     self.duplicate(&item_path, item_span, first, &text);
                     continue;
                 }
+                first_seen.insert(text.clone(), item_span.clone());
                 out.push((text, item_span, item_path));
             }
         }
@@ -290,6 +358,9 @@ impl Reader<'_> {
     }
 
     pub(crate) fn duplicate(&mut self, path: &str, span: Span, first: Span, what: &str) {
+        if !self.reporting() {
+            return;
+        }
         let (line, col) = line_col(self.text, first.start);
         let diagnostic = self.error(
             Code::DuplicateEntry,

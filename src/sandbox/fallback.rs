@@ -142,6 +142,9 @@ impl Tree {
     pub fn oom_kills(&self) -> u64 {
         0
     }
+    pub fn process_limit_hits(&self) -> u64 {
+        0
+    }
     pub fn memory_peak(&self) -> Option<u64> {
         None
     }

@@ -21,10 +21,11 @@
 //! Loading is as strict as for policies: unknown keys, wrong types and
 //! contradictory expectations are all reported, each with `file:line:col`.
 
+use crate::platform::{SmallFileError, read_small_file};
 use crate::policy::reader::{Reader, Table, key_span, span_of};
 use crate::policy::schema::{KeySpec, Kind};
 use crate::policy::{Code, Diagnostic, Report, Severity, Source};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml_span::value::{Value, ValueInner};
@@ -222,26 +223,38 @@ const FILE: &[KeySpec] = &[
     KeySpec::new("case", Kind::Table(CASE), "The cases."),
 ];
 
+/// The largest test file [`TestFile::load`] reads (see
+/// [`crate::policy::MAX_POLICY_FILE_BYTES`]).
+pub const MAX_TEST_FILE_BYTES: u64 = 1 << 20;
+
 /// Why a test file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestFileError {
+    /// Not a regular file, bigger than [`MAX_TEST_FILE_BYTES`], not UTF-8,
+    /// or unreadable.
     #[error("cannot read the test file {}: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: SmallFileError,
     },
     #[error("{} has {} error(s):\n{}", .0.source.name, .0.error_count(), .0.render())]
     Invalid(Report),
 }
 
 impl TestFile {
-    /// Reads and validates a test file.
+    /// Reads and validates a test file: a regular file of at most
+    /// [`MAX_TEST_FILE_BYTES`], read in bounded time and memory whatever
+    /// the path really is.
     pub fn load(path: &Path) -> Result<Self, TestFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Read {
+        let read = |source| TestFileError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = read_small_file(path, MAX_TEST_FILE_BYTES).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            read(std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()).into())
         })?;
         Self::parse(path, &text)
     }
@@ -266,11 +279,7 @@ impl TestFile {
                 format!("this is not valid TOML: {err}"),
             )])
         })?;
-        let mut reader = Reader {
-            text,
-            diagnostics: Vec::new(),
-            spans: Default::default(),
-        };
+        let mut reader = Reader::new(text);
         let file = read_file(&mut reader, path, root);
         let errors: Vec<Diagnostic> = reader
             .diagnostics
@@ -327,7 +336,7 @@ fn read_file(reader: &mut Reader<'_>, path: &Path, root: Value<'_>) -> Option<Te
         let span = span_of(&v);
         match v.take() {
             ValueInner::Array(items) => {
-                let mut names = Vec::new();
+                let mut names = HashSet::new();
                 for (i, item) in items.into_iter().enumerate() {
                     if let Some(case) = read_case(reader, i, item, &plugin, &mut names) {
                         cases.push(case);
@@ -368,11 +377,11 @@ fn read_case(
     index: usize,
     value: Value<'_>,
     default_plugin: &str,
-    names: &mut Vec<String>,
+    names: &mut HashSet<String>,
 ) -> Option<Case> {
     let path = format!("case[{index}]");
     let span = span_of(&value);
-    let line = crate::policy::line_col_of(reader.text, span.start).0;
+    let line = reader.line_of(span.start);
     let mut table: Table<'_> = reader.table(path.clone(), value, CASE)?;
     let string = |reader: &mut Reader<'_>, table: &mut Table<'_>, key: &'static str| {
         table
@@ -501,7 +510,7 @@ fn read_case(
                     format!("a case named \"{text}\" already exists"),
                 );
             }
-            names.push(text.clone());
+            names.insert(text.clone());
             text.clone()
         }
         None => {

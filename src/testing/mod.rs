@@ -9,6 +9,7 @@ pub mod report;
 mod runner;
 
 pub use cases::{
-    Case, CaseKind, Decision, Home, KilledBy, LiveExpectation, PolicyRef, TestFile, TestFileError,
+    Case, CaseKind, Decision, Home, KilledBy, LiveExpectation, MAX_TEST_FILE_BYTES, PolicyRef,
+    TestFile, TestFileError,
 };
 pub use runner::{CaseResult, FileResult, RunOptions, Verdict, run_file};

@@ -2,6 +2,7 @@
 
 use crate::harness::*;
 use jobwarden::JobEnd;
+use jobwarden::contract::JobEvent;
 use jobwarden::sandbox::Status;
 
 fn limited(limits: &str) -> Fixture {
@@ -113,4 +114,61 @@ fn a_fork_bomb_is_contained_by_the_pids_cgroup_or_rlimit_nproc() {
         })
         .expect("the probe says how many it started");
     assert!(started < 32, "the pids limit held at {started} processes");
+    // The failure names the limit, in a `system` line and in the terminal
+    // event.
+    let said = "the processes limit (32, `plugins.tests.limits.processes`) refused";
+    let system = out.system().join("\n");
+    assert!(system.contains(said), "{system}");
+    assert!(system.contains("threads count against it"), "{system}");
+    let error = out.error();
+    assert!(error.contains(said), "{error}");
+}
+
+#[test]
+fn a_job_stalled_at_the_processes_limit_is_named_while_it_runs_and_at_its_end() {
+    let fx = limited("processes = 4\ntimeout_secs = 3\nkill_grace_secs = 1");
+    let report = fx.probe(&["print", "checking"]).enforcement.unwrap();
+    let processes = report.item("processes").unwrap();
+    if processes.status != Status::Enforced {
+        skip!(
+            "cgroup-pids",
+            "no pids cgroup on this machine ({})",
+            processes.detail
+        );
+    }
+    // Control: under a limit it stays below, the same job finishes and
+    // nothing is said.
+    let out = limited("processes = 16\ntimeout_secs = 30").probe(&["fork-retry", "8"]);
+    assert_eq!(out.end, Some(JobEnd::Exited { code: 0 }), "{out:#?}");
+    assert!(
+        !out.system().iter().any(|l| l.contains("processes limit")),
+        "{:#?}",
+        out.system()
+    );
+
+    // Past the limit it retries until its timeout, and is named both while
+    // it runs (before the closing summary) and in its terminal event.
+    let out = fx.probe(&["fork-retry", "8"]);
+    assert!(
+        out.stdout().iter().any(|l| l.contains("fork refused")),
+        "the kernel refused the fork: {out:#?}"
+    );
+    assert_eq!(out.end, Some(JobEnd::TimedOut), "{out:#?}");
+    let system = out.system();
+    let said = "the processes limit (4, `plugins.tests.limits.processes`) refused";
+    let notice = system.iter().position(|l| l.contains(said));
+    let summary = system.iter().position(|l| l.contains("finished in"));
+    assert!(
+        matches!((notice, summary), (Some(n), Some(s)) if n < s),
+        "{system:#?}"
+    );
+    let JobEvent::JobCancelled { data, .. } = out.terminal() else {
+        panic!("a timeout cancels: {out:#?}")
+    };
+    assert!(
+        data.reason.starts_with("timeout after 3 s"),
+        "{}",
+        data.reason
+    );
+    assert!(data.reason.contains(said), "{}", data.reason);
 }

@@ -22,6 +22,7 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
         "tty" => tty(),
         "spin-tree" => spin_tree(num(0, 2), num(1, 1)),
         "fork" => fork(num(0, 1)),
+        "fork-retry" => fork_retry(num(0, 1)),
         "tree" => tree(num(0, 10), arg(1).parse().unwrap_or(30.0)),
         "ignore-term" => ignore_term(arg(0).parse().unwrap_or(60.0)),
         "escape" => {
@@ -264,6 +265,38 @@ fn fork(n: u64) -> io::Result<String> {
         }
         None => Ok(format!("{n} processes")),
     }
+}
+
+/// Starts `n` children that sleep, retrying every 10 ms while fork fails
+/// with EAGAIN, as a build tool waiting for a free slot does: under a
+/// processes limit below `n` it never ends by itself.
+fn fork_retry(n: u64) -> io::Result<String> {
+    let mut started = 0;
+    let mut refused = false;
+    while started < n {
+        // SAFETY: the probe is single-threaded; the child only sleeps and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            std::thread::sleep(Duration::from_secs(600));
+            // SAFETY: leave the child without running destructors.
+            unsafe { libc::_exit(0) };
+        }
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EAGAIN) {
+                return Err(e);
+            }
+            if !refused {
+                println!("probe: fork refused after {started} of {n}; retrying");
+                let _ = io::stdout().flush();
+                refused = true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        started += 1;
+    }
+    Ok(format!("{n} processes"))
 }
 
 /// Starts `n` children that sleep `secs`, prints their pids, says so, and

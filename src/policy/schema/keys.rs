@@ -9,7 +9,9 @@ use super::{BelowMin, Builtin, KeySpec, Kind, Place};
 use crate::policy::defaults::*;
 use crate::policy::diagnostic::Code;
 use crate::policy::model::{Choice, Enforcement};
-use crate::policy::sections::{GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize};
+use crate::policy::sections::{
+    GitAccess, OnDisallowed, OnLongTimeout, OutputMode, Sanitize, WhenFull,
+};
 
 const fn key(name: &'static str, kind: Kind, doc: &'static str) -> KeySpec {
     KeySpec::new(name, kind, doc)
@@ -138,7 +140,7 @@ pub const LIMITS: &[KeySpec] = &[
     key(
         "processes",
         Kind::CountOrUnlimited { min: 1 },
-        "Processes in the job tree (pids cgroup).",
+        "Processes and threads in the job tree (pids cgroup: every thread counts); a job that hits it is named in a `system` line and its report.",
     )
     .with_default(Builtin::limit(DEFAULT_LIMIT)),
     key(
@@ -245,6 +247,13 @@ pub const OUTPUT: &[KeySpec] = &[
     )
     .only(QUEUE)
     .with_default(Builtin::Integer(DEFAULT_MAX_QUEUED_BYTES)),
+    key(
+        "when_full",
+        words::<WhenFull>(),
+        "What a full queue does: drop the oldest output (and say how many events), or stop reading the job's pipes until the plugin drains, so the job waits and nothing is lost.",
+    )
+    .only(QUEUE)
+    .with_default(Builtin::Word(DEFAULT_WHEN_FULL.name())),
 ];
 
 pub const PROGRESS: &[KeySpec] = &[

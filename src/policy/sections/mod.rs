@@ -28,7 +28,7 @@ pub use env::{EnvLayer, OnDisallowed, check_env_name};
 pub use filesystem::{FilesystemLayer, GitAccess};
 pub use limits::{LimitsLayer, OnLongTimeout};
 pub use network::NetworkLayer;
-pub use output::{OutputLayer, OutputMode, Sanitize};
+pub use output::{OutputLayer, OutputMode, Sanitize, WhenFull};
 pub use plugins::{PluginArgs, PluginRule, valid_plugin_name};
 pub use progress::{ProgressLayer, ProgressPattern};
 pub use seccomp::SeccompLayer;

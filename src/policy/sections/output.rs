@@ -26,6 +26,18 @@ choice! {
     }
 }
 
+choice! {
+    /// What happens when a plugin's event queue is full.
+    pub enum WhenFull {
+        /// Drop the oldest output events and say how many in a `system` line:
+        /// a render loop that falls behind sees the latest output.
+        DropOldest = "drop_oldest",
+        /// Stop reading the job's pipes until the plugin drains: the job
+        /// blocks in `write` and no output is lost.
+        Wait = "wait",
+    }
+}
+
 /// Output settings of one level.
 #[derive(Debug, Clone, Default)]
 pub struct OutputLayer {
@@ -37,6 +49,8 @@ pub struct OutputLayer {
     pub max_queued_events: Option<Sourced<u64>>,
     /// Top level and plugins only.
     pub max_queued_bytes: Option<Sourced<u64>>,
+    /// Top level and plugins only: what a full queue does.
+    pub when_full: Option<Sourced<WhenFull>>,
 }
 
 impl OutputLayer {
@@ -48,6 +62,7 @@ impl OutputLayer {
             tail_bytes: s.size("tail_bytes"),
             max_queued_events: s.integer("max_queued_events"),
             max_queued_bytes: s.size("max_queued_bytes"),
+            when_full: s.choice("when_full"),
         }
     }
 }

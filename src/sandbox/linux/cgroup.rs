@@ -489,6 +489,24 @@ impl JobCgroup {
             .unwrap_or(0)
     }
 
+    /// How many times the pids controller refused the job a new process or
+    /// thread (`max` in `pids.events`): 0 without a pids limit.
+    pub fn pids_limit_hits(&self) -> u64 {
+        if self.pids_limit.is_none() {
+            return 0;
+        }
+        let Some(dir) = self.pids.as_ref().or(self.v2.as_ref()) else {
+            return 0;
+        };
+        fs::read_to_string(dir.join("pids.events"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("max ").and_then(|n| n.trim().parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
     /// The most processes the job had at once, when a pids cgroup records it.
     pub fn peak_processes(&self) -> Option<u64> {
         let file = if self.pids.is_some() {

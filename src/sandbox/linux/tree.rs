@@ -86,7 +86,7 @@ pub(crate) struct Tree {
     pub leader_start: u64,
     cgroup: Option<JobCgroup>,
     /// Placeholders the job's read-only mounts cover, removed with the tree.
-    _placeholders: Vec<Placeholder>,
+    placeholders: Vec<Placeholder>,
     /// Members seen so far (used without a cgroup).
     known: Vec<ProcessId>,
     pub next_scan: Instant,
@@ -102,7 +102,7 @@ impl Tree {
             leader,
             leader_start,
             cgroup: cgroup.filter(JobCgroup::tracks_members),
-            _placeholders: placeholders,
+            placeholders,
             known: vec![(leader, leader_start)],
             next_scan: Instant::now() + FALLBACK_SCAN,
         }
@@ -230,6 +230,11 @@ impl Tree {
         self.cgroup.as_ref().map_or(0, JobCgroup::oom_kills)
     }
 
+    /// How often the processes limit refused the job a process or thread.
+    pub fn process_limit_hits(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, JobCgroup::pids_limit_hits)
+    }
+
     /// Peak memory of the whole tree, when the cgroup records it.
     pub fn memory_peak(&self) -> Option<u64> {
         self.cgroup.as_ref().and_then(JobCgroup::memory_peak)
@@ -237,18 +242,25 @@ impl Tree {
 
     /// Kills what is left and removes the job's cgroups.
     pub fn dismantle(&mut self) -> Result<(), DismantleError> {
-        let Some(cg) = &mut self.cgroup else {
-            return Ok(());
+        let result = match &mut self.cgroup {
+            None => Ok(()),
+            Some(cg) => {
+                if !cg.is_empty() {
+                    cg.kill_all();
+                }
+                let dirs = cg.remove();
+                if dirs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(DismantleError::CgroupsLeft { dirs })
+                }
+            }
         };
-        if !cg.is_empty() {
-            cg.kill_all();
-        }
-        let dirs = cg.remove();
-        if dirs.is_empty() {
-            Ok(())
-        } else {
-            Err(DismantleError::CgroupsLeft { dirs })
-        }
+        // The placeholders go now, not when the tree is dropped: the job's
+        // end is published right after, and whoever sees it must find the
+        // repository as it was.
+        self.placeholders.clear();
+        result
     }
 
     /// Whether the job ever had more than one process (unknown counts as yes).

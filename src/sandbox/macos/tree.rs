@@ -76,6 +76,10 @@ impl Tree {
         0
     }
 
+    pub fn process_limit_hits(&self) -> u64 {
+        0
+    }
+
     pub fn memory_peak(&self) -> Option<u64> {
         None
     }

@@ -322,6 +322,12 @@ impl Tree {
         0
     }
 
+    /// A job object's process limit makes process creation fail; it
+    /// records no count of refusals.
+    pub fn process_limit_hits(&self) -> u64 {
+        0
+    }
+
     pub fn memory_peak(&self) -> Option<u64> {
         self.job.as_ref().and_then(JobObject::peak_memory)
     }
