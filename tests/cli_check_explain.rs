@@ -128,8 +128,12 @@ fn explain_plan_as_json() {
         "log",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(explained["decision"], "allowed");
+    assert_eq!(explained["rule"], "plugins.cli.binaries[0]");
+    let plan = &explained["plan"];
     assert_eq!(plan["env"]["RUST_LOG"], "debug");
+    assert_eq!(plan["env_keys"]["RUST_LOG"], "env.allow[0]");
     assert_eq!(plan["timeout"]["value"], 30.0);
     assert_eq!(plan["timeout"]["key"], "request.timeout_secs");
 }

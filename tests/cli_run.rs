@@ -116,8 +116,16 @@ fn death_by_signal_exits_128_plus_n() {
 fn json_mode_prints_the_contract_wire_format() {
     let out = run(&["--json", "--", "echo", "hi"]);
     assert_eq!(out.status.code(), Some(0));
-    let events: Vec<serde_json::Value> = text(&out.stdout)
+    // jobwarden's own lines (`jobwarden.enforcement`, `jobwarden.usage`)
+    // are told apart by their type; the rest is the contract's stream.
+    let stdout = text(&out.stdout);
+    let contract: Vec<&str> = stdout
         .lines()
+        .filter(|l| !l.starts_with(r#"{"type":"jobwarden."#))
+        .collect();
+    assert!(contract.len() < stdout.lines().count(), "{stdout}");
+    let events: Vec<serde_json::Value> = contract
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(events[0]["type"], "job_started");
@@ -128,8 +136,8 @@ fn json_mode_prints_the_contract_wire_format() {
     // The payload is nested under `data`, as progit-plugin-sdk 0.4 writes it.
     assert!(events.iter().all(|e| e["data"].is_object()), "{events:?}");
     assert!(events[0]["data"]["pid"].is_u64(), "{}", events[0]);
-    let back: Vec<jobwarden::JobEvent> = text(&out.stdout)
-        .lines()
+    let back: Vec<jobwarden::JobEvent> = contract
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(back.len(), events.len());

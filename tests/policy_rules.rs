@@ -96,6 +96,14 @@ const CASES: &[(&str, &str)] = &[
         "args_max_bytes",
         "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a.args]\nmax_bytes = 0\n[binaries.b.args]\nmax_bytes = \"unlimited\"\n[binaries.c.args]\nmax_bytes = \"1 KiB\"\n[binaries.d.args]\nmax_bytes = -5\n[binaries.e.args]\nmax_bytes = true\n[binaries.f.args]\nmax_bytes = \"0 B\"\n",
     ),
+    (
+        "args_allow",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a.args]\nallow = []\n[binaries.b.args]\nallow = [\"run\"]\n[binaries.c.args]\nallow = [[\"run\", 1], [\"...\", \"x\"], [\"run\", \"[abc\"]]\n[binaries.d.args]\nallow = [[\"run\", \"...\"], [\"run\", \"...\"]]\n[binaries.e.args]\nallow = [[\"...\"]]\n[binaries.f.args]\nallow = \"run\"\n",
+    ),
+    (
+        "plugin_args_allow",
+        "version = 1\nsearch_path = [\"/bin\"]\n[binaries.a]\n[binaries.b]\n[plugins.p]\nbinaries = [\"a\"]\n[plugins.p.args.a]\nallow = [[\"x\"]]\nfoo = 1\n[plugins.p.args.b]\nallow = [[\"y\"]]\n[plugins.p.args.nope]\nallow = [[\"z\"]]\n[plugins.p.args.a.limits]\n",
+    ),
     // ---- plugins -----------------------------------------------------
     (
         "plugin_names",

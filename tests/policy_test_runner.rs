@@ -37,7 +37,7 @@ fn failing_cases_say_what_was_expected_and_what_happened() {
         "{stdout}"
     );
     assert!(
-        stdout.trim_end().ends_with("1 passed, 3 failed"),
+        stdout.trim_end().ends_with("1 passed, 3 failed, 0 skipped"),
         "the last line is the summary: {stdout}"
     );
 }
@@ -52,7 +52,12 @@ fn skipped_cases_say_why_and_do_not_fail_the_run() {
             .contains("skip  not installed here (live, line 3): the binary is not installed here"),
         "{stdout}"
     );
-    assert!(stdout.contains("1 skipped\n1 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("\n1 passed, 0 failed, 1 skipped"),
+        "{stdout}"
+    );
     // A program missing here is not a confinement this machine lacks.
     let out = jobwarden_test(&[
         "--require-live",
@@ -75,7 +80,12 @@ fn a_case_whose_unconfined_control_fails_proves_nothing_and_fails_under_require_
         stdout.contains("  pass  the control succeeds (live)"),
         "{stdout}"
     );
-    assert!(stdout.contains("1 skipped\n1 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("\n1 passed, 0 failed, 1 skipped"),
+        "{stdout}"
+    );
 
     let out = jobwarden_test(&["--require-live", file]);
     let stdout = text(&out.stdout);
@@ -85,7 +95,7 @@ fn a_case_whose_unconfined_control_fails_proves_nothing_and_fails_under_require_
         "{stdout}"
     );
     assert!(
-        stdout.trim_end().ends_with("1 passed, 1 failed"),
+        stdout.trim_end().ends_with("1 passed, 1 failed, 0 skipped"),
         "{stdout}"
     );
 }
@@ -117,7 +127,7 @@ fn a_refusal_is_judged_from_what_the_sandbox_refused_not_from_wording() {
         "{stdout}"
     );
     assert!(
-        stdout.trim_end().ends_with("1 passed, 1 failed"),
+        stdout.trim_end().ends_with("1 passed, 1 failed, 0 skipped"),
         "{stdout}"
     );
 }

@@ -28,7 +28,11 @@ pub fn run(
         None => None,
     };
     let failing = machine.checks.iter().any(|c| c.verdict == Verdict::Fails);
-    let refuses = policy_report.as_ref().is_some_and(|r| r.would_refuse);
+    // A pin that does not match the file here refuses every job of its
+    // binary, whatever the enforcement level.
+    let refuses = policy_report
+        .as_ref()
+        .is_some_and(|r| r.would_refuse || r.checks.iter().any(|c| c.sha256_mismatch.is_some()));
     if json {
         let value = serde_json::json!({"machine": machine, "policy": policy_report});
         outln!(
@@ -46,6 +50,9 @@ pub fn run(
             );
             for check in &report.checks {
                 let who = format!("{} → {}", check.plugin, check.binary);
+                if let Some(mismatch) = &check.sha256_mismatch {
+                    outln!("  {who:<28} sha256 MISMATCH: {mismatch}");
+                }
                 match (&check.items, &check.note) {
                     (Some(items), _) => {
                         let weak: Vec<String> = items

@@ -72,11 +72,17 @@ impl Simulate {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate policy files: exit 0 when valid (warnings allowed), 1 when not.
+    /// Validate policy files and judge them against this machine: exit 0
+    /// when valid (warnings allowed), 1 when not.
     Check {
         /// Policy files to check.
         #[arg(required = true, value_name = "POLICY")]
         policies: Vec<PathBuf>,
+        /// The policy is for other machines: a binary path that is not a
+        /// program here, or a sha256 pin that does not match the file here,
+        /// is a warning instead of an error.
+        #[arg(long)]
+        portable: bool,
     },
     /// Show what a request would run, or which rule refuses it:
     /// exit 0 allowed, 1 denied, 2 usage or policy error.
@@ -116,6 +122,14 @@ enum Command {
         /// must be red. Cases whose program is not installed still skip.
         #[arg(long)]
         require_live: bool,
+        /// How to print the results: `text` (one line per case), `junit`
+        /// (JUnit XML, as CI systems render it) or `json` (one object).
+        #[arg(long, value_enum, default_value = "text")]
+        format: test::Format,
+        /// Run only the cases whose name contains NAME (repeatable; a case
+        /// runs if it matches any).
+        #[arg(long, value_name = "NAME")]
+        filter: Vec<String>,
     },
     /// Run one job under the policy: exit with its status; 124 timeout,
     /// 125 jobwarden error, 126 denied, 128+N signal, 130 Ctrl-C.
@@ -184,20 +198,33 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => error_with_tips(error).exit(),
+    };
     let mut support = cli.simulate.options();
     if cli.no_cgroup_delegation {
         support.cgroup_delegation = jobwarden::sandbox::CgroupDelegation::Never;
     }
     let result = match cli.command {
-        Command::Check { policies } => Ok(check::run(&policies)),
+        Command::Check { policies, portable } => Ok(check::run(&policies, portable)),
         Command::Explain { job, json } => explain::run(&job, json, &support),
         Command::Run { job, json, why } => run::run(&job, json, why, &support),
         Command::Learn { job, write } => learn::run(&job, write.as_deref(), &support),
         Command::Test {
             files,
             require_live,
-        } => Ok(test::run(&files, require_live, &support)),
+            format,
+            filter,
+        } => Ok(test::run(
+            &files,
+            &test::Options {
+                require_live,
+                format,
+                filter,
+            },
+            &support,
+        )),
         Command::Doctor {
             apparmor_profile: true,
             ..
@@ -213,6 +240,71 @@ pub fn main() -> ExitCode {
         }
     };
     result.unwrap_or_else(Failure::report)
+}
+
+/// A command-line error, with a tip where a common mistake caused it:
+/// `jobwarden run git status` (clap reads `git` as an unknown argument)
+/// needs `--` before the command.
+fn error_with_tips(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(position) = args
+        .iter()
+        .position(|a| a == "run" || a == "explain" || a == "learn")
+    else {
+        return error;
+    };
+    let misread = matches!(
+        error.kind(),
+        ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
+    );
+    if !misread || args.iter().any(|a| a == "--") {
+        return error;
+    }
+    // The flags jobwarden knows stay before `--`; the first word that is
+    // not one of them (or its value) starts the command.
+    let subcommand = &args[position];
+    let mut flags = Vec::new();
+    let mut rest = args[position + 1..].iter().peekable();
+    while let Some(arg) = rest.next() {
+        let takes_value = [
+            "--policy",
+            "--repo",
+            "--plugin",
+            "--cwd",
+            "--env",
+            "--timeout",
+            "--label",
+            "--write",
+        ]
+        .contains(&arg.as_str());
+        // A command never starts with `-`: every such word is jobwarden's
+        // (`--json`, `--why`, `--env=K=V`).
+        if arg.starts_with('-') && !takes_value {
+            flags.push(arg.clone());
+        } else if takes_value {
+            flags.push(arg.clone());
+            flags.extend(rest.next().cloned());
+        } else {
+            let command: Vec<String> = std::iter::once(arg.clone()).chain(rest.cloned()).collect();
+            let mut suggested = vec!["jobwarden".to_string(), subcommand.clone()];
+            suggested.extend(flags);
+            suggested.push("--".into());
+            suggested.extend(command.iter().map(|w| jobwarden::decision::shell_quote(w)));
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![
+                    format!(
+                        "the command goes after `--`, so its own options are not read as jobwarden's: `{}`",
+                        suggested.join(" ")
+                    )
+                    .into(),
+                ]),
+            );
+            return error;
+        }
+    }
+    error
 }
 
 /// Loads `--policy` or the embedded default, printing its warnings.

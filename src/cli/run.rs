@@ -1,6 +1,10 @@
 //! `jobwarden run [flags] [--json] -- BINARY [ARGS...]`: runs one job under
 //! the policy and exits with its status.
 //!
+//! With `--json`, stdout carries every event in the contract's wire format
+//! and, after the event each belongs to, jobwarden's extension lines
+//! (`type` `jobwarden.enforcement` and `jobwarden.usage`; see `host::wire`).
+//!
 //! Exit codes: the job's own; 124 timeout; 126 refused by the policy (or
 //! by `enforcement = "required"` on this machine); 125 jobwarden's own error;
 //! 128+N killed by signal N; 128+N after a stop signal N to `run` itself
@@ -17,10 +21,11 @@ use super::output::Std;
 use super::signals::StopSignals;
 use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
+use jobwarden::host::wire::ExtensionLine;
 use jobwarden::output::Stream;
 use jobwarden::policy::WhenFull;
 use jobwarden::sandbox::SupportOptions;
-use jobwarden::{JobEnd, JobHost, PolicyJobHost};
+use jobwarden::{JobEnd, JobHost, PluginHandle, PolicyJobHost};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,7 +86,7 @@ pub fn run(
                 "jobwarden: cancelling the job ({}); it gets its grace period",
                 signal_name(sig)
             );
-            plugin.cancel(&id);
+            plugin.cancel_because(&id, format!("cancelled by {}", cancelled_by_words(sig)));
         })
     };
 
@@ -93,6 +98,7 @@ pub fn run(
     let mut refusal_seen = false;
     // Which of our streams' readers went away, and was passed on to the job.
     let (mut stdout_gone, mut stderr_gone) = (false, false);
+    let mut extension = ExtensionLines::default();
     loop {
         let events = plugin.wait_events(Duration::from_millis(100));
         let mut ended = false;
@@ -114,6 +120,9 @@ pub fn run(
                         serde_json::to_writer(&mut *w, &event)?;
                         w.write_all(b"\n")
                     });
+                    for line in extension.after(&event, &plugin, &id) {
+                        put(Std::Out, &mut out, |w| writeln!(w, "{}", line.to_json()));
+                    }
                     continue;
                 }
                 match event {
@@ -213,6 +222,57 @@ fn put<W: Write>(stream: Std, w: &mut W, f: impl FnOnce(&mut W) -> std::io::Resu
 /// `signal 1, SIGHUP`.
 fn signal_name(sig: i32) -> String {
     format!("signal {sig}, {}", jobwarden::platform::signal_name(sig))
+}
+
+/// A stop signal as the job's `JobCancelled` says it.
+fn cancelled_by_words(signal: i32) -> String {
+    if signal == signal_hook::consts::SIGINT {
+        "Ctrl-C".into()
+    } else {
+        jobwarden::platform::signal_name(signal).to_string()
+    }
+}
+
+/// With `--json`, jobwarden's extension lines (`jobwarden.enforcement`
+/// after `JobStarted`, `jobwarden.usage` after the terminal event; see
+/// `host::wire`), each written after the event it belongs to.
+#[derive(Default)]
+struct ExtensionLines {
+    enforcement_written: bool,
+    started: bool,
+}
+
+impl ExtensionLines {
+    fn after(&mut self, event: &JobEvent, plugin: &PluginHandle, id: &str) -> Vec<ExtensionLine> {
+        let mut lines = Vec::new();
+        if matches!(event, JobEvent::JobStarted { .. }) {
+            self.started = true;
+        }
+        // The report exists once the job was prepared: after JobStarted, or
+        // with the JobFailed of a job `required` refused before it ran.
+        if (self.started || event.is_terminal())
+            && !self.enforcement_written
+            && let Some(report) = plugin.enforcement(id)
+        {
+            self.enforcement_written = true;
+            lines.push(ExtensionLine::enforcement(id, &report));
+        }
+        if event.is_terminal() && self.started {
+            let error = match event {
+                JobEvent::JobFailed { data, .. } => Some(data.error.as_str()),
+                JobEvent::JobCancelled { data, .. } => Some(data.reason.as_str()),
+                _ => None,
+            };
+            let usage = plugin.usage(id).unwrap_or_default();
+            lines.push(ExtensionLine::usage(
+                id,
+                &usage,
+                plugin.end(id).as_ref(),
+                error,
+            ));
+        }
+        lines
+    }
 }
 
 /// The live status line on a terminal's stderr: elapsed time, then the

@@ -1,89 +1,131 @@
-//! `jobwarden test [--require-live] FILE...`: run policy test files. One
-//! line per case, then `N passed, N failed`. Exit 0 only when every case
-//! passed (skips allowed), 1 when a case failed, 2 when a test file or its
-//! policy is unusable. A live case this machine cannot confine is a skip,
-//! or with `--require-live` a failure.
+//! `jobwarden test [--require-live] [--format text|junit|json] [--filter
+//! NAME]... FILE...`: run policy test files. As text: one line per case,
+//! then `N passed, N failed, N skipped`; as JUnit XML or one JSON object on
+//! stdout for CI (the case lines and diagnostics then go to stderr). Exit 0
+//! only when every case passed (skips allowed), 1 when a case failed, 2
+//! when a test file or its policy is unusable. A live case this machine
+//! cannot confine is a skip, or with `--require-live` a failure.
 
 use jobwarden::sandbox::SupportOptions;
-use jobwarden::testing::{RunOptions, TestFile, TestFileError, Verdict, run_file};
+use jobwarden::testing::report::{self, FileOutcome, Status, Summary};
+use jobwarden::testing::{RunOptions, TestFile, TestFileError, run_file};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(files: &[PathBuf], require_live: bool, support: &SupportOptions) -> ExitCode {
+/// How `test` prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// One line per case and the summary.
+    Text,
+    /// JUnit XML on stdout.
+    Junit,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// The flags of `test`.
+pub(crate) struct Options {
+    pub require_live: bool,
+    pub format: Format,
+    pub filter: Vec<String>,
+}
+
+pub fn run(files: &[PathBuf], options: &Options, support: &SupportOptions) -> ExitCode {
     let probe = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join("jobwarden-probe")))
         .filter(|p| p.is_file());
-    let options = RunOptions {
+    let run_options = RunOptions {
         probe,
         support: support.clone(),
     };
-    let (mut passed, mut failed, mut skipped, mut unusable) = (0, 0, 0, 0);
+    // In text form the case lines are the output; for JUnit and JSON the
+    // document is, and the lines go to stderr for whoever watches the log.
+    let say = |line: String| match options.format {
+        Format::Text => outln!("{line}"),
+        Format::Junit | Format::Json => errln!("{line}"),
+    };
+    let mut outcomes = Vec::new();
+    let mut filtered_out = 0;
     for path in files {
-        let file = match TestFile::load(path) {
+        let mut file = match TestFile::load(path) {
             Ok(file) => file,
             Err(TestFileError::Invalid(report)) => {
                 err!("{}", report.render());
-                outln!(
+                say(format!(
                     "{}: invalid test file ({} error(s))",
                     path.display(),
                     report.error_count()
-                );
-                unusable += 1;
+                ));
+                outcomes.push(FileOutcome::Unusable {
+                    file: path.clone(),
+                    error: report.render(),
+                });
                 continue;
             }
             Err(e) => {
-                outln!("{e}");
-                unusable += 1;
+                say(e.to_string());
+                outcomes.push(FileOutcome::Unusable {
+                    file: path.clone(),
+                    error: e.to_string(),
+                });
                 continue;
             }
         };
-        let result = run_file(&file, &options);
-        outln!("{} (policy {})", path.display(), result.policy);
+        if !options.filter.is_empty() {
+            let before = file.cases.len();
+            file.cases.retain(|case| {
+                options
+                    .filter
+                    .iter()
+                    .any(|f| case.name.contains(f.as_str()))
+            });
+            filtered_out += before - file.cases.len();
+        }
+        let result = run_file(&file, &run_options);
+        say(format!("{} (policy {})", path.display(), result.policy));
         if let Some(error) = &result.error {
             err!("{error}");
             if !error.ends_with('\n') {
                 errln!();
             }
-            unusable += 1;
         }
         for case in &result.results {
             let kind = if case.live { "live" } else { "static" };
-            match &case.verdict {
-                Verdict::Pass => {
-                    passed += 1;
-                    outln!("  pass  {} ({kind})", case.name);
+            say(match report::status(&case.verdict, options.require_live) {
+                Status::Passed => format!("  pass  {} ({kind})", case.name),
+                Status::Failed(why) => {
+                    format!("  FAIL  {} ({kind}, line {}): {why}", case.name, case.line)
                 }
-                Verdict::Fail(why) => {
-                    failed += 1;
-                    outln!("  FAIL  {} ({kind}, line {}): {why}", case.name, case.line);
+                Status::Skipped(why) => {
+                    format!("  skip  {} ({kind}, line {}): {why}", case.name, case.line)
                 }
-                Verdict::Skip(why) => {
-                    skipped += 1;
-                    outln!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
-                }
-                Verdict::CannotConfine(why) if require_live => {
-                    failed += 1;
-                    outln!(
-                        "  FAIL  {} ({kind}, line {}): not proven on this machine (--require-live): {why}",
-                        case.name,
-                        case.line
-                    );
-                }
-                Verdict::CannotConfine(why) => {
-                    skipped += 1;
-                    outln!("  skip  {} ({kind}, line {}): {why}", case.name, case.line);
-                }
-            }
+            });
+        }
+        outcomes.push(FileOutcome::Ran(result));
+    }
+    let summary = Summary::of(&outcomes, options.require_live);
+    if filtered_out > 0 {
+        say(format!("{filtered_out} filtered out"));
+    }
+    match options.format {
+        Format::Text => outln!("{}", summary.line()),
+        Format::Junit => {
+            errln!("{}", summary.line());
+            out!("{}", report::junit(&outcomes, options.require_live));
+        }
+        Format::Json => {
+            errln!("{}", summary.line());
+            let value = report::json(&outcomes, options.require_live, filtered_out);
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&value).expect("JSON values serialise")
+            );
         }
     }
-    if skipped > 0 {
-        outln!("{skipped} skipped");
-    }
-    outln!("{passed} passed, {failed} failed");
-    if unusable > 0 {
+    if summary.unusable > 0 {
         ExitCode::from(2)
-    } else if failed > 0 {
+    } else if summary.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

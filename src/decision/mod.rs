@@ -13,10 +13,12 @@
 //! and the program, checking that they exist); nothing is opened, hashed or
 //! spawned here, so it is cheap enough for a TUI thread.
 
+mod args;
 mod plan;
 mod repo;
 mod request;
 
+pub use args::allowed_command_lines;
 pub use plan::*;
 pub use repo::repo_refusal;
 pub use request::{MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_BYTES, MAX_ENV_VARS, MAX_LABEL_BYTES};
@@ -53,6 +55,31 @@ pub fn decide(
     plugin: &str,
     request: &JobSpawnRequest,
     ctx: &DecisionContext<'_>,
+) -> Result<Plan, Denial> {
+    decide_with(policy, plugin, request, ctx, true)
+}
+
+/// The plan `plugin`'s jobs of `binary` would get, whatever their
+/// arguments: every rule but the argument rules. For assessing what a
+/// binary's jobs would get on this machine (`doctor --policy`, whose
+/// requests have no arguments an `args.allow` list would take), never for
+/// running a job.
+pub fn plan_for_binary(
+    policy: &Policy,
+    plugin: &str,
+    binary: &str,
+    ctx: &DecisionContext<'_>,
+) -> Result<Plan, Denial> {
+    let request = JobSpawnRequest::new(binary, Vec::<String>::new());
+    decide_with(policy, plugin, &request, ctx, false)
+}
+
+fn decide_with(
+    policy: &Policy,
+    plugin: &str,
+    request: &JobSpawnRequest,
+    ctx: &DecisionContext<'_>,
+    check_arguments: bool,
 ) -> Result<Plan, Denial> {
     request::validate(request)?;
 
@@ -99,9 +126,14 @@ pub fn decide(
 
     // Every policy rule comes before the machine-dependent lookup of the
     // program, so a denial names the policy's rule wherever it runs.
-    check_args(binary_rule, &request.args)?;
+    let args_key = if check_arguments {
+        check_args(binary_rule, &request.args)?;
+        args::check_allowed(binary_rule, plugin_rule, &request.args)?
+    } else {
+        None
+    };
     let mut notes = Vec::new();
-    let (env, env_dropped) = build_env(
+    let (env, env_keys, env_dropped) = build_env(
         policy,
         &layers,
         request,
@@ -134,7 +166,9 @@ pub fn decide(
         program_key,
         sha256: binary_rule.sha256.clone(),
         args: request.args.clone(),
+        args_key,
         env,
+        env_keys,
         env_dropped,
         cwd,
         repo: ctx.repo.to_path_buf(),
@@ -345,6 +379,14 @@ fn builtin_deny() -> &'static [Pattern] {
     builtin_deny_patterns()
 }
 
+/// The job's environment, the key that put each variable there, and what
+/// was left out.
+type EnvBuilt = (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    Vec<EnvDrop>,
+);
+
 /// The job's environment: inherited host variables, then the policy's fixed
 /// values, then what the request injects; deny patterns win over all three.
 /// With `ignore_case` (Windows), names are compared without case and the
@@ -356,7 +398,7 @@ fn build_env(
     ctx: &DecisionContext<'_>,
     values: &Placeholders<'_>,
     ignore_case: bool,
-) -> Result<(BTreeMap<String, String>, Vec<EnvDrop>), Denial> {
+) -> Result<EnvBuilt, Denial> {
     let mut deny: Vec<&Pattern> = Vec::new();
     if policy.builtin_env_deny {
         deny.extend(builtin_deny());
@@ -382,12 +424,16 @@ fn build_env(
         .map_or(DEFAULT_ON_DISALLOWED, |s| s.value);
 
     let mut env = BTreeMap::new();
+    let mut keys = BTreeMap::new();
     let mut dropped = Vec::new();
 
     for (name, value) in ctx.host_env {
         // Windows folds case beyond ASCII by its own table: a name outside
         // ASCII could alias a denied one, so none is passed there.
-        if !inherit.iter().any(|p| matches(p, name)) || (ignore_case && !name.is_ascii()) {
+        let Some(inherited_by) = inherit.iter().find(|p| matches(p, name)) else {
+            continue;
+        };
+        if ignore_case && !name.is_ascii() {
             continue;
         }
         match denied(name) {
@@ -398,6 +444,7 @@ fn build_env(
             }),
             None => {
                 env.insert(fold(name), value.clone());
+                keys.insert(fold(name), inherited_by.key.clone());
             }
         }
     }
@@ -416,6 +463,7 @@ fn build_env(
                 rule: rule.key.clone(),
             });
             env.remove(name);
+            keys.remove(name);
             continue;
         }
         let value = template.value.render(values).map_err(|e| {
@@ -426,11 +474,13 @@ fn build_env(
             )
         })?;
         env.insert(name.clone(), value);
+        keys.insert(name.clone(), template.key.clone());
     }
 
     let mut injected: Vec<(&String, &String)> = request.env.iter().collect();
     injected.sort();
     for (name, value) in injected {
+        let mut allowed = None;
         let refusal = if ignore_case && !name.is_ascii() {
             Some(Denial::new(
                 "env",
@@ -452,7 +502,10 @@ fn build_env(
                 format!("the request injects {name}, which the policy fixes"),
                 format!("do not inject {name}, or remove it from `{}`", template.key),
             ))
-        } else if !allow.iter().any(|p| matches(p, name)) {
+        } else if let Some(allowed_by) = allow.iter().find(|p| matches(p, name)) {
+            allowed = Some(allowed_by.key.clone());
+            None
+        } else {
             Some(Denial::new(
                 "env.allow",
                 format!("the request injects {name}, which no `env.allow` rule allows"),
@@ -460,12 +513,11 @@ fn build_env(
                     "add \"{name}\" to `env.allow` (or a binary's or plugin's `env.allow`), or do not inject it"
                 ),
             ))
-        } else {
-            None
         };
         match (refusal, on_disallowed) {
             (None, _) => {
                 env.insert(fold(name), value.clone());
+                keys.insert(fold(name), allowed.unwrap_or_else(|| "env.allow".into()));
             }
             (Some(denial), crate::policy::OnDisallowed::Reject) => return Err(denial),
             (Some(denial), crate::policy::OnDisallowed::Drop) => dropped.push(EnvDrop {
@@ -475,7 +527,7 @@ fn build_env(
             }),
         }
     }
-    Ok((env, dropped))
+    Ok((env, keys, dropped))
 }
 
 /// The working directory: the repo root, a path relative to it, or an
@@ -846,11 +898,11 @@ binaries = ["t"]
         let plain = JobSpawnRequest::new("t", Vec::<String>::new());
 
         // Case-insensitive: `lang` is inherited as LANG.
-        let (env, _) = env_of(&plain, true).unwrap();
+        let (env, _, _) = env_of(&plain, true).unwrap();
         assert_eq!(env.get("LANG").map(String::as_str), Some("C"));
         assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
         // Case-sensitive: `lang` is not `LANG`.
-        let (env, _) = env_of(&plain, false).unwrap();
+        let (env, _, _) = env_of(&plain, false).unwrap();
         assert!(!env.contains_key("LANG") && !env.contains_key("lang"));
 
         // A lower-case spelling of a denied name is denied.
@@ -867,7 +919,7 @@ binaries = ["t"]
         let odd = plain.clone().with_env("PROBE_\u{17f}", "1");
         assert!(env_of(&odd, true).is_err());
         let flag = plain.clone().with_env("my_flag", "1");
-        let (env, _) = env_of(&flag, true).unwrap();
+        let (env, _, _) = env_of(&flag, true).unwrap();
         assert_eq!(env.get("MY_FLAG").map(String::as_str), Some("1"));
         assert!(env_of(&flag, false).is_err());
     }

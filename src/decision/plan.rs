@@ -33,8 +33,14 @@ pub struct Plan {
     pub sha256: Option<Sourced<[u8; 32]>>,
     /// Arguments after `argv[0]`.
     pub args: Vec<String>,
+    /// The `args.allow` pattern the arguments matched (`binaries.npm.args.allow[0]`),
+    /// or `None` when no allow-list applies to this plugin and binary.
+    pub args_key: Option<String>,
     /// The job's complete environment.
     pub env: BTreeMap<String, String>,
+    /// For each variable of `env`, the key that put it there
+    /// (`env.set.PATH`, `env.inherit[0]`, `env.allow[1]`).
+    pub env_keys: BTreeMap<String, String>,
     /// Variables that were left out, and why (names only, never values).
     pub env_dropped: Vec<EnvDrop>,
     /// The canonical working directory (inside `repo`).
@@ -273,7 +279,10 @@ impl fmt::Display for Plan {
             .chain(self.args.iter().cloned())
             .map(|a| shell_quote(&a))
             .collect();
-        writeln!(f, "  argv      {}", argv.join(" "))?;
+        match &self.args_key {
+            Some(key) => writeln!(f, "  argv      {}  ({key})", argv.join(" "))?,
+            None => writeln!(f, "  argv      {}", argv.join(" "))?,
+        }
         writeln!(f, "  cwd       {}", self.cwd.display())?;
         writeln!(
             f,
@@ -283,7 +292,10 @@ impl fmt::Display for Plan {
         )?;
         writeln!(f, "  env")?;
         for (name, value) in &self.env {
-            writeln!(f, "    {name}={}", shell_quote(value))?;
+            match self.env_keys.get(name) {
+                Some(key) => writeln!(f, "    {name}={}  ({key})", shell_quote(value))?,
+                None => writeln!(f, "    {name}={}", shell_quote(value))?,
+            }
         }
         for drop in &self.env_dropped {
             writeln!(
@@ -407,9 +419,9 @@ impl fmt::Display for Plan {
         let o = &self.output;
         writeln!(
             f,
-            "  output    {:?}, sanitize {:?}, lines ≤ {}, tail {}, when full {}  ({})",
-            o.mode.value,
-            o.sanitize.value,
+            "  output    mode {}, sanitize {}, lines ≤ {}, tail {}, when full {}  ({})",
+            o.mode.value.name(),
+            o.sanitize.value.name(),
             format_size(o.max_line_bytes.value),
             format_size(o.tail_bytes.value),
             o.when_full.value.name(),

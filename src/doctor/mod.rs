@@ -8,7 +8,7 @@
 //! detected support is shown, marked unverified.
 
 use crate::contract::{JobEvent, JobSpawnRequest};
-use crate::decision::{DecisionContext, decide};
+use crate::decision::{DecisionContext, plan_for_binary};
 use crate::host::{JobEnd, PluginHandle, PolicyJobHost};
 use crate::policy::{EnforcementPolicy, Policy};
 use crate::sandbox::Item;
@@ -67,6 +67,10 @@ pub struct PolicyCheck {
     /// `None` when the binary is not installed here (the reason in `note`).
     pub items: Option<Vec<Item>>,
     pub note: Option<String>,
+    /// When the binary's `sha256` pin does not match the file here (every
+    /// job of it would be refused): what the file hashes to, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256_mismatch: Option<String>,
 }
 
 /// A policy's needs against this machine.
@@ -176,22 +180,24 @@ pub fn assess_policy(policy: &Policy, support: &HostSupport, repo: &Path) -> Pol
     let mut would_refuse = false;
     for plugin in policy.plugins.values().chain(policy.catch_all.iter()) {
         for binary in &plugin.binaries {
-            let request = JobSpawnRequest::new(binary.value.clone(), Vec::<String>::new());
-            let (items, note) = match decide(policy, &plugin.name, &request, &ctx) {
-                Ok(plan) => {
-                    let report = assess(&plan, support);
-                    if report.refusal(&policy.enforcement).is_some() {
-                        would_refuse = true;
+            let (items, note, sha256_mismatch) =
+                match plan_for_binary(policy, &plugin.name, &binary.value, &ctx) {
+                    Ok(plan) => {
+                        let report = assess(&plan, support);
+                        let mismatch = pin_mismatch(&plan);
+                        if report.refusal(&policy.enforcement).is_some() {
+                            would_refuse = true;
+                        }
+                        (Some(report.items), None, mismatch)
                     }
-                    (Some(report.items), None)
-                }
-                Err(denial) => (None, Some(denial.reason)),
-            };
+                    Err(denial) => (None, Some(denial.reason), None),
+                };
             checks.push(PolicyCheck {
                 plugin: plugin.name.clone(),
                 binary: binary.value.clone(),
                 items,
                 note,
+                sha256_mismatch,
             });
         }
     }
@@ -220,6 +226,29 @@ pub fn apparmor_profile(program: &str) -> String {
         text.push('\n');
     }
     text
+}
+
+/// Why the plan's program does not match its `sha256` pin, if it does not
+/// (what the program layer would refuse the job for).
+fn pin_mismatch(plan: &crate::Plan) -> Option<String> {
+    let pin = plan.sha256.as_ref()?;
+    let actual =
+        std::fs::File::open(&plan.program).and_then(|file| crate::sandbox::sha256_of(&file));
+    match actual {
+        Ok(actual) if actual == pin.value => None,
+        Ok(actual) => Some(format!(
+            "{} has sha256 {}, but `{}` pins {}: every job of it would be refused",
+            plan.program.display(),
+            crate::policy::hex(&actual),
+            pin.key,
+            crate::policy::hex(&pin.value)
+        )),
+        Err(e) => Some(format!(
+            "{} cannot be read to check `{}`: {e}",
+            plan.program.display(),
+            pin.key
+        )),
+    }
 }
 
 /// True when an item is weaker than asked.

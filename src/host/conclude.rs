@@ -198,12 +198,21 @@ fn limit_text(limit: &Limit, size: bool) -> String {
     }
 }
 
+/// The words that say a limit killed a job, and the limit's name in the
+/// usage line (`wire.rs` reads a terminal event's text by these).
+pub(super) const LIMIT_KILLS: [(&str, &str); 3] = [
+    ("killed by the CPU time limit", "cpu"),
+    ("killed by the file size limit", "file_size"),
+    ("killed by the memory limit", "memory"),
+];
+
 /// Why a job died by `signal`, naming the limit when one explains it.
 fn describe_signal(signal: i32, plan: &Plan, oom_kills: u64, cpu: Duration) -> String {
     let limits = &plan.limits;
     let cpu_limit = || {
         format!(
-            "killed by the CPU time limit ({} s, `{}`)",
+            "{} ({} s, `{}`)",
+            LIMIT_KILLS[0].0,
             limit_text(&limits.cpu_secs.value, false),
             limits.cpu_secs.key
         )
@@ -213,13 +222,15 @@ fn describe_signal(signal: i32, plan: &Plan, oom_kills: u64, cpu: Duration) -> S
         cpu_limit()
     } else if is(SIGNALS.file_size_limit) {
         format!(
-            "killed by the file size limit ({}, `{}`)",
+            "{} ({}, `{}`)",
+            LIMIT_KILLS[1].0,
             limit_text(&limits.file_size.value, true),
             limits.file_size.key
         )
     } else if is(SIGNALS.kill) && oom_kills > 0 {
         format!(
-            "killed by the memory limit ({}, `{}`)",
+            "{} ({}, `{}`)",
+            LIMIT_KILLS[2].0,
             limit_text(&limits.memory.value, true),
             limits.memory.key
         )

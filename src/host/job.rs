@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 /// `wait` job spends waiting for its plugin to drain does not count.
 pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
+/// The least time between two `JobProgress` events of one job when the
+/// job declares progress faster than that: about one frame of a TUI, so a
+/// declared step shows when it is printed, not at the next sample, and a
+/// job printing thousands of them costs its plugin at most ten a second.
+pub(super) const MIN_PROGRESS_GAP: Duration = Duration::from_millis(100);
+
 /// A job jobwarden is stopping (cancel, timeout, shutdown).
 pub(super) struct Termination {
     pub stopped: Stopped,
@@ -66,6 +72,8 @@ pub(super) struct Job {
     pub started_at: String,
     pub deadline: Instant,
     pub next_sample: Instant,
+    /// When the last `JobProgress` went out (see [`MIN_PROGRESS_GAP`]).
+    last_progress: Option<Instant>,
     /// Members at the last sample, to forget them in the sampler later.
     pub sampled_pids: Vec<i32>,
     pub termination: Option<Termination>,
@@ -152,6 +160,7 @@ impl Job {
             started: now,
             started_at: crate::contract::timestamp_now(),
             next_sample: first_sample,
+            last_progress: None,
             sampled_pids: Vec::new(),
             termination: None,
             exit: None,
@@ -227,6 +236,11 @@ impl Job {
                 consider(at);
             }
             consider(self.next_sample);
+            if self.output.progress.has_update()
+                && let Some(at) = self.last_progress
+            {
+                consider(at + MIN_PROGRESS_GAP);
+            }
         }
         // While waiting for a drain, the drain deadline is not running.
         if let Some(at) = self.drain_until
@@ -340,6 +354,16 @@ impl Job {
         grace.is_zero() || !self.tree.terminate(host, leaders)
     }
 
+    /// Whether declared progress is waiting that should go out now rather
+    /// than at the next sample: none went out in the last
+    /// [`MIN_PROGRESS_GAP`].
+    pub fn progress_waiting(&self, now: Instant) -> bool {
+        self.output.progress.has_update()
+            && self
+                .last_progress
+                .is_none_or(|at| now.saturating_duration_since(at) >= MIN_PROGRESS_GAP)
+    }
+
     /// A `system` line the first time the processes limit refuses the job
     /// a process or thread: a job that hits it usually retries or waits
     /// rather than fails, and would otherwise stall in silence.
@@ -366,12 +390,14 @@ impl Job {
             self.usage.rss_bytes = sample.rss_bytes;
             self.usage.peak_rss_bytes = self.usage.peak_rss_bytes.max(sample.rss_bytes);
             self.usage.processes = sample.processes;
+            self.usage.peak_processes = self.usage.peak_processes.max(sample.processes);
             self.usage.cpu_time = self.usage.cpu_time.max(sample.cpu_time);
         }
         let declared = self.output.progress.take_update();
         if declared.is_none() && sample.is_none() {
             return None;
         }
+        self.last_progress = Some(Instant::now());
         let step = self
             .output
             .progress

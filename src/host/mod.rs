@@ -27,6 +27,7 @@ mod shared;
 mod supervisor;
 mod tmp_root;
 mod wake;
+pub mod wire;
 
 pub use audit::{AuditError, AuditLog};
 pub use builder::{HostBuilder, HostError};
@@ -71,6 +72,8 @@ pub struct Usage {
     pub peak_rss_bytes: u64,
     /// Processes in the tree now.
     pub processes: u32,
+    /// The most processes seen in the tree at one sample.
+    pub peak_processes: u32,
 }
 
 /// How a job ended, structured for Rust callers (the contract's events
@@ -314,25 +317,8 @@ impl JobHost for PluginHandle {
     }
 
     fn cancel(&self, job_id: &JobId) -> bool {
-        if !self.capabilities.cancel {
-            // The contract's answer for "no cancellation was sent" is false;
-            // the embedder hears why, since the plugin cannot be told more.
-            self.shared.warn(format!(
-                "plugin {} may not cancel jobs (its handle lacks the cancel capability); cancel of {job_id} refused",
-                self.plugin
-            ));
-            return false;
-        }
-        match self.shared.owned_record(&self.plugin, job_id) {
-            Some(record) if !record.status.is_finished() => {
-                self.shared.send(Command::Cancel {
-                    id: job_id.clone(),
-                    reason: format!("cancelled by plugin {}", self.plugin),
-                });
-                true
-            }
-            _ => false,
-        }
+        let reason = format!("cancelled by plugin {}", self.plugin);
+        self.cancel_because(job_id, reason)
     }
 
     fn status(&self, job_id: &JobId) -> Option<JobStatus> {
@@ -346,6 +332,33 @@ impl JobHost for PluginHandle {
         match queues.get_mut(&self.plugin) {
             Some(queue) if !queue.is_empty() => self.shared.drain(&self.plugin, queue),
             _ => Vec::new(),
+        }
+    }
+}
+
+impl PluginHandle {
+    /// [`JobHost::cancel`] with the reason the job's `JobCancelled` gives,
+    /// for embedders that know better than "cancelled by plugin NAME" (a
+    /// command line cancelling on Ctrl-C says so).
+    pub fn cancel_because(&self, job_id: &JobId, reason: impl Into<String>) -> bool {
+        if !self.capabilities.cancel {
+            // The contract's answer for "no cancellation was sent" is false;
+            // the embedder hears why, since the plugin cannot be told more.
+            self.shared.warn(format!(
+                "plugin {} may not cancel jobs (its handle lacks the cancel capability); cancel of {job_id} refused",
+                self.plugin
+            ));
+            return false;
+        }
+        match self.shared.owned_record(&self.plugin, job_id) {
+            Some(record) if !record.status.is_finished() => {
+                self.shared.send(Command::Cancel {
+                    id: job_id.clone(),
+                    reason: reason.into(),
+                });
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -5,9 +5,10 @@
 //! the `/proc` reconstruction without one — and only those pids are
 //! refreshed with sysinfo (a targeted refresh costs ~40 µs per pid here; a
 //! full refresh 8–27 ms). All jobs due at the same moment share one refresh.
-//! Each tick yields one `JobProgress` per job, so a TUI gets at most one per
-//! interval: the latest declared percent and step, or, when the job declared
-//! nothing, its resource use.
+//! Each tick yields one `JobProgress` per job: the latest declared percent
+//! and step, or, when the job declared nothing, its resource use. Progress
+//! a job declares is not held for the tick: it is sampled at once, unless a
+//! `JobProgress` went out less than 100 ms before (`MIN_PROGRESS_GAP`).
 
 use super::Usage;
 use super::job::Job;
@@ -129,9 +130,11 @@ impl Sampler {
             .filter(|(_, j)| !j.tree.exact() && due(j, j.tree.next_scan))
             .map(|(s, _)| *s)
             .collect();
+        // Declared progress goes out when it is printed (rate-limited by
+        // the job), not at the job's next point on the grid.
         let sample_due: Vec<usize> = jobs
             .iter()
-            .filter(|(_, j)| due(j, j.next_sample))
+            .filter(|(_, j)| due(j, j.next_sample) || (j.running() && j.progress_waiting(now)))
             .map(|(s, _)| *s)
             .collect();
         if track_due.is_empty() && sample_due.is_empty() {

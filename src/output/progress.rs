@@ -109,6 +109,11 @@ impl ProgressTracker {
         }
     }
 
+    /// Whether there is progress [`ProgressTracker::take_update`] would return.
+    pub fn has_update(&self) -> bool {
+        self.changed
+    }
+
     /// True once the job has declared anything.
     pub fn declared(&self) -> bool {
         self.percent.is_some() || self.step.is_some()

@@ -65,6 +65,10 @@ pub enum Code {
     MissingOnThisMachine,
     /// A rule that can never take effect.
     NoEffect,
+    /// A binary path that is a directory or not executable on this machine.
+    NotExecutable,
+    /// A binary's `sha256` that does not match the file on this machine.
+    Sha256Mismatch,
     /// So many problems that the rest were not reported.
     TooManyProblems,
 }
@@ -92,6 +96,8 @@ impl Code {
             Code::NotAllowedHere => "not-allowed-here",
             Code::MissingOnThisMachine => "missing-on-this-machine",
             Code::NoEffect => "no-effect",
+            Code::NotExecutable => "not-executable",
+            Code::Sha256Mismatch => "sha256-mismatch",
             Code::TooManyProblems => "too-many-problems",
         }
     }

@@ -10,6 +10,7 @@
 
 use super::defaults::{DEFAULT_DENY_DEFAULTS, DEFAULT_ENFORCEMENT};
 use super::diagnostic::{Code, Diagnostic, Severity};
+use super::machine::ThisMachine;
 use super::model::{
     BUILTIN, Enforcement, EnforcementGroup, EnforcementPolicy, Policy, PolicyOrigin, Sourced,
 };
@@ -33,13 +34,18 @@ pub(crate) struct Loaded {
 /// Reads and validates `text`. `name` is used in `origin`, `sha256` is the
 /// hash of the bytes the text came from. On failure, every diagnostic:
 /// errors and warnings alike.
-pub(crate) fn load(name: &str, text: &str, sha256: String) -> Result<Loaded, Vec<Diagnostic>> {
+pub(crate) fn load(
+    name: &str,
+    text: &str,
+    sha256: String,
+    mode: ThisMachine,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let root = match toml_span::parse(text) {
         Ok(root) => root,
         Err(err) => return Err(vec![syntax_error(&err)]),
     };
     let mut reader = Reader::new(text);
-    let policy = read_policy(&mut reader, root, name, sha256);
+    let policy = read_policy(&mut reader, root, name, sha256, mode);
     let (errors, warnings): (Vec<_>, Vec<_>) = reader
         .diagnostics
         .into_iter()
@@ -78,6 +84,7 @@ fn read_policy(
     root: Value<'_>,
     name: &str,
     sha256: String,
+    mode: ThisMachine,
 ) -> Option<Policy> {
     let root_span = span_of(&root);
     let mut top = Section::open(reader, String::new(), root, "", schema::TOP, Level::Top)?;
@@ -107,7 +114,7 @@ fn read_policy(
             sha256,
         },
     };
-    validate::policy(reader, &policy);
+    validate::policy(reader, &policy, mode);
     Some(policy)
 }
 

@@ -19,6 +19,7 @@
 pub mod defaults;
 mod diagnostic;
 mod load;
+mod machine;
 mod model;
 pub(crate) mod reader;
 pub mod schema;
@@ -34,12 +35,13 @@ pub use defaults::{
     MIN_PROGRESS_INTERVAL, builtin_deny_patterns,
 };
 pub use diagnostic::{Code, Diagnostic, Severity, Source, did_you_mean};
+pub use machine::ThisMachine;
 pub use model::*;
 pub use sections::{
-    ArgRules, BinaryRule, EnvLayer, FilesystemLayer, GitAccess, Layer, LimitsLayer, NetworkLayer,
-    OnDisallowed, OnLongTimeout, OutputLayer, OutputMode, PluginRule, ProgressLayer,
-    ProgressPattern, Sanitize, SeccompLayer, WhenFull, check_env_name, valid_binary_name,
-    valid_plugin_name,
+    ArgElement, ArgPattern, ArgRules, BinaryRule, Difference, EnvLayer, FilesystemLayer, GitAccess,
+    Layer, LimitsLayer, NetworkLayer, OnDisallowed, OnLongTimeout, OutputLayer, OutputMode,
+    PluginArgs, PluginRule, ProgressLayer, ProgressPattern, REST_MARKER, Sanitize, SeccompLayer,
+    WhenFull, check_env_name, valid_binary_name, valid_plugin_name,
 };
 pub use template::{PathTemplate, Placeholder, Placeholders, Template, UnresolvedPlaceholder};
 
@@ -141,6 +143,14 @@ impl Policy {
     /// most [`MAX_POLICY_FILE_BYTES`], read in bounded time and memory
     /// whatever the path really is.
     pub fn load(path: impl AsRef<Path>) -> Result<LoadedPolicy, LoadError> {
+        Self::load_for(path, ThisMachine::Load)
+    }
+
+    /// Reads and validates the policy file at `path`, judging its binaries
+    /// against this machine as `mode` says (`jobwarden check` uses
+    /// [`ThisMachine::Check`]: a binary path that is not a program, or a
+    /// pin that does not match the file here, is an error).
+    pub fn load_for(path: impl AsRef<Path>, mode: ThisMachine) -> Result<LoadedPolicy, LoadError> {
         use crate::platform::{SmallFileError, read_small_file};
         let path = path.as_ref();
         let bytes = read_small_file(path, MAX_POLICY_FILE_BYTES).map_err(|e| match e {
@@ -162,17 +172,27 @@ impl Policy {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&path.display().to_string(), text)
+        Self::from_toml_for(&path.display().to_string(), text, mode)
     }
 
     /// Validates policy text. `name` is how messages refer to it.
     pub fn from_toml(name: &str, text: &str) -> Result<LoadedPolicy, LoadError> {
+        Self::from_toml_for(name, text, ThisMachine::Load)
+    }
+
+    /// Validates policy text, judging its binaries against this machine as
+    /// `mode` says.
+    pub fn from_toml_for(
+        name: &str,
+        text: &str,
+        mode: ThisMachine,
+    ) -> Result<LoadedPolicy, LoadError> {
         let sha256 = hex(&sha2::Sha256::digest(text.as_bytes()));
         let source = Source {
             name: name.to_string(),
             text: Arc::from(text),
         };
-        match load::load(name, text, sha256) {
+        match load::load(name, text, sha256, mode) {
             Ok(loaded) => Ok(LoadedPolicy {
                 policy: Arc::new(loaded.policy),
                 warnings: Report {

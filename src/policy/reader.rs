@@ -493,9 +493,18 @@ impl Reader<'_> {
             }
             Ok(n) => Some(Limit::Value(n)),
             Err(why) => {
-                self.error(Code::InvalidValue, span, format!("`{path}` is not a size: {why}"))
-                    .notes
-                    .push("note: write a number of bytes or a string such as \"64 KiB\", \"512 MiB\", \"2 GiB\"".into());
+                let suggestion = value.as_str().and_then(units::suggest_size);
+                let diagnostic = self.error(
+                    Code::InvalidValue,
+                    span,
+                    format!("`{path}` is not a size: {why}"),
+                );
+                if let Some(suggestion) = suggestion {
+                    diagnostic
+                        .notes
+                        .push(format!("help: did you mean \"{suggestion}\"?"));
+                }
+                diagnostic.notes.push("note: write a number of bytes or a string such as \"64 KiB\", \"512 MiB\", \"4.5 GiB\"".into());
                 None
             }
         }

@@ -356,6 +356,18 @@ impl<'r, 't, 'de> Section<'r, 't, 'de> {
         }
     }
 
+    /// Allowed command lines (`Kind::ArgPatterns`).
+    pub(crate) fn arg_patterns(
+        &mut self,
+        name: &str,
+    ) -> Option<Sourced<Vec<super::sections::ArgPattern>>> {
+        let Kind::ArgPatterns = self.kind(name) else {
+            self.mismatch(name, "argument patterns")
+        };
+        let (key, _, value) = self.take(name)?;
+        super::sections::read_allow(self.reader, &key, value)
+    }
+
     /// Ports (`Kind::Ports`).
     pub(crate) fn ports(&mut self, name: &str) -> Vec<Sourced<u16>> {
         let Kind::Ports { allow_zero } = self.kind(name) else {
@@ -461,6 +473,7 @@ mod tests {
             Kind::GlobList | Kind::StringList => "[\"x\"]".into(),
             Kind::RegexList => "[\"(?P<percent>\\\\d+)%\"]".into(),
             Kind::Ports { .. } => "[443]".into(),
+            Kind::ArgPatterns => "[[\"x\", \"...\"]]".into(),
             Kind::StringTable => "{ X = \"1\" }".into(),
             Kind::Table(_) | Kind::NamedTables(_) => unreachable!("tables are written as tables"),
         }

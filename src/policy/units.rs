@@ -1,20 +1,27 @@
 //! Byte sizes as admins write them (`"512 MiB"`) and as reports print them.
 
-/// Parses `"512 MiB"`, `"2G"`, `"100 kB"`, `"4096"` into bytes.
+/// Parses `"512 MiB"`, `"2G"`, `"100 kB"`, `"4096"`, `"4.5 GiB"` into bytes.
 ///
 /// `KiB`/`MiB`/`GiB`/`TiB` and the bare `K`/`M`/`G`/`T` are powers of 1024 (as
 /// in `ulimit` and container runtimes); `kB`/`MB`/`GB`/`TB` are powers of 1000.
+/// A number with a fraction (`4.5 GiB`) is rounded down to a whole byte.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .find(|c: char| !c.is_ascii_digit() && c != '_' && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: String = number.chars().filter(|c| *c != '_').collect();
-    if number.is_empty() {
+    let (whole, fraction) = number.split_once('.').unwrap_or((&number, ""));
+    if whole.is_empty() {
         return Err(format!("\"{text}\" does not start with a number"));
     }
-    let number: u64 = number
+    if number.contains('.') && (fraction.is_empty() || fraction.contains('.')) {
+        return Err(format!(
+            "\"{text}\" is not a number followed by a unit (write decimals as \"4.5 GiB\")"
+        ));
+    }
+    let whole: u64 = whole
         .parse()
         .map_err(|_| format!("\"{text}\" is too large"))?;
     let multiplier: u64 = match unit.trim() {
@@ -33,9 +40,54 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    number
+    let bytes = whole
         .checked_mul(multiplier)
+        .ok_or_else(|| format!("\"{text}\" is too large"))?;
+    if fraction.is_empty() {
+        return Ok(bytes);
+    }
+    // The fraction's share, exactly: digits × multiplier / 10^digits. More
+    // digits than bytes can tell apart change nothing.
+    let digits = &fraction[..fraction.len().min(18)];
+    let scale = 10u128.pow(digits.len() as u32);
+    let numerator: u128 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a number followed by a unit"))?;
+    let part = u64::try_from(numerator * u128::from(multiplier) / scale)
+        .map_err(|_| format!("\"{text}\" is too large"))?;
+    bytes
+        .checked_add(part)
         .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// Units as a policy spells them, for suggestions.
+const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "kB", "MB", "GB", "TB"];
+
+/// For a size [`parse_size`] refuses only because of a near-miss unit
+/// (`"4gib"`, `"512 mb"`, `"2 Gb"`), the size as it was probably meant
+/// (`"4 GiB"`).
+pub fn suggest_size(text: &str) -> Option<String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '_' && c != '.')?;
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim();
+    if number.is_empty() || unit.is_empty() || parse_size(text).is_ok() {
+        return None;
+    }
+    let lower = unit.to_ascii_lowercase();
+    let named = match lower.as_str() {
+        "byte" | "bytes" => Some("B"),
+        "kilobytes" | "kibibytes" => Some("KiB"),
+        "megabytes" | "mebibytes" => Some("MiB"),
+        "gigabytes" | "gibibytes" => Some("GiB"),
+        "terabytes" | "tebibytes" => Some("TiB"),
+        _ => None,
+    };
+    let fixed = named
+        .or_else(|| UNITS.iter().copied().find(|u| u.eq_ignore_ascii_case(unit)))
+        .or_else(|| super::did_you_mean(unit, UNITS))?;
+    let suggestion = format!("{} {fixed}", number.trim());
+    parse_size(&suggestion).is_ok().then_some(suggestion)
 }
 
 /// Formats bytes for humans: `512 MiB`, `1.5 GiB`, `100 B`.
@@ -132,6 +184,31 @@ mod tests {
                     .to_string()
             )
         );
+    }
+
+    #[test]
+    fn sizes_take_decimals_rounded_down_to_a_byte() {
+        assert_eq!(parse_size("4.5 GiB"), Ok(9 << 29));
+        assert_eq!(parse_size("0.5K"), Ok(512));
+        assert_eq!(parse_size("1.25 MB"), Ok(1_250_000));
+        assert_eq!(parse_size("0.1 KiB"), Ok(102));
+        assert_eq!(parse_size("1.5"), Ok(1));
+        assert!(parse_size("4. GiB").is_err());
+        assert!(parse_size("4.5.1 GiB").is_err());
+        assert!(parse_size(".5 GiB").is_err());
+        assert!(parse_size("99999999999.5 TiB").is_err());
+    }
+
+    #[test]
+    fn near_miss_units_get_a_suggestion() {
+        assert_eq!(suggest_size("4gib").as_deref(), Some("4 GiB"));
+        assert_eq!(suggest_size("512 mib").as_deref(), Some("512 MiB"));
+        assert_eq!(suggest_size("2 Gb").as_deref(), Some("2 GB"));
+        assert_eq!(suggest_size("10 bytes").as_deref(), Some("10 B"));
+        assert_eq!(suggest_size("4.5 gigabytes").as_deref(), Some("4.5 GiB"));
+        assert_eq!(suggest_size("5 parsecs"), None);
+        assert_eq!(suggest_size("4 GiB"), None);
+        assert_eq!(suggest_size("lots"), None);
     }
 
     #[test]

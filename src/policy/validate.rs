@@ -2,25 +2,26 @@
 //!
 //! Each section checks its own keys as it reads them; what is left here
 //! depends on several levels at once (a timeout set at the top and a maximum
-//! set for one binary), on the built-in defaults, or on this machine. These
+//! set for one binary), on the built-in defaults, or on this machine
+//! (`machine.rs`). These
 //! checks need a policy, so they run once the document could become one (it
 //! has a version this build reads); like the sections, they report every
 //! problem they find.
 
 use super::defaults::{DEFAULT_MAX_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS, builtin_deny_patterns};
 use super::diagnostic::Code;
+use super::machine::ThisMachine;
 use super::model::{BUILTIN, Pattern, Policy};
 use super::reader::Reader;
 use super::sections::LimitsLayer;
-use super::template::{PathTemplate, Placeholder, Placeholders};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
-/// Every whole-policy check; problems go to `reader`.
-pub(crate) fn policy(reader: &mut Reader<'_>, policy: &Policy) {
+/// Every whole-policy check; problems go to `reader`. `mode` says how the
+/// binaries are judged against this machine (`machine.rs`).
+pub(crate) fn policy(reader: &mut Reader<'_>, policy: &Policy, mode: ThisMachine) {
     timeouts(reader, policy);
     fixed_values_denied(reader, policy);
-    binaries_on_this_machine(reader, policy);
+    super::machine::binaries(reader, policy, mode);
     binaries_can_be_found(reader, policy);
 }
 
@@ -123,50 +124,6 @@ fn fixed_values_denied(reader: &mut Reader<'_>, policy: &Policy) {
     }
 }
 
-/// Binary paths that do not exist here: fine for portable policies, but
-/// worth a look.
-fn binaries_on_this_machine(reader: &mut Reader<'_>, policy: &Policy) {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    for binary in policy.binaries.values() {
-        let Some(path) = &binary.path else { continue };
-        let Some(resolved) = resolve_static(&path.value, home.as_deref()) else {
-            continue;
-        };
-        if resolved.exists() {
-            continue;
-        }
-        let span = reader.span(&path.key);
-        reader
-            .warning(
-                Code::MissingOnThisMachine,
-                span,
-                format!(
-                    "`{}`: {} does not exist on this machine",
-                    path.key,
-                    resolved.display()
-                ),
-            )
-            .notes
-            .push(
-                "note: requests for this binary will be refused here until it is installed".into(),
-            );
-    }
-}
-
-/// Where a binary path points without a job: absolute paths and `{home}`
-/// ones; `{repo}` and `{tmp}` differ per job.
-fn resolve_static(template: &PathTemplate, home: Option<&Path>) -> Option<PathBuf> {
-    if template.base().is_some_and(|b| b != Placeholder::Home) {
-        return None;
-    }
-    let values = Placeholders {
-        repo: Path::new("/"),
-        home,
-        tmp: Path::new("/"),
-    };
-    template.resolve(&values).ok()
-}
-
 /// A binary without a `path` is looked up in `search_path`, which must then
 /// exist.
 fn binaries_can_be_found(reader: &mut Reader<'_>, policy: &Policy) {
@@ -174,6 +131,11 @@ fn binaries_can_be_found(reader: &mut Reader<'_>, policy: &Policy) {
         return;
     }
     for binary in policy.binaries.values().filter(|b| b.path.is_none()) {
+        // A `path` that was written but is unusable (relative, say) has its
+        // own error already: one root cause, one error.
+        if reader.spans.contains_key(&format!("{}.path", binary.key)) {
+            continue;
+        }
         let span = reader.span(&binary.key);
         reader
             .error(

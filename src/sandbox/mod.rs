@@ -18,6 +18,7 @@
 //! does not know gets `fallback.rs`, which runs nothing and says why.
 
 mod error;
+mod executables;
 mod jobdir;
 mod layer;
 mod pin;
@@ -42,6 +43,7 @@ mod unsupported;
 mod os;
 
 pub use error::{DismantleError, PrepareError, SpawnError};
+pub use executables::{Executable, ExecutableKind, executables};
 pub use pin::{HashCache, sha256_of};
 pub use report::{EnforcementReport, Item, ItemKind, Requirement, Status};
 pub use support::{
@@ -118,6 +120,19 @@ pub fn prepare(
 /// same layers as [`prepare`], each predicting its outcome instead of
 /// producing it (for `doctor` and `explain`).
 pub fn assess(plan: &Plan, support: &HostSupport) -> EnforcementReport {
+    assess_with_facts(plan, support).0
+}
+
+/// What the layers would execute besides the plan's `execute` list (the
+/// ELF loader, a script's interpreter), from the same fold as [`assess`].
+fn assess_facts(plan: &Plan, support: &HostSupport) -> Vec<crate::decision::PlanPath> {
+    assess_with_facts(plan, support).1
+}
+
+fn assess_with_facts(
+    plan: &Plan,
+    support: &HostSupport,
+) -> (EnforcementReport, Vec<crate::decision::PlanPath>) {
     let mut hashes = HashCache::default();
     let mut job = Job::new(plan, support.os(), "assess", &mut hashes);
     let mut report = EnforcementReport::new(os::PLATFORM);
@@ -125,7 +140,7 @@ pub fn assess(plan: &Plan, support: &HostSupport) -> EnforcementReport {
         layer.assess(&mut job, &mut report);
     }
     report.sort();
-    report
+    (report, job.facts.exec)
 }
 
 /// Starts prepared jobs. Keep one per thread that spawns, and spawn from one

@@ -68,6 +68,18 @@ pub enum KilledBy {
     Timeout,
 }
 
+impl KilledBy {
+    /// The word a test file spells it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            KilledBy::Cpu => "cpu",
+            KilledBy::Memory => "memory",
+            KilledBy::FileSize => "file_size",
+            KilledBy::Timeout => "timeout",
+        }
+    }
+}
+
 /// What a live case expects of the job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveExpectation {
@@ -479,6 +491,14 @@ fn read_case(
                 .collect();
         }
     }
+    // A misspelt key is reported as unknown; the key it was meant to be is
+    // then missing, which is the same mistake: say it once.
+    let meant: Vec<&'static str> = table
+        .entries
+        .keys()
+        .filter_map(|k| crate::policy::did_you_mean(&k.name, CASE.iter().map(|s| s.name)))
+        .collect();
+    let misspelt = |keys: &[&str]| keys.iter().any(|k| meant.contains(k));
     reader.finish(table);
 
     let name_text = match &name {
@@ -494,11 +514,13 @@ fn read_case(
             text.clone()
         }
         None => {
-            reader.error(
-                Code::MissingKey,
-                span.clone(),
-                format!("`{path}` has no `name`"),
-            );
+            if !misspelt(&["name"]) {
+                reader.error(
+                    Code::MissingKey,
+                    span.clone(),
+                    format!("`{path}` has no `name`"),
+                );
+            }
             String::new()
         }
     };
@@ -513,11 +535,13 @@ fn read_case(
             return None;
         }
         (None, None) => {
-            reader.error(
-                Code::MissingKey,
-                span.clone(),
-                format!("`{path}` names no `binary` (or `probe_as`)"),
-            );
+            if !misspelt(&["binary", "probe_as"]) {
+                reader.error(
+                    Code::MissingKey,
+                    span.clone(),
+                    format!("`{path}` names no `binary` (or `probe_as`)"),
+                );
+            }
             return None;
         }
     };
@@ -555,7 +579,7 @@ fn read_case(
                 }),
             }
         }
-        (false, None) if expect_present => return None,
+        (false, None) if expect_present || misspelt(&["expect", "live"]) => return None,
         (false, None) => {
             reader
                 .error(Code::MissingKey, span.clone(), format!("`{path}` says neither `expect` nor `live = true`"))
@@ -571,6 +595,9 @@ fn read_case(
             return None;
         }
         (true, None) => {
+            if live_keys.is_empty() && misspelt(LIVE_EXPECTATIONS) {
+                return None;
+            }
             if live_keys.is_empty() {
                 reader
                     .error(Code::MissingKey, span.clone(), format!("`{path}` is live but says nothing about what must happen"))
@@ -595,6 +622,15 @@ fn read_case(
         kind,
     })
 }
+
+/// The keys that say what a live case expects.
+const LIVE_EXPECTATIONS: &[&str] = &[
+    "exit_code",
+    "denied_by_sandbox",
+    "killed_by",
+    "output_contains",
+    "output_not_contains",
+];
 
 /// Removes `.` and `name/..` pairs without touching the filesystem, so
 /// reports show `policy/default.toml` rather than `policy/tests/../default.toml`.

@@ -5,6 +5,7 @@
 //! The format is documented in `policy/README.md`.
 
 mod cases;
+pub mod report;
 mod runner;
 
 pub use cases::{

@@ -54,6 +54,8 @@ pub struct CaseResult {
     pub line: usize,
     pub live: bool,
     pub verdict: Verdict,
+    /// How long the case took (the decision, or the whole job).
+    pub duration: Duration,
 }
 
 /// A file's results.
@@ -85,6 +87,7 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
                 verdict: Verdict::Fail(
                     "not run: the policy or workspace could not be set up".into(),
                 ),
+                duration: Duration::ZERO,
             })
             .collect(),
         error: Some(error),
@@ -109,6 +112,7 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
     let mut hosts: [Option<PolicyJobHost>; 2] = [None, None];
     let derived = with_probes(&policy, file, options.probe.as_deref());
     for case in &file.cases {
+        let started = Instant::now();
         let verdict = match &case.kind {
             CaseKind::Static(decision) => run_static(&policy, &workspace, case, decision),
             CaseKind::Live(expectation) => {
@@ -155,6 +159,7 @@ pub fn run_file(file: &TestFile, options: &RunOptions) -> FileResult {
             line: case.line,
             live: matches!(case.kind, CaseKind::Live(_)),
             verdict,
+            duration: started.elapsed(),
         });
     }
     drop(hosts);
@@ -575,7 +580,11 @@ fn judge(
         }
         Some(JobEnd::TimedOut) => "it timed out".to_string(),
         Some(JobEnd::Cancelled) => "it was cancelled".to_string(),
-        other => format!("{other:?}"),
+        Some(JobEnd::Denied { rule }) => format!("it was refused by `{rule}`"),
+        Some(JobEnd::EnforcementUnavailable) => {
+            "it was refused: the machine cannot enforce what the policy requires".to_string()
+        }
+        _ => format!("it ended without an exit status ({error_text})"),
     };
     let mut failures = Vec::new();
     if let Some(code) = expected.exit_code
@@ -619,7 +628,8 @@ fn judge(
         };
         if !ok {
             failures.push(format!(
-                "expected it to be stopped by the {limit:?} limit, but {}",
+                "expected it to be stopped by the {} limit, but {}",
+                limit.name(),
                 what_happened()
             ));
         }

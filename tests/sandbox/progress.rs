@@ -209,3 +209,23 @@ fn the_readme_documents_the_tested_cargo_pattern() {
         "policy/README.md and this test disagree"
     );
 }
+
+#[test]
+fn declared_progress_goes_out_when_printed_not_at_the_next_sample() {
+    // Sampling once a minute: a job of about a second gets at most the
+    // first sample, so every declared step seen came out when it was
+    // printed (at most one per 100 ms; these are 300 ms apart).
+    let fx = Fixture::new("\n[plugins.tests.progress]\ninterval_ms = 60000\n");
+    let out = fx.probe(&[
+        "say",
+        "300",
+        "::progress:: 10 fetching",
+        "::progress:: 50 building",
+        "::progress:: 3/4 linking",
+    ]);
+    assert_eq!(out.code(), 0);
+    let seen = progress(&out.events);
+    let mut percents: Vec<u8> = seen.iter().filter_map(|(p, _)| *p).collect();
+    percents.dedup();
+    assert_eq!(percents, [10, 50, 75], "{seen:#?}");
+}

@@ -51,7 +51,7 @@ fn builtin_json(default: Builtin) -> Value {
 
 fn kind_schema(kind: Kind) -> Value {
     const SIZE_PATTERN: &str =
-        r"^\s*[0-9_]+\s*(B|b|K|k|KiB|Ki|M|MiB|Mi|G|GiB|Gi|T|TiB|Ti|kB|KB|MB|GB|TB)?\s*$";
+        r"^\s*[0-9_]+(\.[0-9]+)?\s*(B|b|K|k|KiB|Ki|M|MiB|Mi|G|GiB|Gi|T|TiB|Ti|kB|KB|MB|GB|TB)?\s*$";
     const PATH_PATTERN: &str = r"^(/|\{(repo|home|tmp)\}(/|$))";
     match kind {
         Kind::Integer { min } => json!({"type": "integer", "minimum": min}),
@@ -83,6 +83,12 @@ fn kind_schema(kind: Kind) -> Value {
         Kind::GlobList | Kind::StringList | Kind::RegexList => {
             json!({"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": true})
         }
+        Kind::ArgPatterns => json!({
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "array", "items": {"type": "string"}},
+            "uniqueItems": true
+        }),
         Kind::Ports { allow_zero } => json!({
             "type": "array",
             "items": {"type": "integer", "minimum": if allow_zero { 0 } else { 1 }, "maximum": 65535},

@@ -290,6 +290,11 @@ pub const SECCOMP: &[KeySpec] = &[key(
 
 pub const ARGS: &[KeySpec] = &[
     key(
+        "allow",
+        Kind::ArgPatterns,
+        "If set, the arguments must match one of these command lines: each an array of literals and globs (a glob never matches an empty argument, nor an option unless it starts with '-'), matched one element per argument; \"...\" as the last element allows any further arguments.",
+    ),
+    key(
         "deny",
         Kind::GlobList,
         "A job is refused if any argument matches one of these globs.",
@@ -369,11 +374,24 @@ pub const BINARY: &[KeySpec] = &[
     ),
 ];
 
+/// `[plugins.NAME.args.BINARY]`: what a plugin may override of a binary's
+/// argument rules.
+pub const PLUGIN_ARGS: &[KeySpec] = &[key(
+    "allow",
+    Kind::ArgPatterns,
+    "The command lines this plugin may run the binary with; replaces the binary's own args.allow for this plugin's jobs.",
+)];
+
 pub const PLUGIN: &[KeySpec] = &[
     key(
         "binaries",
         Kind::StringList,
         "Binaries (defined under [binaries]) this plugin may run.",
+    ),
+    key(
+        "args",
+        Kind::NamedTables(PLUGIN_ARGS),
+        "Per binary this plugin may run: argument patterns that replace the binary's args.allow.",
     ),
     key(
         "max_concurrent",

@@ -57,6 +57,9 @@ pub enum Kind {
     StringList,
     /// An array of regular expressions.
     RegexList,
+    /// An array of argument patterns, each an array of literals and globs,
+    /// the last maybe `"..."`.
+    ArgPatterns,
     /// An array of TCP ports.
     Ports {
         allow_zero: bool,

@@ -2,6 +2,7 @@
 //! their arguments and their own overrides of every settings section.
 
 use super::Layer;
+use super::args::ArgPattern;
 use crate::policy::diagnostic::Code;
 use crate::policy::model::{Pattern, Sourced};
 use crate::policy::reader::key_span;
@@ -31,6 +32,9 @@ pub struct BinaryRule {
 /// Rules on a binary's arguments.
 #[derive(Debug, Clone, Default)]
 pub struct ArgRules {
+    /// If set, the arguments must match one of these command lines
+    /// (`args.allow`); a plugin's own list replaces it for its jobs.
+    pub allow: Option<Sourced<Vec<ArgPattern>>>,
     /// Globs matched against each argument; a match refuses the job.
     pub deny: Vec<Pattern>,
     /// Long options refused in every spelling getopt-style parsers accept:
@@ -147,6 +151,7 @@ impl ArgRules {
             Sourced::new(list.collect(), key)
         });
         Self {
+            allow: s.arg_patterns("allow"),
             deny,
             deny_long_options,
             subcommands,

@@ -11,6 +11,7 @@
 //! sections, which together make a [`Layer`]; `binaries.rs` and `plugins.rs`
 //! read the tables that own a layer.
 
+mod args;
 mod binaries;
 mod env;
 mod filesystem;
@@ -21,16 +22,18 @@ mod plugins;
 mod progress;
 mod seccomp;
 
+pub use args::{ArgElement, ArgPattern, Difference, REST_MARKER};
 pub use binaries::{ArgRules, BinaryRule, valid_binary_name};
 pub use env::{EnvLayer, OnDisallowed, check_env_name};
 pub use filesystem::{FilesystemLayer, GitAccess};
 pub use limits::{LimitsLayer, OnLongTimeout};
 pub use network::NetworkLayer;
 pub use output::{OutputLayer, OutputMode, Sanitize, WhenFull};
-pub use plugins::{PluginRule, valid_plugin_name};
+pub use plugins::{PluginArgs, PluginRule, valid_plugin_name};
 pub use progress::{ProgressLayer, ProgressPattern};
 pub use seccomp::SeccompLayer;
 
+pub(crate) use args::read_allow;
 pub(crate) use binaries::read_binaries;
 pub(crate) use plugins::read_plugins;
 

@@ -1,6 +1,7 @@
 //! `[plugins.NAME]` and `[plugins."*"]`: which plugin may run which binaries,
 //! how many jobs at once, and its own overrides of every settings section.
 
+use super::args::ArgPattern;
 use super::{BinaryRule, Layer, valid_binary_name};
 use crate::policy::defaults::DEFAULT_MAX_CONCURRENT;
 use crate::policy::diagnostic::{Code, did_you_mean};
@@ -20,8 +21,17 @@ pub struct PluginRule {
     pub binaries: Vec<Sourced<String>>,
     /// How many of its jobs run at once; more wait as `Pending`.
     pub max_concurrent: Sourced<u64>,
+    /// Its own argument rules per binary (`[plugins.NAME.args.BINARY]`).
+    pub args: BTreeMap<String, PluginArgs>,
     /// This plugin's overrides.
     pub layer: Layer,
+}
+
+/// A plugin's own argument rules for one binary it may run.
+#[derive(Debug, Clone, Default)]
+pub struct PluginArgs {
+    /// Replaces the binary's `args.allow` for this plugin's jobs.
+    pub allow: Option<Sourced<Vec<ArgPattern>>>,
 }
 
 /// The plugins the policy names, and its catch-all.
@@ -80,12 +90,14 @@ impl PluginRule {
         let max_concurrent = s
             .integer("max_concurrent")
             .unwrap_or_else(|| Sourced::builtin(DEFAULT_MAX_CONCURRENT));
+        let args = read_args(s, &allowed, binaries);
         let layer = Layer::read(s);
         Self {
             name,
             key: s.path().to_string(),
             binaries: allowed,
             max_concurrent,
+            args,
             layer,
         }
     }
@@ -137,6 +149,71 @@ fn read_allowed(
         }
     }
     allowed
+}
+
+/// `[plugins.NAME.args.BINARY]`: for binaries this plugin may run. One
+/// for a binary it may not run can never apply, which is worth a warning;
+/// one for a binary the policy does not define is an error, as in
+/// `binaries`.
+fn read_args(
+    s: &mut Section<'_, '_, '_>,
+    allowed: &[Sourced<String>],
+    binaries: &BTreeMap<String, BinaryRule>,
+) -> BTreeMap<String, PluginArgs> {
+    let mut args = BTreeMap::new();
+    let (entries, specs) = s.named("args");
+    for entry in entries {
+        let bin = entry.name.name.to_string();
+        let span = key_span(&entry.name);
+        if !binaries.contains_key(&bin) {
+            let diagnostic = s.reader().error(
+                Code::UndefinedBinary,
+                span,
+                format!(
+                    "`{}` is for \"{bin}\", which is not defined under `[binaries]`",
+                    entry.path
+                ),
+            );
+            if let Some(near) = did_you_mean(&bin, binaries.keys().map(String::as_str)) {
+                diagnostic
+                    .notes
+                    .push(format!("help: did you mean \"{near}\"?"));
+            }
+            continue;
+        }
+        if !allowed.iter().any(|b| b.value == bin) {
+            let plugin = s.path().to_string();
+            s.reader()
+                .warning(
+                    Code::NoEffect,
+                    span,
+                    format!(
+                        "`{}` never applies: `{plugin}.binaries` does not list \"{bin}\"",
+                        entry.path
+                    ),
+                )
+                .notes
+                .push(format!(
+                    "help: add \"{bin}\" to `{plugin}.binaries`, or remove this table"
+                ));
+        }
+        let Some(mut table) = Section::open(
+            s.reader(),
+            entry.path,
+            entry.value,
+            "args",
+            specs,
+            Level::Plugin,
+        ) else {
+            continue;
+        };
+        let rules = PluginArgs {
+            allow: table.arg_patterns("allow"),
+        };
+        table.finish();
+        args.insert(bin, rules);
+    }
+    args
 }
 
 /// Plugin names as the policy may spell them.
