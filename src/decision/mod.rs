@@ -723,13 +723,13 @@ fn build_filesystem(
     plan
 }
 
+/// The key the plan gives [`DEFAULT_PROTECTED`] entries.
+pub const PROTECTED_KEY: &str = "built-in protected paths";
+
 /// What stays read-only inside the repository whatever else is writable:
 /// everything git runs or reads configuration from (`.git`; how much of it,
 /// `filesystem.git` says), `.gitmodules`, and the settings editors and
 /// shells act on when the user next opens the directory.
-/// The key the plan gives [`DEFAULT_PROTECTED`] entries.
-pub const PROTECTED_KEY: &str = "built-in protected paths";
-
 pub const DEFAULT_PROTECTED: &[&str] = &[".git", ".gitmodules", ".vscode", ".idea", ".envrc"];
 
 fn fold_network(

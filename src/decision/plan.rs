@@ -75,6 +75,7 @@ pub struct Plan {
 /// A variable left out of the job's environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnvDrop {
+    /// Its name.
     pub name: String,
     /// Where it came from: `host`, `set` or `request`.
     pub origin: &'static str,
@@ -85,7 +86,10 @@ pub struct EnvDrop {
 /// A path and the key that granted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanPath {
+    /// The path, placeholders such as `{repo}` resolved.
     pub path: PathBuf,
+    /// The policy key that granted it, or a built-in name for what
+    /// jobwarden adds itself (such as [`PROTECTED_KEY`](crate::decision::PROTECTED_KEY)).
     pub key: String,
 }
 
@@ -93,7 +97,9 @@ pub struct PlanPath {
 /// it into rules.
 #[derive(Debug, Clone, Serialize)]
 pub struct FilesystemPlan {
+    /// Trees the job may read (and list).
     pub read: Vec<PlanPath>,
+    /// Trees the job may read, create files in and write.
     pub read_write: Vec<PlanPath>,
     /// Executable files or trees; always includes the program itself. An
     /// entry at or beneath a writable root stays executable there.
@@ -124,7 +130,9 @@ impl Default for FilesystemPlan {
 pub struct NetworkPlan {
     /// True when the policy lets the job use the network freely.
     pub unrestricted: bool,
+    /// TCP ports the job may connect to (`network.connect`).
     pub connect: Vec<Sourced<u16>>,
+    /// TCP ports the job may bind (`network.bind`; 0 is an ephemeral port).
     pub bind: Vec<Sourced<u16>>,
     /// UDP sockets (any port: a filter cannot see the address).
     pub udp: Sourced<bool>,
@@ -157,12 +165,22 @@ impl NetworkPlan {
 /// Resource limits; `Limit::Unlimited` leaves the host's own limit.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsPlan {
+    /// CPU seconds per process (RLIMIT_CPU); `limits.cpu_secs`.
     pub cpu_secs: Sourced<Limit>,
+    /// Bytes of memory for the whole job tree (memory cgroup; RLIMIT_AS per
+    /// process where there is none); `limits.memory`.
     pub memory: Sourced<Limit>,
+    /// Processes and threads in the job tree (pids cgroup); `limits.processes`.
     pub processes: Sourced<Limit>,
+    /// Open descriptors per process (RLIMIT_NOFILE); `limits.open_files`.
     pub open_files: Sourced<Limit>,
+    /// Largest file a process may write, in bytes (RLIMIT_FSIZE);
+    /// `limits.file_size`.
     pub file_size: Sourced<Limit>,
+    /// Whether processes may dump core; `limits.core_dumps`.
     pub core_dumps: Sourced<bool>,
+    /// Time between SIGTERM and SIGKILL on timeout, cancel or shutdown;
+    /// `limits.kill_grace_secs`.
     #[serde(serialize_with = "serialize_sourced_duration")]
     pub kill_grace: Sourced<Duration>,
 }
@@ -170,11 +188,18 @@ pub struct LimitsPlan {
 /// Output handling.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputPlan {
+    /// Lines or byte chunks; `output.mode`.
     pub mode: Sourced<OutputMode>,
+    /// Which escape sequences are removed; `output.sanitize`.
     pub sanitize: Sourced<Sanitize>,
+    /// Longer lines are split, in bytes; `output.max_line_bytes`.
     pub max_line_bytes: Sourced<u64>,
+    /// Bytes of the end of stdout the completion event carries (0 for none);
+    /// `output.tail_bytes`.
     pub tail_bytes: Sourced<u64>,
+    /// Undrained events kept for the plugin; `output.max_queued_events`.
     pub max_queued_events: Sourced<u64>,
+    /// Undrained bytes kept for the plugin; `output.max_queued_bytes`.
     pub max_queued_bytes: Sourced<u64>,
     /// What the plugin's full queue does to this job: drop its oldest
     /// output, or stop reading its pipes until the plugin drains.
@@ -184,9 +209,13 @@ pub struct OutputPlan {
 /// Progress handling.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgressPlan {
+    /// How often the running job is sampled; `progress.interval_ms`.
     #[serde(serialize_with = "serialize_sourced_duration")]
     pub interval: Sourced<Duration>,
+    /// Whether resource sampling runs; `progress.sample`.
     pub sample: Sourced<bool>,
+    /// Regexes tried on every output line to find progress;
+    /// `progress.patterns`.
     pub patterns: Vec<Sourced<ProgressPattern>>,
 }
 
@@ -205,6 +234,7 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// A denial by `rule`, saying `reason` and `hint`.
     pub fn new(
         rule: impl Into<String>,
         reason: impl Into<String>,

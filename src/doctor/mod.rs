@@ -43,29 +43,39 @@ pub enum Verdict {
 /// One checked capability.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The capability, in a few words.
     pub name: &'static str,
+    /// What probing it showed, or that it could not be probed.
     pub verdict: Verdict,
+    /// What was tried and what happened, for a human.
     pub detail: String,
 }
 
 /// What this machine can enforce.
 #[derive(Debug, Clone, Serialize)]
 pub struct MachineReport {
+    /// The operating system and kernel, in words.
     pub platform: String,
+    /// Whether jobwarden runs as root (RLIMIT_NPROC is then ignored).
     pub root: bool,
+    /// The enforcement layers detected here.
     pub support: HostSupport,
     /// `dev.tty.legacy_tiocsti`, when the kernel has it.
     pub legacy_tiocsti: Option<bool>,
+    /// One entry per capability probed.
     pub checks: Vec<Check>,
 }
 
 /// What one plugin × binary of a policy would get here.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyCheck {
+    /// The plugin's name (`*` for the catch-all).
     pub plugin: String,
+    /// The binary as the policy names it.
     pub binary: String,
     /// `None` when the binary is not installed here (the reason in `note`).
     pub items: Option<Vec<Item>>,
+    /// Why there are no `items`: the denial's reason.
     pub note: Option<String>,
     /// When the binary's `sha256` pin does not match the file here (every
     /// job of it would be refused): what the file hashes to, in words.
@@ -76,8 +86,11 @@ pub struct PolicyCheck {
 /// A policy's needs against this machine.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
+    /// The policy's path, or `<embedded default policy>`.
     pub policy: String,
+    /// What the policy does when enforcement is missing.
     pub enforcement: EnforcementPolicy,
+    /// One entry per plugin × binary.
     pub checks: Vec<PolicyCheck>,
     /// True when `enforcement = "required"` and some job would be refused here.
     pub would_refuse: bool,

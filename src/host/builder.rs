@@ -17,33 +17,59 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
+    /// The repository is a directory no job should be given the run of
+    /// (`/`, a top-level system directory, the home directory or one above
+    /// it).
     #[error("refusing {} as the repository: {why}; give a project directory instead", path.display())]
-    UnsafeRepo { path: PathBuf, why: String },
+    UnsafeRepo {
+        /// The repository, canonical.
+        path: PathBuf,
+        /// Why, in one sentence.
+        why: String,
+    },
+    /// The repository does not exist, cannot be resolved, or is not a
+    /// directory.
     #[error("cannot use {} as the repository: {source}", path.display())]
     Repo {
+        /// The repository as given (canonical when it is not a directory).
         path: PathBuf,
+        /// What resolving it said (`NotADirectory` for a file).
         #[source]
         source: std::io::Error,
     },
+    /// The directory that holds the jobs' private directories could not be
+    /// created.
     #[error("cannot create the job directory root in {}: {source}", path.display())]
     TmpRoot {
+        /// The directory it was to be created in.
         path: PathBuf,
+        /// Why creating it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The audit log could not be opened for appending.
     #[error("cannot open the audit log {}: {source}", path.display())]
     Audit {
+        /// The audit log's path, as configured.
         path: PathBuf,
+        /// Why opening it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The operating system refused to start the host's thread.
     #[error("cannot start the host thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The host thread's poller (epoll, kqueue, …) or its waker could not
+    /// be created.
     #[error("cannot set up the poller: {0}")]
     Poller(#[source] std::io::Error),
+    /// [`HostBuilder::watch_policy`] was asked for, and the policy file
+    /// cannot be watched.
     #[error("cannot watch the policy file {}: {source}", path.display())]
     Watch {
+        /// The policy file.
         path: PathBuf,
+        /// What the file watcher said.
         #[source]
         source: notify::Error,
     },

@@ -54,6 +54,7 @@ use std::time::Duration;
 /// any one job: a cgroup it could not remove, an audit write that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostWarning {
+    /// One sentence, for the embedder's log.
     pub message: String,
 }
 
@@ -83,16 +84,25 @@ pub struct Usage {
 #[non_exhaustive]
 pub enum JobEnd {
     /// Refused by a policy rule (at spawn, or a binary hash at start).
-    Denied { rule: String },
+    Denied {
+        /// The policy key that refused, as in [`Denial::rule`](crate::Denial::rule).
+        rule: String,
+    },
     /// Refused because `enforcement = "required"` and this machine cannot
     /// apply everything the plan asks.
     EnforcementUnavailable,
     /// jobwarden could not start it (a system call failed, exec failed).
     StartFailed,
     /// The first process exited with this status.
-    Exited { code: i32 },
+    Exited {
+        /// The exit status (0 for success).
+        code: i32,
+    },
     /// The first process was killed by this signal.
-    Signaled { signal: i32 },
+    Signaled {
+        /// The signal number (9 for SIGKILL).
+        signal: i32,
+    },
     /// Killed at its timeout.
     TimedOut,
     /// Cancelled by the plugin or by host shutdown.

@@ -34,7 +34,9 @@ pub struct ExtensionLine {
     /// beginning with [`EXTENSION_PREFIX`]).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The job the line is about.
     pub job_id: JobId,
+    /// The payload; its shape depends on `kind`.
     pub data: serde_json::Value,
 }
 

@@ -26,11 +26,14 @@ use sanitize::{Sanitizer, Utf8Stream};
 /// Which pipe bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// The job's standard output.
     Stdout,
+    /// The job's standard error.
     Stderr,
 }
 
 impl Stream {
+    /// The stream's name in events: `stdout` or `stderr`.
     pub fn name(self) -> &'static str {
         match self {
             Stream::Stdout => STREAM_STDOUT,
@@ -60,6 +63,8 @@ pub struct JobOutput {
 }
 
 impl JobOutput {
+    /// Empty output state for `job_id`, bounded and sanitised as `plan` says;
+    /// `progress` tracks what the job's output declares.
     pub fn new(job_id: JobId, plan: &OutputPlan, progress: ProgressTracker) -> Self {
         let stream = || StreamState {
             splitter: LineSplitter::new(plan.max_line_bytes.value as usize),

@@ -22,7 +22,10 @@ const MAX_STEP_CHARS: usize = 200;
 /// Whether a line was consumed by the protocol or is shown as usual.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineUse {
+    /// A `::progress::` line (even one that does not parse): it updates
+    /// progress and is not shown.
     Consumed,
+    /// An ordinary line, shown as output (patterns may still have matched it).
     Shown,
 }
 
@@ -39,6 +42,8 @@ pub struct ProgressTracker {
 }
 
 impl ProgressTracker {
+    /// A tracker that tries `patterns` (policy `progress.patterns`) on every
+    /// line besides the protocol.
     pub fn new(patterns: &[Sourced<ProgressPattern>]) -> Self {
         Self {
             patterns: patterns.iter().map(|p| p.value.regex.clone()).collect(),

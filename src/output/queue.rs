@@ -29,7 +29,9 @@ pub const SLOT_BYTES: usize = std::mem::size_of::<(JobEvent, usize)>();
 /// Room left in a queue before a bound is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Room {
+    /// Events (each queued event counts one).
     pub events: usize,
+    /// Bytes, as [`cost`] counts them.
     pub bytes: usize,
 }
 
@@ -50,6 +52,9 @@ pub struct EventQueue {
 }
 
 impl EventQueue {
+    /// An empty queue holding at most `max_events` events and `max_bytes`
+    /// bytes (each at least 1; policy `output.max_queued_events` and
+    /// `output.max_queued_bytes`).
     pub fn new(max_events: usize, max_bytes: usize) -> Self {
         Self {
             events: VecDeque::new(),

@@ -14,14 +14,19 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FileKind {
+    /// A regular file (never reported as an error: it is what is read).
     Regular,
+    /// A directory.
     Directory,
     /// A named pipe: reading it would wait for a writer.
     Fifo,
+    /// A UNIX socket.
     Socket,
     /// `/dev/zero`, `/dev/tty`, ...: reading may never end.
     CharDevice,
+    /// A block device (a disk).
     BlockDevice,
+    /// Anything else the platform reports.
     Other,
 }
 
@@ -55,7 +60,12 @@ pub enum SmallFileError {
     NotAFile(FileKind),
     /// The file is bigger than the limit (`size` is at least `limit + 1`).
     #[error("it is {} ({size} bytes), more than the {} allowed", in_mib(*size), in_mib(*limit))]
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The file's size in bytes, or `limit + 1` when it grew while read.
+        size: u64,
+        /// The caller's limit, in bytes.
+        limit: u64,
+    },
     /// Opening, inspecting or reading it failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

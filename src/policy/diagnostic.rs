@@ -176,9 +176,10 @@ impl Source {
         line_col(&self.text, offset)
     }
 
-    /// Renders one diagnostic in the house format. A line wider than
-    /// [`SNIPPET_CHARS`] is shown as a window around the offending column,
-    /// and a message, label or note longer than [`TEXT_CHARS`] is cut, so
+    /// Renders one diagnostic in the house format. A line wider than 160
+    /// characters (`SNIPPET_CHARS`) is shown as a window around the offending
+    /// column, and a message, label or note longer than 1,000 characters
+    /// (`TEXT_CHARS`) is cut, so
     /// one diagnostic stays a few lines however long the offending line or
     /// key is.
     pub fn render(&self, diagnostic: &Diagnostic) -> String {

@@ -64,7 +64,9 @@ pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default policy>";
 /// Diagnostics together with the text they point into, ready to render.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The policy's name and text, which the diagnostics' spans index.
     pub source: Source,
+    /// Errors and warnings, in the order they were found.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -101,7 +103,9 @@ pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read the policy file {}: {source}", path.display())]
     Read {
+        /// The policy file, as given.
         path: PathBuf,
+        /// Why opening or reading it failed.
         #[source]
         source: std::io::Error,
     },
@@ -109,20 +113,27 @@ pub enum LoadError {
     /// `/dev/zero`, a socket or a directory could block or never end.
     #[error("cannot read the policy file {}: it is {kind}, not a regular file; give the path of a policy file", path.display())]
     NotAFile {
+        /// The path, as given.
         path: PathBuf,
+        /// What it is instead.
         kind: crate::platform::FileKind,
     },
     /// The file is bigger than any policy needs to be.
     #[error("cannot read the policy file {}: it is {} ({size} bytes), more than the {} a policy file may have", path.display(), units::format_size(*size), units::format_size(*limit))]
     TooLarge {
+        /// The policy file, as given.
         path: PathBuf,
+        /// Its size in bytes (at least `limit + 1`).
         size: u64,
+        /// [`MAX_POLICY_FILE_BYTES`].
         limit: u64,
     },
     /// The file's bytes could not be decoded as UTF-8.
     #[error("the policy file {} is not UTF-8 text", path.display())]
     Decode {
+        /// The policy file, as given.
         path: PathBuf,
+        /// Where the first invalid byte is.
         #[source]
         source: std::str::Utf8Error,
     },
@@ -134,7 +145,10 @@ pub enum LoadError {
 /// A policy that loaded, with the warnings found on the way.
 #[derive(Debug, Clone)]
 pub struct LoadedPolicy {
+    /// The validated policy, shared with the hosts that run it.
     pub policy: Arc<Policy>,
+    /// Warnings only (no errors: a policy with errors does not load); may be
+    /// empty.
     pub warnings: Report,
 }
 

@@ -37,7 +37,10 @@ pub enum ExecutableKind {
 /// [`ExecutableKind::EnvTarget`], will try to).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Executable {
+    /// The file or tree; for an `env` target not found in the job's PATH, only
+    /// its name.
     pub path: PathBuf,
+    /// Why it is listed.
     pub kind: ExecutableKind,
     /// The policy key behind it (`binaries.npm.helpers[0]`), or what the
     /// program layer says it is (`ELF loader of the program`).

@@ -183,6 +183,7 @@ impl Prepared {
 
 /// A job started through [`Spawner::spawn`].
 pub struct StartedJob {
+    /// What was applied to the job, layer by layer.
     pub report: EnforcementReport,
     spawned: Option<Spawned>,
 }

@@ -193,6 +193,7 @@ pub struct Item {
     /// What it is about; serialised as its stable name.
     #[serde(rename = "name")]
     pub kind: ItemKind,
+    /// Whether it was applied, weaker, or not at all.
     pub status: Status,
     /// A few words for the one-line summary (`memory 4 GiB (cgroup)`).
     pub short: String,
@@ -276,12 +277,16 @@ impl Item {
 pub struct EnforcementReport {
     /// `linux`, `macos`, `windows`, ...
     pub platform: &'static str,
+    /// One entry per enforcement item (in report order once
+    /// [`EnforcementReport::sort`] has run).
     pub items: Vec<Item>,
     /// Paths of the plan that did not exist when the job started (granting nothing).
     pub skipped_paths: Vec<String>,
 }
 
 impl EnforcementReport {
+    /// An empty report for `platform` (`linux`, `macos`, …), filled in as the
+    /// layers are applied.
     pub fn new(platform: &'static str) -> Self {
         Self {
             platform,

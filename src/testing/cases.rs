@@ -52,9 +52,11 @@ pub enum Home {
 /// What a static case expects of the decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Allowed (`expect = "allow"`).
     Allow,
     /// Denied; by this rule (or a rule beneath it) when given.
     Deny {
+        /// The rule's key (`rule = "…"`); `None`: any rule.
         rule: Option<String>,
     },
 }
@@ -62,9 +64,13 @@ pub enum Decision {
 /// Which limit a live case expects to stop the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KilledBy {
+    /// `limits.cpu_secs`.
     Cpu,
+    /// `limits.memory`.
     Memory,
+    /// `limits.file_size`.
     FileSize,
+    /// The job's wall-clock timeout.
     Timeout,
 }
 
@@ -83,50 +89,71 @@ impl KilledBy {
 /// What a live case expects of the job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveExpectation {
+    /// The exit code the job must end with; `None`: any.
     pub exit_code: Option<i32>,
+    /// The sandbox must have refused something the job tried, and the job
+    /// must not have succeeded.
     pub denied_by_sandbox: bool,
     /// Run the same command unconfined first: it must succeed, or the
     /// sandbox would not be what refuses it (file permissions would).
     pub unconfined_control: bool,
+    /// The limit that must stop the job; `None`: not checked.
     pub killed_by: Option<KilledBy>,
+    /// Strings the job's output must contain.
     pub output_contains: Vec<String>,
+    /// Strings the job's output must not contain.
     pub output_not_contains: Vec<String>,
 }
 
 /// One case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Case {
+    /// What the case checks, shown in the report.
     pub name: String,
     /// 1-based line of the case in its file.
     pub line: usize,
+    /// The plugin asking (the file's `plugin`, else `cli`).
     pub plugin: String,
+    /// The binary the request names.
     pub binary: String,
     /// Run `jobwarden-probe` under this binary's rules instead of the binary.
     pub probe_as: bool,
+    /// The request's arguments, `{repo}` and `{home}` not yet filled in.
     pub args: Vec<String>,
+    /// The request's working directory; `None`: the repository.
     pub cwd: Option<String>,
+    /// Variables the request injects.
     pub env: BTreeMap<String, String>,
+    /// The requested timeout in seconds; 0 for the policy's default.
     pub timeout_secs: u64,
+    /// The requested label, if any.
     pub label: Option<String>,
+    /// Static or live, with what is expected.
     pub kind: CaseKind,
 }
 
 /// Static (decision only) or live (the job runs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaseKind {
+    /// Only the decision is checked.
     Static(Decision),
+    /// The job runs under the real sandbox (`live = true`).
     Live(LiveExpectation),
 }
 
 /// A loaded test file.
 #[derive(Debug, Clone)]
 pub struct TestFile {
+    /// Where it was loaded from.
     pub path: PathBuf,
+    /// The policy under test.
     pub policy: PolicyRef,
     /// A repository for live cases, relative to the file; `None`: a fresh
     /// throwaway git repository.
     pub repo: Option<PathBuf>,
+    /// What `{home}` is for its cases.
     pub home: Home,
+    /// Its cases, in file order.
     pub cases: Vec<Case>,
 }
 
@@ -235,10 +262,13 @@ pub enum TestFileError {
     /// or unreadable.
     #[error("cannot read the test file {}: {source}", path.display())]
     Read {
+        /// The test file, as given.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: SmallFileError,
     },
+    /// The file has errors; the report lists every one.
     #[error("{} has {} error(s):\n{}", .0.source.name, .0.error_count(), .0.render())]
     Invalid(Report),
 }

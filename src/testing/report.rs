@@ -22,14 +22,22 @@ pub enum FileOutcome {
     /// workspace could not be set up (every case then failed).
     Ran(FileResult),
     /// It could not be loaded; why, rendered.
-    Unusable { file: PathBuf, error: String },
+    Unusable {
+        /// The test file.
+        file: PathBuf,
+        /// Why it could not be loaded, rendered.
+        error: String,
+    },
 }
 
 /// A case's final status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
+    /// It passed.
     Passed,
+    /// It failed: what was expected and what happened.
     Failed(String),
+    /// It did not run, or ran without proving anything: why.
     Skipped(String),
 }
 
@@ -50,8 +58,12 @@ pub fn status(verdict: &Verdict, require_live: bool) -> Status {
 /// The counts of a whole run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Cases that passed.
     pub passed: usize,
+    /// Cases that failed (including every case of a file whose policy could
+    /// not be set up).
     pub failed: usize,
+    /// Cases skipped on this machine.
     pub skipped: usize,
     /// Test files that could not be used (or whose policy could not).
     pub unusable: usize,

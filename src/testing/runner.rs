@@ -34,6 +34,7 @@ pub struct RunOptions {
 /// A case's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// The decision or the job was what the case expected.
     Pass,
     /// What was expected and what happened.
     Fail(String),
@@ -50,9 +51,13 @@ pub enum Verdict {
 /// One case's result.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
+    /// The case's name.
     pub name: String,
+    /// 1-based line of the case in its file.
     pub line: usize,
+    /// Whether the case ran a job (rather than only the decision).
     pub live: bool,
+    /// What became of it.
     pub verdict: Verdict,
     /// How long the case took (the decision, or the whole job).
     pub duration: Duration,
@@ -61,10 +66,13 @@ pub struct CaseResult {
 /// A file's results.
 #[derive(Debug, Clone)]
 pub struct FileResult {
+    /// The test file.
     pub file: PathBuf,
+    /// The policy under test: its path, or `<embedded default policy>`.
     pub policy: String,
     /// Set when the policy or workspace could not be set up; every case failed.
     pub error: Option<String>,
+    /// One result per case, in file order.
     pub results: Vec<CaseResult>,
 }
 

@@ -22,6 +22,8 @@ const fn words<T: Choice>() -> Kind {
     Kind::Choice(T::NAMES)
 }
 
+/// `[env]`: the job's environment (at the top level, per binary and per
+/// plugin).
 pub const ENV: &[KeySpec] = &[
     key(
         "inherit",
@@ -58,6 +60,7 @@ pub const ENV: &[KeySpec] = &[
     .with_default(Builtin::Bool(DEFAULT_DENY_DEFAULTS)),
 ];
 
+/// `[filesystem]`: paths the job may read, write and execute.
 pub const FILESYSTEM: &[KeySpec] = &[
     key("read", Kind::PathList, "Paths the job may read beneath."),
     key(
@@ -83,6 +86,7 @@ pub const FILESYSTEM: &[KeySpec] = &[
     .with_default(Builtin::Word(DEFAULT_GIT_ACCESS.name())),
 ];
 
+/// `[network]`: TCP ports and the other sockets the job may use.
 pub const NETWORK: &[KeySpec] = &[
     key(
         "connect",
@@ -121,6 +125,7 @@ pub const NETWORK: &[KeySpec] = &[
         .with_default(Builtin::Bool(DEFAULT_UNIX_ANY)),
 ];
 
+/// `[limits]`: resource limits and timeouts.
 pub const LIMITS: &[KeySpec] = &[
     key(
         "cpu_secs",
@@ -199,6 +204,7 @@ const QUEUE: Place = Place::NotPerBinary {
     because: "the event queue belongs to a plugin",
 };
 
+/// `[output]`: how output reaches the plugin, and the plugin's queue.
 pub const OUTPUT: &[KeySpec] = &[
     key(
         "mode",
@@ -256,6 +262,7 @@ pub const OUTPUT: &[KeySpec] = &[
     .with_default(Builtin::Word(DEFAULT_WHEN_FULL.name())),
 ];
 
+/// `[progress]`: resource sampling and declared progress.
 pub const PROGRESS: &[KeySpec] = &[
     key(
         "interval_ms",
@@ -281,6 +288,7 @@ pub const PROGRESS: &[KeySpec] = &[
     ),
 ];
 
+/// `[seccomp]`: the opt-in system call filter (Linux).
 pub const SECCOMP: &[KeySpec] = &[key(
     "deny_dangerous",
     Kind::Bool,
@@ -288,6 +296,7 @@ pub const SECCOMP: &[KeySpec] = &[key(
 )
 .with_default(Builtin::Bool(DEFAULT_DENY_DANGEROUS))];
 
+/// `[binaries.NAME.args]`: rules on a binary's arguments.
 pub const ARGS: &[KeySpec] = &[
     key(
         "allow",
@@ -320,6 +329,8 @@ pub const ARGS: &[KeySpec] = &[
     ),
 ];
 
+/// `[binaries.NAME]`: one trusted binary, and its overrides of the
+/// sections.
 pub const BINARY: &[KeySpec] = &[
     key(
         "path",
@@ -382,6 +393,8 @@ pub const PLUGIN_ARGS: &[KeySpec] = &[key(
     "The command lines this plugin may run the binary with; replaces the binary's own args.allow for this plugin's jobs.",
 )];
 
+/// `[plugins.NAME]`: what one plugin may run, and its overrides of the
+/// sections.
 pub const PLUGIN: &[KeySpec] = &[
     key(
         "binaries",
@@ -459,6 +472,7 @@ pub const ENFORCEMENT: &[KeySpec] = &[
     .with_default(Builtin::Word(DEFAULT_ENFORCEMENT.name())),
 ];
 
+/// The top level of a policy file: every section and table it may hold.
 pub const TOP: &[KeySpec] = &[
     key(
         "version",

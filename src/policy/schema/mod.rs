@@ -22,14 +22,19 @@ use super::model::Limit;
 pub enum Kind {
     /// A whole number of at least `min`.
     Integer {
+        /// The smallest value accepted.
         min: i64,
     },
     /// A number (whole or not) between `min` and `max`.
     Number {
+        /// The smallest value accepted.
         min: f64,
+        /// The largest value accepted.
         max: f64,
     },
+    /// `true` or `false`.
     Bool,
+    /// Any string.
     Str,
     /// One of these strings.
     Choice(&'static [&'static str]),
@@ -38,11 +43,14 @@ pub enum Kind {
     /// A byte size of at least `min`: an integer or a string like "512 MiB",
     /// and "unlimited" where `unlimited`.
     Size {
+        /// Whether "unlimited" is accepted.
         unlimited: bool,
+        /// The smallest size accepted, in bytes.
         min: u64,
     },
     /// A whole number of at least `min` (and at least 1), or "unlimited".
     CountOrUnlimited {
+        /// The smallest count accepted.
         min: u64,
     },
     /// 64 hexadecimal digits.
@@ -62,6 +70,7 @@ pub enum Kind {
     ArgPatterns,
     /// An array of TCP ports.
     Ports {
+        /// Whether port 0 (an ephemeral port, for `bind`) is accepted.
         allow_zero: bool,
     },
     /// A table of variable names to string values.
@@ -81,15 +90,21 @@ pub enum Place {
     /// Only in the top-level section.
     TopOnly,
     /// At the top level and per plugin, not per binary, `because`.
-    NotPerBinary { because: &'static str },
+    NotPerBinary {
+        /// Why not per binary, for the diagnostic.
+        because: &'static str,
+    },
 }
 
 /// The value a key takes when no level of the policy sets it (one of the
 /// constants in `defaults.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Builtin {
+    /// A boolean default.
     Bool(bool),
+    /// A whole-number default, in the key's unit.
     Integer(u64),
+    /// A fractional default, in the key's unit.
     Number(f64),
     /// A choice's word, or "unlimited".
     Word(&'static str),
@@ -110,8 +125,11 @@ impl Builtin {
 /// filled in.
 #[derive(Debug, Clone, Copy)]
 pub struct BelowMin {
+    /// The diagnostic's code.
     pub code: Code,
+    /// The diagnostic's message, with the placeholders above.
     pub message: &'static str,
+    /// A `help: …` line under the snippet, if any.
     pub help: Option<&'static str>,
 }
 
@@ -127,8 +145,11 @@ impl BelowMin {
 /// One key of a section.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
+    /// The key as written in the policy, without its section.
     pub name: &'static str,
+    /// What it holds, with its bounds or choices.
     pub kind: Kind,
+    /// One sentence for admins; editors show it (see [`KeySpec::description`]).
     pub doc: &'static str,
     /// Where it may be set.
     pub place: Place,

@@ -92,11 +92,26 @@ impl ArgElement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Difference {
     /// Argument `position` (0-based) is not what the element allows.
-    Differs { position: usize, why: String },
+    Differs {
+        /// The argument's index, from 0.
+        position: usize,
+        /// What is wrong with it, in one sentence.
+        why: String,
+    },
     /// The arguments end at `position`, where the pattern expects `element`.
-    Missing { position: usize, element: String },
+    Missing {
+        /// How many arguments there are.
+        position: usize,
+        /// The pattern element expected next, as the policy writes it.
+        element: String,
+    },
     /// Argument `position` is beyond a pattern without `"..."`.
-    Extra { position: usize, arg: String },
+    Extra {
+        /// The first extra argument's index, from 0.
+        position: usize,
+        /// That argument.
+        arg: String,
+    },
 }
 
 impl Difference {

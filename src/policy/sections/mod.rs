@@ -43,12 +43,19 @@ use super::section::Section;
 /// one binary, or one plugin. Lists add to the levels below; scalars replace.
 #[derive(Debug, Clone, Default)]
 pub struct Layer {
+    /// `[env]` at this level.
     pub env: EnvLayer,
+    /// `[filesystem]` at this level.
     pub filesystem: FilesystemLayer,
+    /// `[network]` at this level.
     pub network: NetworkLayer,
+    /// `[limits]` at this level.
     pub limits: LimitsLayer,
+    /// `[output]` at this level.
     pub output: OutputLayer,
+    /// `[progress]` at this level.
     pub progress: ProgressLayer,
+    /// `[seccomp]` at this level.
     pub seccomp: SeccompLayer,
 }
 

@@ -41,9 +41,14 @@ choice! {
 /// Output settings of one level.
 #[derive(Debug, Clone, Default)]
 pub struct OutputLayer {
+    /// `output.mode`: lines or byte chunks; `None` when this level leaves it.
     pub mode: Option<Sourced<OutputMode>>,
+    /// `output.sanitize`: which escape sequences are removed.
     pub sanitize: Option<Sourced<Sanitize>>,
+    /// `output.max_line_bytes`: longer lines are split, in bytes.
     pub max_line_bytes: Option<Sourced<u64>>,
+    /// `output.tail_bytes`: bytes of the end of stdout the completion event
+    /// carries.
     pub tail_bytes: Option<Sourced<u64>>,
     /// Top level and plugins only: the queue belongs to a plugin.
     pub max_queued_events: Option<Sourced<u64>>,
