@@ -575,17 +575,20 @@ fn concurrency(sizes: &Sizes) {
         .map(|_| plugin.spawn(JobSpawnRequest::new("sleep", ["2"])))
         .collect();
     let mut started = 0;
+    // Jobs that end while others are still starting are counted here too,
+    // or the wait for the last ends below would never finish.
+    let mut ended = 0;
     let mut peak_rss = rss_kb("VmRSS:");
     let mut peak_threads = threads();
     while started < n {
         for e in plugin.wait_events(Duration::from_millis(50)) {
             started += matches!(e, JobEvent::JobStarted { .. }) as usize;
+            ended += e.is_terminal() as usize;
         }
         peak_rss = peak_rss.max(rss_kb("VmRSS:"));
         peak_threads = peak_threads.max(threads());
     }
     let start_all = t.elapsed();
-    let mut ended = 0;
     while ended < n {
         for e in plugin.wait_events(Duration::from_millis(50)) {
             ended += e.is_terminal() as usize;
