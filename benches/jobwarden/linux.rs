@@ -300,7 +300,7 @@ fn layer_costs(sizes: &Sizes, repo: &std::path::Path) {
     let costs: Vec<String> = variants[1..variants.len() - 1]
         .iter()
         .zip(&medians[1..])
-        .map(|((name, _), t)| format!("{name} {}", signed_us(all, *t)))
+        .map(|((name, _), t)| format!("{name} {}", signed_us(*t, all)))
         .collect();
     println!(
         "   kernel baseline, each layer's cost (median with it − without): {}",
