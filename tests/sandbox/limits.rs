@@ -115,13 +115,17 @@ fn a_fork_bomb_is_contained_by_the_pids_cgroup_or_rlimit_nproc() {
         .expect("the probe says how many it started");
     assert!(started < 32, "the pids limit held at {started} processes");
     // The failure names the limit, in a `system` line and in the terminal
-    // event.
-    let said = "the processes limit (32, `plugins.tests.limits.processes`) refused";
-    let system = out.system().join("\n");
-    assert!(system.contains(said), "{system}");
-    assert!(system.contains("threads count against it"), "{system}");
-    let error = out.error();
-    assert!(error.contains(said), "{error}");
+    // event, where the host can see the refusals: the pids cgroup counts
+    // them (pids.events); RLIMIT_NPROC, a regular user's stand-in, counts
+    // nothing the host can read, so there the job's own EAGAIN is all.
+    if processes.status == Status::Enforced {
+        let said = "the processes limit (32, `plugins.tests.limits.processes`) refused";
+        let system = out.system().join("\n");
+        assert!(system.contains(said), "{system}");
+        assert!(system.contains("threads count against it"), "{system}");
+        let error = out.error();
+        assert!(error.contains(said), "{error}");
+    }
 }
 
 #[test]
