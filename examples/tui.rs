@@ -137,6 +137,8 @@ fn menu(allowed: &[String]) -> Vec<MenuItem> {
 }
 
 impl App {
+    /// On Unix, waits for a key, a resize or a job's events.
+    #[cfg(unix)]
     fn run(
         &mut self,
         terminal: &mut ratatui::DefaultTerminal,
@@ -189,6 +191,26 @@ impl App {
                 {
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Elsewhere (Windows has no readable descriptor for the events), a
+    /// key or the next 100 ms tick, whichever comes first.
+    #[cfg(not(unix))]
+    fn run(
+        &mut self,
+        terminal: &mut ratatui::DefaultTerminal,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        loop {
+            self.drain();
+            terminal.draw(|frame| self.draw(frame))?;
+            if event::poll(Duration::from_millis(100))?
+                && let Event::Key(key) = event::read()?
+                && key.kind == KeyEventKind::Press
+                && !self.key(key.code)
+            {
+                return Ok(());
             }
         }
     }
@@ -496,11 +518,13 @@ fn apply_sgr(mut style: Style, base: Style, params: &str) -> Style {
 
 /// The terminal crossterm reads keys from: stdin when it is a terminal,
 /// else /dev/tty (crossterm's own rule).
+#[cfg(unix)]
 enum Tty {
     Stdin,
     Dev(std::fs::File),
 }
 
+#[cfg(unix)]
 impl Tty {
     fn open() -> std::io::Result<Self> {
         use std::io::IsTerminal;

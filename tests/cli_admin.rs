@@ -3,6 +3,10 @@
 //! `run --json`, and `test --format junit` against the JUnit schema's
 //! element and attribute names.
 
+// Linux only, like cli_run: the cases run real jobs under the Linux
+// sandbox and use Unix permissions and signals.
+#![cfg(target_os = "linux")]
+
 use jobwarden::contract::JobEvent;
 use jobwarden::host::wire::{ENFORCEMENT, EXTENSION_PREFIX, USAGE, WireLine};
 use std::collections::{BTreeMap, BTreeSet};
