@@ -427,7 +427,12 @@ mod tests {
             ));
             cases
         };
-        for (i, (info, stopped, oom, cpu, end, outcome, reason)) in cases.into_iter().enumerate() {
+        // Where no signal ends a process (Windows), the cases of a signal
+        // are cases no job can reach; the rest hold everywhere.
+        let cases = cases
+            .into_iter()
+            .filter(|case| SIGNALS.kill.is_some() || case.0.signal.is_none());
+        for (i, (info, stopped, oom, cpu, end, outcome, reason)) in cases.enumerate() {
             let ending = conclude(&plan, &info, stopped, oom, Duration::from_secs(cpu));
             assert_eq!(ending.end, end, "case {i}");
             assert_eq!(ending.outcome(), outcome, "case {i}");

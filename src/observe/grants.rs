@@ -578,7 +578,8 @@ pub(crate) fn resolve_in_parent(path: &Path) -> Option<PathBuf> {
     Some(parent.join(name))
 }
 
-#[cfg(test)]
+// Observation exists on Linux only; the cases use Unix paths.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::policy::Sourced;
