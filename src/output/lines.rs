@@ -57,6 +57,12 @@ impl LineSplitter {
 
     /// Feeds bytes; calls `emit` for every complete piece.
     pub fn push(&mut self, mut input: &[u8], mut emit: impl FnMut(&[u8], LineEnd)) {
+        // Nothing read says nothing about the byte after a held `\r`: the
+        // line it ends stays held (emitting it here would cost room the
+        // reader did not budget for, and split a later `\r\n` in two).
+        if input.is_empty() {
+            return;
+        }
         if std::mem::take(&mut self.pending_cr) {
             let end = if input.first() == Some(&b'\n') {
                 input = &input[1..];
@@ -168,6 +174,19 @@ mod tests {
             .iter()
             .flat_map(|(l, e)| l.iter().chain(e.separator()).copied())
             .collect()
+    }
+
+    #[test]
+    fn an_empty_read_keeps_a_held_carriage_return() {
+        // `\r`, nothing, `\n`: one line ended by `\r\n`, not a `\r` line
+        // and then an empty `\n` one.
+        assert_eq!(
+            split(&[b"a\r", b"", b"\nb\n"], 80),
+            vec![
+                (b"a".to_vec(), LineEnd::CrLf),
+                (b"b".to_vec(), LineEnd::Newline)
+            ]
+        );
     }
 
     #[test]
