@@ -36,11 +36,20 @@ fn the_tui_starts_shows_and_cancels_jobs() {
     if Command::new("tmux").arg("-V").output().is_err() {
         skip!("tmux", "tmux is not installed (CI installs it)");
     }
-    let tui = concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/examples/tui");
-    if !std::path::Path::new(tui).exists() {
-        // `cargo test` builds examples; a custom target dir would move it.
-        skip!("example-tui", "{tui} was not built");
+    // `cargo test` builds the examples beside this test's own binary
+    // (<target dir>/<profile>/deps/): the TUI under test is the one built
+    // with the same features in the same target directory.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let tui = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in <profile>/deps")
+        .join("examples")
+        .join(format!("tui{}", std::env::consts::EXE_SUFFIX));
+    if !tui.exists() {
+        skip!("example-tui", "{} was not built", tui.display());
     }
+    let tui = tui.to_str().expect("a UTF-8 target directory");
     let session = format!("jobwarden-tui-{}", std::process::id());
     tmux(&[
         "new-session",
