@@ -463,6 +463,14 @@ fn argument_rules() {
             req("git", &["log", "--oneline"]),
             Allow(ok),
         ),
+        // Each limit at its exact boundary: `max_count` and `max_bytes` are
+        // inclusive, and a byte counts every argument plus its NUL.
+        case(
+            "exactly max_count arguments",
+            "ci",
+            req("git", &["log", "a", "b", "c", "d"]),
+            Allow(ok),
+        ),
         case(
             "too many arguments",
             "ci",
@@ -470,15 +478,51 @@ fn argument_rules() {
             Deny("binaries.git.args.max_count"),
         ),
         case(
-            "too many bytes",
+            "exactly max_bytes bytes (4 + 96)",
             "ci",
-            req("git", &["log", &"x".repeat(120)]),
+            req("git", &["log", &"x".repeat(95)]),
+            Allow(ok),
+        ),
+        case(
+            "one byte over max_bytes",
+            "ci",
+            req("git", &["log", &"x".repeat(96)]),
+            Deny("binaries.git.args.max_bytes"),
+        ),
+        case(
+            "one byte over max_bytes, counted in NULs",
+            "ci",
+            req("git", &["log", "a", "b", "c", &"x".repeat(90)]),
             Deny("binaries.git.args.max_bytes"),
         ),
         case(
             "builtin cap without max_count",
             "ci",
             req("true", &vec!["a"; 2000]),
+            Deny("request.args"),
+        ),
+        case(
+            "exactly the builtin argument cap",
+            "ci",
+            req("true", &vec!["a"; jobwarden::decision::MAX_ARGS]),
+            Allow(ok),
+        ),
+        case(
+            "one over the builtin argument cap",
+            "ci",
+            req("true", &vec!["a"; jobwarden::decision::MAX_ARGS + 1]),
+            Deny("request.args"),
+        ),
+        case(
+            "exactly the builtin byte cap",
+            "ci",
+            req("true", &[&"x".repeat(jobwarden::decision::MAX_ARG_BYTES - 1)]),
+            Allow(ok),
+        ),
+        case(
+            "one byte over the builtin byte cap",
+            "ci",
+            req("true", &[&"x".repeat(jobwarden::decision::MAX_ARG_BYTES)]),
             Deny("request.args"),
         ),
     ];
