@@ -516,7 +516,10 @@ fn argument_rules() {
         case(
             "exactly the builtin byte cap",
             "ci",
-            req("true", &[&"x".repeat(jobwarden::decision::MAX_ARG_BYTES - 1)]),
+            req(
+                "true",
+                &[&"x".repeat(jobwarden::decision::MAX_ARG_BYTES - 1)],
+            ),
             Allow(ok),
         ),
         case(

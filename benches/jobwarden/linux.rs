@@ -820,5 +820,55 @@ fn cli_vs_peers(sizes: &Sizes) {
             None => println!("   {label:<39} skipped: not installed or not runnable here"),
         }
     }
+    cli_phases(repo, runs, base);
     println!("   target: jobwarden ahead of bwrap");
+}
+
+/// The CLI's own account of a run (`JOBWARDEN_TIMINGS`, src/cli/timings.rs):
+/// the median of each phase over `runs`, and before them what the process
+/// spends ahead of `main` (wall time minus the in-process total).
+fn cli_phases(repo: &str, runs: usize, true_wall: Duration) {
+    let mut names: Vec<String> = Vec::new();
+    let mut phases: Vec<Vec<Duration>> = Vec::new();
+    let mut before_main = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(JOBWARDEN)
+            .args(["run", "--repo", repo, "--", "/bin/true"])
+            .env("JOBWARDEN_TIMINGS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("the CLI runs");
+        let wall = t.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("jobwarden: timings (ms): "))
+            .unwrap_or_else(|| panic!("no timings line from the CLI:\n{stderr}"));
+        for (i, part) in line.split(" · ").enumerate() {
+            let (name, value) = part.split_once(' ').expect("`name value`");
+            let d = Duration::from_secs_f64(value.parse::<f64>().expect("milliseconds") / 1000.0);
+            if name == "total" {
+                before_main.push(wall.saturating_sub(d));
+                continue;
+            }
+            if names.len() <= i {
+                names.push(name.to_string());
+                phases.push(Vec::new());
+            }
+            phases[i].push(d);
+        }
+    }
+    let parts: Vec<String> = names
+        .iter()
+        .zip(phases)
+        .map(|(name, times)| format!("{name} {}", ms(median(times))))
+        .collect();
+    println!(
+        "   where `run` goes (median of each phase): before main {} (exec, dynamic linking; /bin/true's whole run {}) · {}",
+        ms(median(before_main)),
+        ms(true_wall),
+        parts.join(" · ")
+    );
 }

@@ -12,6 +12,7 @@ mod learn;
 mod run;
 mod signals;
 mod test;
+mod timings;
 
 pub(crate) use error::{CliError, Failure};
 
@@ -198,10 +199,12 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 }
 
 pub fn main() -> ExitCode {
+    let mut timings = timings::Timings::start();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => error_with_tips(error).exit(),
     };
+    timings.mark("args");
     let mut support = cli.simulate.options();
     if cli.no_cgroup_delegation {
         support.cgroup_delegation = jobwarden::sandbox::CgroupDelegation::Never;
@@ -209,7 +212,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policies, portable } => Ok(check::run(&policies, portable)),
         Command::Explain { job, json } => explain::run(&job, json, &support),
-        Command::Run { job, json, why } => run::run(&job, json, why, &support),
+        Command::Run { job, json, why } => run::run(&job, json, why, &support, &mut timings),
         Command::Learn { job, write } => learn::run(&job, write.as_deref(), &support),
         Command::Test {
             files,

@@ -19,6 +19,7 @@
 
 use super::output::Std;
 use super::signals::StopSignals;
+use super::timings::Timings;
 use super::{CliError, Failure, HostFacts, JobArgs, build_request, load_policy, repo_root};
 use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
 use jobwarden::host::wire::ExtensionLine;
@@ -39,19 +40,23 @@ pub fn run(
     json: bool,
     why: bool,
     support: &SupportOptions,
+    timings: &mut Timings,
 ) -> Result<ExitCode, Failure> {
     let loaded = load_policy(args.policy.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
+    timings.mark("policy");
     let repo = repo_root(args.repo.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
     let facts = HostFacts::capture(repo.clone());
     let example_tmp = super::example_job_tmp();
     let request = build_request(args, &loaded.policy, &facts.context(&example_tmp))
         .map_err(|e| e.exit(EXIT_DENIED))?;
+    timings.mark("request");
 
     // Caught from before the host exists until after it has cleaned up.
     let signals = StopSignals::register();
     for problem in signals.problems() {
         errln!("jobwarden: {problem}");
     }
+    timings.mark("signals");
 
     let mut builder = PolicyJobHost::builder(loaded.policy.clone(), &repo)
         .support_options(support.clone())
@@ -62,6 +67,7 @@ pub fn run(
     let host = builder
         .build()
         .map_err(|e| CliError::from(e).exit(EXIT_OWN_ERROR))?;
+    timings.mark("host");
     let plugin = host.plugin(&args.plugin);
     let id = if json {
         // With --json every line is a contract event that the SDK's
@@ -110,6 +116,9 @@ pub fn run(
             }
             for event in events {
                 ended |= event.is_terminal();
+                if matches!(event, JobEvent::JobStarted { .. }) {
+                    timings.mark("started");
+                }
                 if let JobEvent::JobLogLine { data, .. } = &event
                     && data.stream != STREAM_SYSTEM
                 {
@@ -164,6 +173,7 @@ pub fn run(
             }
         }
         if ended {
+            timings.mark("ended");
             break;
         }
         // A reader that went away ends the job's matching stream, as in a
@@ -205,6 +215,10 @@ pub fn run(
     // The host removes the job directories; signals stay caught until it has.
     drop(host);
     drop(watch);
+    timings.mark("shutdown");
+    if let Some(line) = timings.line() {
+        errln!("{line}");
+    }
     Ok(ExitCode::from(code))
 }
 
