@@ -287,3 +287,57 @@ fn the_event_stream_yields_every_event_in_order_and_ends() {
     host.shutdown();
     assert!(next(&mut stream).is_none(), "the stream did not end");
 }
+
+/// An executor may poll a future inline from `wake()` (some single-threaded
+/// ones do). The host wakes tasks only after releasing the queue lock that
+/// `next_events` takes, so such a poll completes instead of deadlocking the
+/// host thread.
+#[test]
+fn a_waker_that_polls_inline_does_not_deadlock_the_host() {
+    type Slot = std::sync::Mutex<Option<std::pin::Pin<Box<jobwarden::host::NextEvents>>>>;
+    struct Inline {
+        future: Slot,
+        done: std::sync::Mutex<std::sync::mpsc::Sender<usize>>,
+    }
+    impl Wake for Inline {
+        fn wake(self: Arc<Self>) {
+            let mut slot = self.future.lock().unwrap();
+            let Some(future) = slot.as_mut() else { return };
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(events) = future.as_mut().poll(&mut cx) {
+                *slot = None;
+                let _ = self.done.lock().unwrap().send(events.len());
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path());
+    let plugin = host.plugin("tui");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inline = Arc::new(Inline {
+        future: std::sync::Mutex::new(Some(Box::pin(plugin.next_events()))),
+        done: std::sync::Mutex::new(tx),
+    });
+    let waker = Waker::from(inline.clone());
+    {
+        let mut slot = inline.future.lock().unwrap();
+        let future = slot.as_mut().unwrap();
+        assert!(
+            future
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+    }
+    plugin.spawn(probe(&["lines", "3", "0"]));
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(n) => assert!(n > 0, "the inline poll found the queued events"),
+        Err(_) => {
+            // The host thread is stuck in the waker: dropping the host
+            // would wait for it forever.
+            std::mem::forget(plugin);
+            std::mem::forget(host);
+            panic!("the inline poll never completed: woken under the queue lock");
+        }
+    }
+}

@@ -8,7 +8,7 @@ use super::audit::AuditLog;
 use super::conclude::Ending;
 use super::io::QueueRoom;
 use super::locks::{lock, read, write};
-use super::wake::Notifier;
+use super::wake::{Notifier, Wakers};
 use super::{HostWarning, JobEnd, Usage};
 use crate::contract::{JobEvent, JobId, JobSpawnRequest, JobStatus, timestamp_now};
 use crate::decision::{DecisionContext, Denial, Plan, decide};
@@ -192,32 +192,38 @@ impl Shared {
         wait: bool,
     ) -> QueueRoom {
         let pushed = !batch.is_empty();
-        let room = {
+        let (room, wakers) = {
             let mut queues = lock(&self.queues);
             let queue = queues.entry(plugin.clone()).or_insert_with(default_queue);
             queue.extend(batch.drain(..));
             if wait {
                 queue.set_waiting();
             }
-            if pushed {
-                self.notify(plugin);
-            }
-            QueueRoom {
+            let wakers = if pushed {
+                self.notify(plugin)
+            } else {
+                Wakers::default()
+            };
+            let room = QueueRoom {
                 room: queue.room(),
                 bounds: queue.bounds(),
-            }
+            };
+            (room, wakers)
         };
         if pushed {
             self.queued.notify_all();
         }
+        wakers.wake();
         room
     }
 
     /// Tells `plugin`'s waiters that events are queued. Called under the
-    /// queues lock, in the push it announces.
-    fn notify(&self, plugin: &Arc<str>) {
-        if let Some(notifier) = lock(&self.notifiers).get(plugin) {
-            notifier.notify();
+    /// queues lock, in the push it announces; the caller wakes the tasks it
+    /// returns after releasing that lock.
+    fn notify(&self, plugin: &Arc<str>) -> Wakers {
+        match lock(&self.notifiers).get(plugin) {
+            Some(notifier) => notifier.notify(),
+            None => Wakers::default(),
         }
     }
 
@@ -232,13 +238,17 @@ impl Shared {
     /// The host thread has ended: every waiter wakes, and those that find
     /// nothing queued learn that nothing will come.
     pub fn close(&self) {
-        let _queues = lock(&self.queues);
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
-        for notifier in lock(&self.notifiers).values() {
-            notifier.notify();
+        let mut wakers = Wakers::default();
+        {
+            let _queues = lock(&self.queues);
+            self.closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            for notifier in lock(&self.notifiers).values() {
+                wakers.extend(notifier.notify());
+            }
         }
         self.queued.notify_all();
+        wakers.wake();
     }
 
     /// Takes `plugin`'s queued events (called under the queues lock); its
@@ -270,9 +280,10 @@ impl Shared {
             .entry(plugin.clone())
             .or_insert_with(default_queue)
             .extend(events);
-        self.notify(plugin);
+        let wakers = self.notify(plugin);
         drop(queues);
         self.queued.notify_all();
+        wakers.wake();
     }
 
     /// Queues a job's last events and records its end in the table as one
@@ -286,16 +297,17 @@ impl Shared {
         events: impl IntoIterator<Item = JobEvent>,
         record: impl FnOnce(&mut JobTable),
     ) {
-        {
+        let wakers = {
             let mut queues = lock(&self.queues);
             queues
                 .entry(plugin.clone())
                 .or_insert_with(default_queue)
                 .extend(events);
             record(&mut lock(&self.jobs));
-            self.notify(plugin);
-        }
+            self.notify(plugin)
+        };
         self.queued.notify_all();
+        wakers.wake();
     }
 
     fn decide(&self, plugin: &str, id: &str, request: &JobSpawnRequest) -> Result<Plan, Denial> {

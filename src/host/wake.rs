@@ -23,6 +23,25 @@ struct State {
     wakers: Vec<Waker>,
 }
 
+/// Tasks to wake, taken under the queues lock (so none registers between a
+/// push and its notification) and woken after it is released: a waker may
+/// poll its future inline, and the future takes the queues lock.
+#[derive(Default)]
+#[must_use = "the tasks taken must be woken"]
+pub(super) struct Wakers(Vec<Waker>);
+
+impl Wakers {
+    pub fn extend(&mut self, other: Wakers) {
+        self.0.extend(other.0);
+    }
+
+    pub fn wake(self) {
+        for waker in self.0 {
+            waker.wake();
+        }
+    }
+}
+
 /// One plugin's wake-ups.
 pub(super) struct Notifier {
     state: Mutex<State>,
@@ -40,22 +59,19 @@ impl Notifier {
     }
 
     /// Events were queued: signals the descriptor if it is not signalled
-    /// yet and wakes the waiting tasks.
-    pub fn notify(&self) {
-        let wakers = {
-            let mut state = lock(&self.state);
-            #[cfg(unix)]
-            if !state.signalled
-                && let Some(fd) = self.fd.get()
-            {
-                fd.signal();
-                state.signalled = true;
-            }
-            std::mem::take(&mut state.wakers)
-        };
-        for waker in wakers {
-            waker.wake();
+    /// yet and takes the waiting tasks, for the caller to wake once it has
+    /// released the queues lock (see [`Wakers`]).
+    #[must_use = "the tasks taken must be woken"]
+    pub fn notify(&self) -> Wakers {
+        let mut state = lock(&self.state);
+        #[cfg(unix)]
+        if !state.signalled
+            && let Some(fd) = self.fd.get()
+        {
+            fd.signal();
+            state.signalled = true;
         }
+        Wakers(std::mem::take(&mut state.wakers))
     }
 
     /// The queue is about to be drained: the descriptor stops being
