@@ -3,6 +3,9 @@
 
 use std::process::{Command, Output};
 
+/// Runs the CLI in the package directory. `explain` is given `--repo .`
+/// where a test does not name a repository: the package directory need not
+/// be a git work tree (cargo-mutants tests a copy of it that is not).
 fn jobwarden(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jobwarden"))
         .args(args)
@@ -70,7 +73,7 @@ fn check_reports_all_files_even_after_a_bad_one() {
 
 #[test]
 fn explain_names_the_rule_for_an_untrusted_binary() {
-    let out = jobwarden(&["explain", "--", "definitely-not-trusted"]);
+    let out = jobwarden(&["explain", "--repo", ".", "--", "definitely-not-trusted"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("rule  plugins.cli.binaries"), "{stdout}");
@@ -102,6 +105,8 @@ fn explain_allows_git_status_with_the_embedded_policy() {
 fn explain_denial_as_json() {
     let out = jobwarden(&[
         "explain",
+        "--repo",
+        ".",
         "--json",
         "--",
         "git",
@@ -118,6 +123,8 @@ fn explain_denial_as_json() {
 fn explain_plan_as_json() {
     let out = jobwarden(&[
         "explain",
+        "--repo",
+        ".",
         "--json",
         "--env",
         "RUST_LOG=debug",
@@ -140,7 +147,7 @@ fn explain_plan_as_json() {
 
 #[test]
 fn explain_maps_a_trusted_path_back_to_its_name() {
-    let out = jobwarden(&["explain", "--", "/bin/true"]);
+    let out = jobwarden(&["explain", "--repo", ".", "--", "/bin/true"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -149,7 +156,7 @@ fn explain_maps_a_trusted_path_back_to_its_name() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("may run `true`"));
-    let out = jobwarden(&["explain", "--", "/bin/sh"]);
+    let out = jobwarden(&["explain", "--repo", ".", "--", "/bin/sh"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("not a binary plugin `cli` may run"),
