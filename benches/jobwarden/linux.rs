@@ -826,11 +826,13 @@ fn cli_vs_peers(sizes: &Sizes) {
 
 /// The CLI's own account of a run (`JOBWARDEN_TIMINGS`, src/cli/timings.rs):
 /// the median of each phase over `runs`, and before them what the process
-/// spends ahead of `main` (wall time minus the in-process total).
+/// spends outside `main` (wall time minus the in-process total: exec and
+/// dynamic linking before it, printing the line and exiting after it).
 fn cli_phases(repo: &str, runs: usize, true_wall: Duration) {
-    let mut names: Vec<String> = Vec::new();
-    let mut phases: Vec<Vec<Duration>> = Vec::new();
-    let mut before_main = Vec::new();
+    // By name, in the order first seen: a run that lacks a phase (or
+    // reads `started` and its end in one batch) does not shift the others.
+    let mut phases: Vec<(String, Vec<Duration>)> = Vec::new();
+    let mut outside = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         let out = Command::new(JOBWARDEN)
@@ -842,32 +844,31 @@ fn cli_phases(repo: &str, runs: usize, true_wall: Duration) {
             .expect("the CLI runs");
         let wall = t.elapsed();
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the CLI failed:\n{stderr}");
         let line = stderr
             .lines()
             .find_map(|l| l.strip_prefix("jobwarden: timings (ms): "))
             .unwrap_or_else(|| panic!("no timings line from the CLI:\n{stderr}"));
-        for (i, part) in line.split(" · ").enumerate() {
+        for part in line.split(" · ") {
             let (name, value) = part.split_once(' ').expect("`name value`");
             let d = Duration::from_secs_f64(value.parse::<f64>().expect("milliseconds") / 1000.0);
             if name == "total" {
-                before_main.push(wall.saturating_sub(d));
+                outside.push(wall.saturating_sub(d));
                 continue;
             }
-            if names.len() <= i {
-                names.push(name.to_string());
-                phases.push(Vec::new());
+            match phases.iter_mut().find(|(n, _)| n == name) {
+                Some((_, times)) => times.push(d),
+                None => phases.push((name.to_string(), vec![d])),
             }
-            phases[i].push(d);
         }
     }
-    let parts: Vec<String> = names
-        .iter()
-        .zip(phases)
+    let parts: Vec<String> = phases
+        .into_iter()
         .map(|(name, times)| format!("{name} {}", ms(median(times))))
         .collect();
     println!(
-        "   where `run` goes (median of each phase): before main {} (exec, dynamic linking; /bin/true's whole run {}) · {}",
-        ms(median(before_main)),
+        "   where `run` goes (median of each phase): outside main {} (exec, dynamic linking, exit; /bin/true's whole run {}) · {}",
+        ms(median(outside)),
         ms(true_wall),
         parts.join(" · ")
     );

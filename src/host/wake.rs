@@ -6,9 +6,12 @@
 //! Waking is edge-cheap. The descriptor is written once when the plugin's
 //! queue goes from drained to not drained, however many lines follow before
 //! the next drain; a drain resets it. Wakers are taken when woken, so a
-//! task is woken once per batch, not per line. Both happen under the queues
-//! lock, in the same critical section as the push or drain they describe:
-//! a push can never fall between a drain and its reset.
+//! task is woken once per batch, not per line. The descriptor is written
+//! or reset, and the wakers taken, under the queues lock, in the same
+//! critical section as the push or drain they describe: a push can never
+//! fall between a drain and its reset, nor a task register unseen. The
+//! tasks taken are woken after the lock is released ([`Wakers`]), since a
+//! waker may poll its future, which takes the lock, inline.
 
 use std::sync::Mutex;
 use std::task::Waker;
