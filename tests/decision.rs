@@ -847,3 +847,112 @@ fn timeouts_and_layers() {
     ];
     run_cases(&p, &fx, cases);
 }
+
+const POLICY_WITH_ALLOW: &str = r#"
+version = 1
+search_path = ["/usr/bin", "/bin"]
+
+[binaries.git]
+path = "/usr/bin/git"
+
+[binaries.git.args]
+allow = [
+    ["status", "--short"],
+    ["log", "--oneline", "-n", "[0-9]*"],
+    ["diff", "..."],
+]
+
+[binaries.true]
+
+[plugins.ci]
+binaries = ["git", "true"]
+
+[plugins.narrow]
+binaries = ["git"]
+
+[plugins.narrow.args.git]
+allow = [["rev-parse", "HEAD"]]
+"#;
+
+/// `args.allow`: only listed command lines run, the plan names the pattern
+/// that allowed one, a refusal names the closest, and a plugin's own list
+/// replaces the binary's.
+#[test]
+fn allowed_command_lines() {
+    let fx = fixture();
+    let p = policy(POLICY_WITH_ALLOW);
+    fn key(expected: &'static str) -> impl Fn(&Plan) {
+        move |plan| assert_eq!(plan.args_key.as_deref(), Some(expected))
+    }
+    let cases = vec![
+        case(
+            "a listed command line",
+            "ci",
+            req("git", &["status", "--short"]),
+            Allow(|plan, _| key("binaries.git.args.allow[0]")(plan)),
+        ),
+        case(
+            "a glob element",
+            "ci",
+            req("git", &["log", "--oneline", "-n", "20"]),
+            Allow(|plan, _| key("binaries.git.args.allow[1]")(plan)),
+        ),
+        case(
+            "the rest marker allows more",
+            "ci",
+            req("git", &["diff", "--stat", "HEAD~1"]),
+            Allow(|plan, _| key("binaries.git.args.allow[2]")(plan)),
+        ),
+        case(
+            "the rest marker allows none",
+            "ci",
+            req("git", &["diff"]),
+            Allow(|plan, _| key("binaries.git.args.allow[2]")(plan)),
+        ),
+        case(
+            "no list for the binary: no key",
+            "ci",
+            req("true", &["anything"]),
+            Allow(|plan, _| assert_eq!(plan.args_key, None)),
+        ),
+        case(
+            "an extra argument",
+            "ci",
+            req("git", &["status", "--short", "--ignored"]),
+            Deny("binaries.git.args.allow[0]"),
+        ),
+        case(
+            "a glob that does not match",
+            "ci",
+            req("git", &["log", "--oneline", "-n", "x"]),
+            Deny("binaries.git.args.allow[1]"),
+        ),
+        // Parting at the same argument, the closest is the pattern whose
+        // length is nearest the request's (`diff ...` has one element).
+        case(
+            "an unlisted subcommand",
+            "ci",
+            req("git", &["push"]),
+            Deny("binaries.git.args.allow[2]"),
+        ),
+        case(
+            "no arguments",
+            "ci",
+            req("git", &[]),
+            Deny("binaries.git.args.allow[2]"),
+        ),
+        case(
+            "the plugin's list replaces the binary's",
+            "narrow",
+            req("git", &["rev-parse", "HEAD"]),
+            Allow(|plan, _| key("plugins.narrow.args.git.allow[0]")(plan)),
+        ),
+        case(
+            "what the binary's list allows, the plugin's does not",
+            "narrow",
+            req("git", &["status", "--short"]),
+            Deny("plugins.narrow.args.git.allow[0]"),
+        ),
+    ];
+    run_cases(&p, &fx, cases);
+}
