@@ -956,3 +956,66 @@ fn allowed_command_lines() {
     ];
     run_cases(&p, &fx, cases);
 }
+
+const POLICY_WITH_UNIX: &str = r#"
+version = 1
+search_path = ["/usr/bin", "/bin"]
+
+[binaries.true]
+
+[plugins.none]
+binaries = ["true"]
+
+[plugins.paths]
+binaries = ["true"]
+
+[plugins.paths.network]
+unix = ["{repo}/agent.sock"]
+
+[plugins.any]
+binaries = ["true"]
+
+[plugins.any.network]
+unix_any = true
+"#;
+
+/// Pathname UNIX sockets: none by default, the paths granted (placeholders
+/// resolved), and `*` only where `unix_any` says so; the sockets layer
+/// lets every path through when `any_unix_socket()` is true.
+#[test]
+fn unix_socket_grants() {
+    let fx = fixture();
+    let p = policy(POLICY_WITH_UNIX);
+    let cases = vec![
+        case(
+            "no grant",
+            "none",
+            req("true", &[]),
+            Allow(|plan, _| {
+                assert!(plan.network.unix.is_empty());
+                assert!(!plan.network.any_unix_socket());
+            }),
+        ),
+        case(
+            "a path, resolved",
+            "paths",
+            req("true", &[]),
+            Allow(|plan, fx| {
+                let paths: Vec<_> = plan.network.unix.iter().map(|p| &p.path).collect();
+                assert_eq!(paths, [&fx.repo.join("agent.sock")]);
+                assert_eq!(plan.network.unix[0].key, "plugins.paths.network.unix[0]");
+                assert!(!plan.network.any_unix_socket(), "a path is not every path");
+            }),
+        ),
+        case(
+            "unix_any",
+            "any",
+            req("true", &[]),
+            Allow(|plan, _| {
+                assert!(plan.network.any_unix_socket());
+                assert_eq!(plan.network.unix[0].key, "plugins.any.network.unix_any");
+            }),
+        ),
+    ];
+    run_cases(&p, &fx, cases);
+}
