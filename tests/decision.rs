@@ -1019,3 +1019,22 @@ fn unix_socket_grants() {
     ];
     run_cases(&p, &fx, cases);
 }
+
+/// Durations as reports and timeout messages write them, at each edge.
+#[test]
+fn durations_in_reports() {
+    use jobwarden::decision::format_duration;
+    use std::time::Duration;
+    let cases = [
+        (Duration::ZERO, "0 s"),
+        (Duration::from_millis(1), "1 ms"),
+        (Duration::from_millis(250), "250 ms"),
+        (Duration::from_millis(999), "999 ms"),
+        (Duration::from_millis(1000), "1 s"),
+        (Duration::from_millis(1500), "1.5 s"),
+        (Duration::from_secs(30), "30 s"),
+    ];
+    for (d, text) in cases {
+        assert_eq!(format_duration(d), text, "{d:?}");
+    }
+}
