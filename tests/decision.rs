@@ -1038,3 +1038,32 @@ fn durations_in_reports() {
         assert_eq!(format_duration(d), text, "{d:?}");
     }
 }
+
+/// The plan as `explain` prints it names granted ports even when only one
+/// direction has any, and says so when neither has.
+#[test]
+fn the_printed_plan_names_ports() {
+    let fx = fixture();
+    let p = policy(POLICY);
+    let cases = vec![
+        case(
+            "connect without bind",
+            "ci",
+            req("true", &[]),
+            Allow(|plan, _| {
+                let text = plan.to_string();
+                assert!(text.contains("connect 443; bind none"), "{text}");
+            }),
+        ),
+        case(
+            "neither",
+            "other",
+            req("true", &[]),
+            Allow(|plan, _| {
+                let text = plan.to_string();
+                assert!(text.contains("no TCP connect or bind"), "{text}");
+            }),
+        ),
+    ];
+    run_cases(&p, &fx, cases);
+}
