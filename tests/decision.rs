@@ -1067,3 +1067,24 @@ fn the_printed_plan_names_ports() {
     ];
     run_cases(&p, &fx, cases);
 }
+
+/// A repository above the home directory is refused even where that
+/// directory is not on the system list (a home under /data/users).
+#[test]
+fn a_repository_above_a_home_outside_the_system_list_is_refused() {
+    use jobwarden::decision::repo_refusal;
+    let home = Path::new("/data/users/ana");
+    for refused in ["/data/users", "/data", "/data/users/ana"] {
+        assert!(
+            repo_refusal(Path::new(refused), Some(home)).is_some(),
+            "{refused}"
+        );
+    }
+    for allowed in ["/data/users/ana/project", "/data/other", "/data/users/bob"] {
+        assert_eq!(
+            repo_refusal(Path::new(allowed), Some(home)),
+            None,
+            "{allowed}"
+        );
+    }
+}
