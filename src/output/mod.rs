@@ -171,7 +171,9 @@ impl JobOutput {
                     emit_line(job_id, stream, line, end, sanitizer, progress, out);
                 });
             }
-            OutputMode::Chunks if self.sanitize != Sanitize::Raw => {
+            // Raw chunks hold nothing back (`feed` passes them whole), so
+            // what is left of the decoder and sanitiser is empty for them.
+            OutputMode::Chunks => {
                 let mut text = String::new();
                 state.utf8.finish(&mut text);
                 let mut clean = String::new();
@@ -186,7 +188,6 @@ impl JobOutput {
                     });
                 }
             }
-            OutputMode::Chunks => {}
         }
     }
 
@@ -443,6 +444,14 @@ mod tests {
             Some("✓"),
             "not from inside é"
         );
+        // Compacted only past twice the cap: memory stays within 2 × cap
+        // and the copy is paid once per cap bytes, not on every push.
+        let mut tail = Tail::new(4);
+        for (push, held) in [("abcd", 4), ("ef", 6), ("g", 7), ("h", 8), ("i", 4)] {
+            tail.push(push.as_bytes());
+            assert_eq!(tail.buf.len(), held, "after {push:?}");
+        }
+        assert_eq!(tail.text(Sanitize::Raw).as_deref(), Some("fghi"));
         let mut exact = Tail::new(3);
         exact.push(b"abc");
         assert_eq!(exact.text(Sanitize::Raw).as_deref(), Some("abc"));
@@ -513,6 +522,78 @@ mod tests {
             assert_eq!(out.len(), n);
             assert!(cost <= room_bytes, "{cost} > {room_bytes}");
         }
+    }
+
+    /// The bound is not only safe (the property below) but what it says:
+    /// one event held back for an unfinished line, the bytes of each event
+    /// and of the line held so far counted once, and a chunk read sized to
+    /// one event. A bound that reads too little stalls a job behind a queue
+    /// with room to spare, so its exact values are pinned, at each edge.
+    #[test]
+    fn max_read_is_exact_at_its_edges() {
+        let id: JobId = "job-1".into();
+        // What every output event of this job costs besides its text, and
+        // a text block's allocator slack: the two numbers the bound adds.
+        let per_event = queue::output_event_overhead(&id) + 32;
+        assert!(per_event > 64, "{per_event}: slot, id and stream name");
+        let lines = |pending: usize| {
+            let mut job = JobOutput::new(
+                id.clone(),
+                &plan(OutputMode::Lines, Sanitize::Colors, 4096),
+                ProgressTracker::new(&[]),
+            );
+            job.feed(Stream::Stdout, &vec![b'x'; pending], &mut Vec::new());
+            job
+        };
+        let plenty = usize::MAX / 2;
+        let room = |events, bytes| Room { events, bytes };
+
+        // By events: one is kept for the end of the line being read.
+        let job = lines(0);
+        assert_eq!(job.max_read(Stream::Stdout, room(10, plenty)), 9);
+        assert_eq!(job.max_read(Stream::Stdout, room(1, plenty)), 0);
+        assert_eq!(job.max_read(Stream::Stdout, room(0, plenty)), 0);
+        // By bytes: the event ending the line, then k of (event + 3 bytes).
+        for k in [0, 1, 7] {
+            let exact = per_event + k * (per_event + 3);
+            assert_eq!(job.max_read(Stream::Stdout, room(plenty, exact)), k);
+            assert_eq!(
+                job.max_read(Stream::Stdout, room(plenty, exact + per_event + 2)),
+                k,
+                "one byte short of the next event"
+            );
+            if k > 0 {
+                assert_eq!(job.max_read(Stream::Stdout, room(plenty, exact - 1)), k - 1);
+            }
+        }
+        assert_eq!(job.max_read(Stream::Stdout, room(plenty, per_event - 1)), 0);
+        // A held line of 100 bytes costs up to 300 bytes of text, on the
+        // stream that holds it only.
+        let job = lines(100);
+        let exact = per_event + 300 + 5 * (per_event + 3);
+        assert_eq!(job.max_read(Stream::Stdout, room(plenty, exact)), 5);
+        assert_eq!(job.max_read(Stream::Stdout, room(plenty, exact - 1)), 4);
+        assert_eq!(
+            job.max_read(Stream::Stderr, room(plenty, exact)),
+            5 + 300 / (per_event + 3),
+            "stderr holds nothing"
+        );
+
+        // Chunks: one event, three bytes of text per byte read, nine for a
+        // split character carried over.
+        let chunks = JobOutput::new(
+            id.clone(),
+            &plan(OutputMode::Chunks, Sanitize::Colors, 4096),
+            ProgressTracker::new(&[]),
+        );
+        assert_eq!(chunks.max_read(Stream::Stdout, room(0, plenty)), 0);
+        for k in [0, 1, 1000] {
+            let exact = per_event + 9 + 3 * k;
+            assert_eq!(chunks.max_read(Stream::Stdout, room(1, exact)), k);
+            assert_eq!(chunks.max_read(Stream::Stdout, room(1, exact + 2)), k);
+            assert_eq!(chunks.max_read(Stream::Stdout, room(5, exact + 3)), k + 1);
+        }
+        assert_eq!(chunks.max_read(Stream::Stdout, room(1, per_event)), 0);
     }
 
     proptest! {
