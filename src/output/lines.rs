@@ -76,8 +76,10 @@ impl LineSplitter {
         while !input.is_empty() {
             let room = self.max - self.partial.len();
             let window = &input[..input.len().min(room + 1)];
+            // A line end within the window ends a piece of at most `max`
+            // bytes (`i <= room`, as the window is at most `room + 1` long).
             match memchr::memchr2(b'\n', b'\r', window) {
-                Some(i) if i <= room => {
+                Some(i) => {
                     let (end, consumed) = match (input[i], input.get(i + 1)) {
                         (b'\n', _) => (LineEnd::Newline, 1),
                         (_, Some(b'\n')) => (LineEnd::CrLf, 2),
@@ -147,10 +149,10 @@ fn utf8_cut(bytes: &[u8]) -> usize {
 
 fn utf8_width(lead: u8) -> usize {
     match lead {
-        0x00..=0x7F => 1,
         0xC0..=0xDF => 2,
         0xE0..=0xEF => 3,
         0xF0..=0xF7 => 4,
+        // ASCII, and bytes no character starts with, stand alone.
         _ => 1,
     }
 }
