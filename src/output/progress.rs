@@ -287,21 +287,30 @@ mod tests {
 
     #[test]
     fn only_changes_are_updates() {
+        // `has_update` (which the host polls to decide whether to send an
+        // event) agrees with `take_update` at every step.
+        let take = |t: &mut ProgressTracker| {
+            let has = t.has_update();
+            let update = t.take_update();
+            assert_eq!(has, update.is_some(), "has_update before {update:?}");
+            assert!(!t.has_update(), "taken");
+            update
+        };
         let mut t = tracker(&[]);
         assert!(!t.declared());
-        assert_eq!(t.take_update(), None);
+        assert_eq!(take(&mut t), None);
         t.observe("::progress:: 10");
         assert!(t.declared());
-        assert_eq!(t.take_update(), Some((Some(10), None)));
+        assert_eq!(take(&mut t), Some((Some(10), None)));
         t.observe("::progress:: 10");
-        assert_eq!(t.take_update(), None, "the same percent again is no update");
+        assert_eq!(take(&mut t), None, "the same percent again is no update");
         t.observe("::progress:: step one");
-        assert_eq!(t.take_update(), Some((Some(10), Some("step one".into()))));
+        assert_eq!(take(&mut t), Some((Some(10), Some("step one".into()))));
         t.observe("::progress:: step one");
-        assert_eq!(t.take_update(), None, "the same step again is no update");
+        assert_eq!(take(&mut t), None, "the same step again is no update");
         t.observe("::progress:: 10 \u{1b}[2J");
         assert_eq!(
-            t.take_update(),
+            take(&mut t),
             None,
             "a step that sanitises to nothing is none"
         );
