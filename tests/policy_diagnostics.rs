@@ -79,3 +79,19 @@ fn a_file_that_is_not_utf8_names_the_path_and_keeps_the_cause() {
     let cause = std::error::Error::source(&err).expect("the UTF-8 error is kept");
     assert!(cause.to_string().contains("utf-8"), "{cause}");
 }
+
+/// A TOML error at the very end of the text has an empty span from the
+/// parser: the diagnostic widens it to one byte, so the marker, `--json`
+/// consumers and editors have something to point at, and a span never runs
+/// backwards.
+#[test]
+fn a_syntax_error_at_the_end_points_at_one_byte() {
+    for (text, at) in [("version = 1\nname = ", 19), ("version = 1\nx = [1,", 19)] {
+        let report = match Policy::from_toml("eof.toml", text) {
+            Err(LoadError::Invalid(report)) => report,
+            other => panic!("{text:?}: {:?}", other.map(|_| ())),
+        };
+        let spans: Vec<_> = report.diagnostics.iter().map(|d| d.span.clone()).collect();
+        assert_eq!(spans, [Some(at..at + 1)], "{text:?}: {}", report.render());
+    }
+}

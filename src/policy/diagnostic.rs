@@ -432,6 +432,17 @@ mod tests {
         assert_eq!(report.error_count(), 2);
         assert_eq!(report.warning_count(), 1);
         assert_eq!(report.to_string(), rendered);
+        // `check` prints both counts: each counted on its own.
+        let counts = |diagnostics: Vec<Diagnostic>| {
+            let report = crate::policy::Report {
+                source: report.source.clone(),
+                diagnostics,
+            };
+            (report.error_count(), report.warning_count())
+        };
+        assert_eq!(counts(vec![]), (0, 0));
+        assert_eq!(counts(vec![all[1].clone(), all[2].clone()]), (2, 0));
+        assert_eq!(counts(vec![all[0].clone(), all[0].clone()]), (0, 2));
     }
 
     #[test]
