@@ -295,3 +295,49 @@ impl Policy {
         self.plugins.get(plugin).or(self.catch_all.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every mix of the three groups: `all_required` holds for exactly one,
+    /// and `describe` names a single level only when all three agree.
+    #[test]
+    fn enforcement_levels_per_group() {
+        use Enforcement::{BestEffort, Required};
+        for mask in 0..8u8 {
+            let level = |bit: u8| {
+                if mask & bit != 0 {
+                    Required
+                } else {
+                    BestEffort
+                }
+            };
+            let policy = EnforcementPolicy {
+                confinement: Sourced::new(level(1), "enforcement.confinement"),
+                limits: Sourced::new(level(2), "enforcement.limits"),
+                cleanup: Sourced::new(level(4), "enforcement.cleanup"),
+            };
+            assert_eq!(policy.all_required(), mask == 7, "{mask:03b}");
+            assert_eq!(policy.of(EnforcementGroup::Limits).value, level(2));
+            let described = policy.describe();
+            match mask {
+                0 => assert_eq!(described, "best_effort"),
+                7 => assert_eq!(described, "required"),
+                _ => assert_eq!(
+                    described,
+                    format!(
+                        "confinement {}, limits {}, cleanup {}",
+                        level(1).word(),
+                        level(2).word(),
+                        level(4).word()
+                    )
+                ),
+            }
+        }
+        let all = EnforcementPolicy::all(Required, "enforcement");
+        assert!(all.all_required());
+        assert_eq!(all.cleanup.key, "enforcement");
+        assert!(!EnforcementPolicy::all(BestEffort, "enforcement").all_required());
+    }
+}
