@@ -80,10 +80,7 @@ impl Sanitizer {
             out.push_str(input);
             return;
         }
-        if self.state == State::Ground
-            && (is_printable_ascii(input.as_bytes(), self.keep_newlines)
-                || is_plain(input, self.keep_newlines))
-        {
+        if self.state == State::Ground && is_plain(input, self.keep_newlines) {
             out.push_str(input);
             return;
         }
@@ -95,10 +92,7 @@ impl Sanitizer {
 
     /// Sanitises one complete line (state is reset before and after).
     pub fn line(&mut self, input: &str) -> String {
-        if self.mode == Sanitize::Raw
-            || is_printable_ascii(input.as_bytes(), false)
-            || is_plain(input, false)
-        {
+        if self.mode == Sanitize::Raw || is_plain(input, false) {
             return input.to_string();
         }
         self.reset();
@@ -121,12 +115,12 @@ impl Sanitizer {
                 }
                 ']' => self.state = State::Osc,
                 'P' | 'X' | '^' | '_' => self.state = State::Str,
-                '\u{1b}' => {}
                 '\u{20}'..='\u{2f}' => self.state = State::EscapeIntermediate,
                 '\u{30}'..='\u{7e}' => self.state = State::Ground,
                 _ => {
                     // ESC followed by a control or non-ASCII: drop the ESC and
-                    // treat the character as ordinary input.
+                    // treat the character as ordinary input (another ESC
+                    // starts a sequence of its own there).
                     self.state = State::Ground;
                     self.ground(c, out);
                 }
@@ -228,6 +222,10 @@ pub fn is_printable_ascii(bytes: &[u8], newlines: bool) -> bool {
 /// with 0xC2 followed by 0x80–0x9F).
 pub(crate) fn is_plain(text: &str, keep_newlines: bool) -> bool {
     let bytes = text.as_bytes();
+    // Most output is printable ASCII: the vectorised check first.
+    if is_printable_ascii(bytes, keep_newlines) {
+        return true;
+    }
     bytes.iter().enumerate().all(|(i, &b)| match b {
         b'\t' => true,
         b'\n' => keep_newlines,
