@@ -453,6 +453,20 @@ mod tests {
         );
         q.drain();
         assert_eq!((q.len(), q.bytes()), (0, 0));
+        // The overhead `max_read` budgets per output event is what an
+        // output event with no text costs: slot, id and stream name.
+        for id in ["ab", "a-much-longer-job-identifier-0123456789"] {
+            let event = |stream: &str| JobEvent::JobLogLine {
+                job_id: id.into(),
+                data: JobLogLineData {
+                    line: String::new(),
+                    stream: stream.into(),
+                },
+            };
+            let overhead = output_event_overhead(&id.to_string());
+            assert_eq!(overhead, cost(&event(STREAM_STDOUT)), "{id}");
+            assert_eq!(overhead, cost(&event(STREAM_STDERR)), "{id}");
+        }
     }
 
     #[test]
