@@ -30,8 +30,6 @@ enum State {
     Osc,
     /// Inside a DCS, SOS, PM or APC string: ends at ST (BEL accepted too).
     Str,
-    /// Saw ESC inside a string; `\` ends it.
-    StrEscape,
 }
 
 /// A streaming sanitiser. Feed it text in any pieces; state carries over.
@@ -165,24 +163,13 @@ impl Sanitizer {
                     self.ground(c, out);
                 }
             },
-            State::Osc => match c {
+            // An ESC inside a string ends it and starts an escape of its
+            // own: ST (`ESC \`) is that escape with `\` as its final byte,
+            // and any other one is handled as it would be outside.
+            State::Osc | State::Str => match c {
                 '\u{07}' | '\u{9c}' => self.state = State::Ground,
-                '\u{1b}' => self.state = State::StrEscape,
+                '\u{1b}' => self.state = State::Escape,
                 _ => {}
-            },
-            State::Str => match c {
-                '\u{07}' | '\u{9c}' => self.state = State::Ground,
-                '\u{1b}' => self.state = State::StrEscape,
-                _ => {}
-            },
-            State::StrEscape => match c {
-                '\\' => self.state = State::Ground,
-                '\u{1b}' => {}
-                // Any other escape ends the string and starts anew.
-                _ => {
-                    self.state = State::Escape;
-                    self.step(c, out);
-                }
             },
         }
     }
