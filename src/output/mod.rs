@@ -411,6 +411,21 @@ mod tests {
         );
     }
 
+    /// Plain ASCII after half a character is not passed as it is: the
+    /// held byte comes first, as U+FFFD, and then the text, in order.
+    #[test]
+    fn a_held_byte_comes_before_the_ascii_after_it() {
+        let mut job = output(OutputMode::Chunks, Sanitize::Colors, 80, 0);
+        let mut out = Vec::new();
+        job.feed(Stream::Stdout, b"x\xc3", &mut out);
+        job.feed(Stream::Stdout, b"abc", &mut out);
+        job.finish(Stream::Stdout, &mut out);
+        assert_eq!(
+            shown(&out),
+            ["stdout chunk: x", "stdout chunk: \u{fffd}abc"]
+        );
+    }
+
     #[test]
     fn raw_chunks_pass_untouched() {
         let mut job = output(OutputMode::Chunks, Sanitize::Raw, 80, 4);

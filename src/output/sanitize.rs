@@ -497,9 +497,17 @@ mod tests {
         let bytes = "é✓".as_bytes();
         let mut s = Utf8Stream::default();
         let mut out = String::new();
-        s.push(&bytes[..1], &mut out);
-        s.push(&bytes[1..3], &mut out);
-        s.push(&bytes[3..], &mut out);
+        assert!(s.is_empty());
+        // `is_empty` says whether a character is waiting: only then does
+        // chunk mode have to decode the next chunk instead of passing it.
+        for (piece, waiting) in [
+            (&bytes[..1], true),
+            (&bytes[1..3], true),
+            (&bytes[3..], false),
+        ] {
+            s.push(piece, &mut out);
+            assert_eq!(s.is_empty(), !waiting, "after {piece:?}");
+        }
         s.finish(&mut out);
         assert_eq!(out, "é✓");
         let mut out = String::new();
