@@ -71,7 +71,9 @@ pub fn suggest_size(text: &str) -> Option<String> {
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '_' && c != '.')?;
     let (number, unit) = text.split_at(split);
     let unit = unit.trim();
-    if number.is_empty() || unit.is_empty() || parse_size(text).is_ok() {
+    // A size that parses needs no suggestion; one without a number gets
+    // none either, as the suggestion made below would not parse.
+    if parse_size(text).is_ok() {
         return None;
     }
     let lower = unit.to_ascii_lowercase();
@@ -206,9 +208,26 @@ mod tests {
         assert_eq!(suggest_size("2 Gb").as_deref(), Some("2 GB"));
         assert_eq!(suggest_size("10 bytes").as_deref(), Some("10 B"));
         assert_eq!(suggest_size("4.5 gigabytes").as_deref(), Some("4.5 GiB"));
+        // Every unit spelled out, in either name, becomes its binary unit.
+        for (text, want) in [
+            ("3 kilobytes", "3 KiB"),
+            ("3 Kibibytes", "3 KiB"),
+            ("2 megabytes", "2 MiB"),
+            ("2 mebibytes", "2 MiB"),
+            ("7 gibibytes", "7 GiB"),
+            ("1 terabytes", "1 TiB"),
+            ("1 TEBIBYTES", "1 TiB"),
+            ("9 byte", "9 B"),
+        ] {
+            assert_eq!(suggest_size(text).as_deref(), Some(want), "{text}");
+        }
         assert_eq!(suggest_size("5 parsecs"), None);
         assert_eq!(suggest_size("4 GiB"), None);
         assert_eq!(suggest_size("lots"), None);
+        // A unit alone is no size, however well spelled.
+        assert_eq!(suggest_size("gib"), None);
+        assert_eq!(suggest_size("bytes"), None);
+        assert_eq!(suggest_size("_ mib"), None);
     }
 
     #[test]
