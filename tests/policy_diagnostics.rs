@@ -80,10 +80,8 @@ fn a_file_that_is_not_utf8_names_the_path_and_keeps_the_cause() {
     assert!(cause.to_string().contains("utf-8"), "{cause}");
 }
 
-/// A TOML error at the very end of the text has an empty span from the
-/// parser: the diagnostic widens it to one byte, so the marker, `--json`
-/// consumers and editors have something to point at, and a span never runs
-/// backwards.
+/// A TOML error at the very end of the text points at one byte past it, so
+/// the marker, `--json` consumers and editors have something to point at.
 #[test]
 fn a_syntax_error_at_the_end_points_at_one_byte() {
     for (text, at) in [("version = 1\nname = ", 19), ("version = 1\nx = [1,", 19)] {
