@@ -410,5 +410,40 @@ mod tests {
                 .describe(),
             "at argument 2: `--prefix=/x` is an option, and the glob `*` matches options only when it starts with `-` itself"
         );
+        assert_eq!(
+            p.difference(&args(&["run", ""])).unwrap().describe(),
+            "at argument 2: it is empty, and the glob `*` never matches an empty argument"
+        );
+        // Only an option meeting a glob that does not spell one is "an
+        // option": a plain word, or an option the glob's own `-` prefix
+        // does not match, simply does not match.
+        let p = &patterns(r#"[["plan", "--env=*"], ["validate", "*.kdl"]]"#);
+        assert_eq!(
+            p[0].difference(&args(&["plan", "--force"]))
+                .unwrap()
+                .describe(),
+            "at argument 2: `--force` does not match the glob `--env=*`"
+        );
+        assert_eq!(
+            p[1].difference(&args(&["validate", "notes.txt"]))
+                .unwrap()
+                .describe(),
+            "at argument 2: `notes.txt` does not match the glob `*.kdl`"
+        );
+    }
+
+    #[test]
+    fn a_difference_counts_the_arguments_that_matched_before_it() {
+        // `position` ranks the closest pattern in a denial, so every kind
+        // reports how far the request followed the pattern.
+        let p = &patterns(r#"[["a", "b", "c"]]"#)[0];
+        let at = |words: &[&str]| p.difference(&args(words)).map(|d| d.position());
+        assert_eq!(at(&["x"]), Some(0));
+        assert_eq!(at(&["a", "x"]), Some(1));
+        assert_eq!(at(&["a", "b", "x"]), Some(2));
+        assert_eq!(at(&[]), Some(0));
+        assert_eq!(at(&["a", "b"]), Some(2));
+        assert_eq!(at(&["a", "b", "c", "d"]), Some(3));
+        assert_eq!(at(&["a", "b", "c"]), None);
     }
 }
