@@ -408,6 +408,42 @@ mod tests {
     }
 
     #[test]
+    fn a_wide_line_is_shown_as_a_window_with_an_ellipsis_where_it_goes_on() {
+        // 300 characters, every one two bytes wide, so a byte/character
+        // mix-up shows.
+        let line: String = (0..300)
+            .map(|i| char::from_u32(0xe0 + i % 26).unwrap())
+            .collect();
+        let chars = |from: usize, to: usize| -> String {
+            line.chars().skip(from).take(to - from).collect()
+        };
+        // Up to SNIPPET_CHARS wide: the whole line, the marker untouched.
+        let narrow = chars(0, SNIPPET_CHARS);
+        assert_eq!(window(&narrow, 150, 30), (narrow.as_str().into(), 150, 30));
+        // The column near the start: no ellipsis before, the marker where it was.
+        assert_eq!(
+            window(&line, 10, 3),
+            (format!("{}…", chars(0, 160)).into(), 10, 3)
+        );
+        // In the middle: ellipses on both sides, the marker shifted past the
+        // leading one and cut at the window's end.
+        assert_eq!(
+            window(&line, 100, 200),
+            (format!("…{}…", chars(60, 220)).into(), 41, 120)
+        );
+        // Near the end: the window reaches the line's end, so no ellipsis after.
+        assert_eq!(
+            window(&line, 290, 5),
+            (format!("…{}", chars(250, 300)).into(), 41, 5)
+        );
+        // A window ending exactly at the line's end has no ellipsis after.
+        assert_eq!(
+            window(&line, 180, 1),
+            (format!("…{}", chars(140, 300)).into(), 41, 1)
+        );
+    }
+
+    #[test]
     fn errors_come_first_then_warnings_each_in_file_order() {
         let source = Source {
             name: "p.toml".into(),
