@@ -344,6 +344,10 @@ mod tests {
         assert_eq!(source.line_col(6), (2, 1));
         // "b", "é" (two bytes), " " → the "=" is the 4th character.
         assert_eq!(source.line_col(10), (2, 4));
+        // An offset inside "é" counts from the character's start.
+        assert_eq!(source.line_col(8), (2, 2));
+        assert_eq!(floor_char_boundary(&source.text, 8), 7);
+        assert_eq!(floor_char_boundary(&source.text, 7), 7);
     }
 
     #[test]
