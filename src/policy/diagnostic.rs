@@ -304,8 +304,11 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The nearest character boundary at or before `offset` (`str`'s own is
+/// newer than our minimum Rust). Offset 0 is always a boundary, so the loop
+/// ends there at the latest.
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
-    while offset > 0 && !text.is_char_boundary(offset) {
+    while !text.is_char_boundary(offset) {
         offset -= 1;
     }
     offset
