@@ -494,5 +494,19 @@ mod tests {
         assert_eq!(did_you_mean("timeout_sec", keys), Some("timeout_secs"));
         assert_eq!(did_you_mean("memroy", keys), Some("memory"));
         assert_eq!(did_you_mean("zzz", keys), None);
+        // "Close" is a Jaro-Winkler score above 0.8, not at it: "ab" and
+        // "abcdefgh" score exactly 0.8 (Jaro 0.75, two shared leading
+        // characters).
+        assert_eq!(strsim::jaro_winkler("ab", "abcdefgh"), 0.8);
+        assert_eq!(did_you_mean("ab", ["abcdefgh"]), None);
+        assert_eq!(did_you_mean("abcdefg", ["abcdefgh"]), Some("abcdefgh"));
+        // Inputs up to 256 bytes are compared; longer ones never are.
+        let long = "k".repeat(255);
+        let candidate = format!("{long}s");
+        assert_eq!(
+            did_you_mean(&format!("{long}z"), [candidate.as_str()]),
+            Some(candidate.as_str())
+        );
+        assert_eq!(did_you_mean(&format!("{long}sz"), [candidate.as_str()]), None);
     }
 }
