@@ -507,6 +507,9 @@ mod tests {
             did_you_mean(&format!("{long}z"), [candidate.as_str()]),
             Some(candidate.as_str())
         );
-        assert_eq!(did_you_mean(&format!("{long}sz"), [candidate.as_str()]), None);
+        assert_eq!(
+            did_you_mean(&format!("{long}sz"), [candidate.as_str()]),
+            None
+        );
     }
 }

@@ -217,3 +217,150 @@ fn sha256_of(path: &Path) -> std::io::Result<[u8; 32]> {
     }
     Ok(hasher.finalize().into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::diagnostic::{Diagnostic, Severity};
+    use crate::policy::{LoadError, Policy};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A directory holding `tool` (executable, its sha256 returned),
+    /// `data` (a plain file) and `dir/`.
+    fn machine() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("data"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("dir")).unwrap();
+        let sha = crate::policy::hex(&sha256_of(&tool).unwrap());
+        (dir, sha)
+    }
+
+    /// What loading `binaries` (TOML after `version = 1`) in `mode`
+    /// reports, warnings and errors alike.
+    fn judged(binaries: &str, mode: ThisMachine) -> Vec<Diagnostic> {
+        let text = format!("version = 1\n{binaries}");
+        match Policy::from_toml_for("<test>", &text, mode) {
+            Ok(loaded) => loaded.warnings.diagnostics,
+            Err(LoadError::Invalid(report)) => report.diagnostics,
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn codes(diagnostics: &[Diagnostic]) -> Vec<(Severity, Code)> {
+        diagnostics.iter().map(|d| (d.severity, d.code)).collect()
+    }
+
+    #[test]
+    fn sha256_of_is_the_files_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "abc").unwrap();
+        assert_eq!(
+            crate::policy::hex(&sha256_of(&file).unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_pin_is_checked_only_by_check_and_only_a_wrong_one_is_reported() {
+        let (dir, sha) = machine();
+        let root = dir.path().display();
+        let wrong = "0".repeat(64);
+        let pinned =
+            |pin: &str| format!("[binaries.tool]\npath = \"{root}/tool\"\nsha256 = \"{pin}\"\n");
+        // The right pin: nothing to say, in every mode.
+        for mode in [ThisMachine::Load, ThisMachine::Check, ThisMachine::Portable] {
+            assert_eq!(codes(&judged(&pinned(&sha), mode)), vec![], "{mode:?}");
+        }
+        // A wrong one: loading to run jobs hashes nothing, so says nothing.
+        assert_eq!(codes(&judged(&pinned(&wrong), ThisMachine::Load)), vec![]);
+        let check = judged(&pinned(&wrong), ThisMachine::Check);
+        assert_eq!(codes(&check), vec![(Severity::Error, Code::Sha256Mismatch)]);
+        assert!(check[0].message.contains(&sha), "{}", check[0].message);
+        assert!(
+            check[0]
+                .notes
+                .iter()
+                .any(|n| n.starts_with("help:") && n.contains(&sha)),
+            "{:?}",
+            check[0].notes
+        );
+        // A policy for other machines: a warning, and no advice to re-pin.
+        let portable = judged(&pinned(&wrong), ThisMachine::Portable);
+        assert_eq!(
+            codes(&portable),
+            vec![(Severity::Warning, Code::Sha256Mismatch)]
+        );
+        assert!(
+            !portable[0].notes.iter().any(|n| n.starts_with("help:")),
+            "{:?}",
+            portable[0].notes
+        );
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_program_is_an_error_only_for_check() {
+        let (dir, _) = machine();
+        let root = dir.path().display();
+        let wrong = "0".repeat(64);
+        for (file, code) in [
+            ("data", Code::NotExecutable),
+            ("dir", Code::NotExecutable),
+            ("absent", Code::MissingOnThisMachine),
+        ] {
+            // Pinned too: a path that is not a program is not hashed.
+            let binaries =
+                format!("[binaries.tool]\npath = \"{root}/{file}\"\nsha256 = \"{wrong}\"\n");
+            let error_for_check = if code == Code::NotExecutable {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            for (mode, severity) in [
+                (ThisMachine::Load, Severity::Warning),
+                (ThisMachine::Check, error_for_check),
+                (ThisMachine::Portable, Severity::Warning),
+            ] {
+                assert_eq!(
+                    codes(&judged(&binaries, mode)),
+                    vec![(severity, code)],
+                    "{file} {mode:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_binary_without_a_path_is_looked_up_in_the_search_path_by_check() {
+        let (dir, sha) = machine();
+        let root = dir.path().display();
+        let wrong = "0".repeat(64);
+        let search = format!("search_path = [\"{root}/dir\", \"{root}\"]\n");
+        // Found in the second directory, and its pin checked there.
+        let found = |pin: &str| format!("{search}[binaries.tool]\nsha256 = \"{pin}\"\n");
+        assert_eq!(codes(&judged(&found(&sha), ThisMachine::Check)), vec![]);
+        assert_eq!(
+            codes(&judged(&found(&wrong), ThisMachine::Check)),
+            vec![(Severity::Error, Code::Sha256Mismatch)]
+        );
+        // Loading to run jobs looks nothing up.
+        assert_eq!(codes(&judged(&found(&wrong), ThisMachine::Load)), vec![]);
+        // Not there: said once, naming the directories searched.
+        let missing = format!("{search}[binaries.absent]\n");
+        assert_eq!(codes(&judged(&missing, ThisMachine::Load)), vec![]);
+        let said = judged(&missing, ThisMachine::Check);
+        assert_eq!(
+            codes(&said),
+            vec![(Severity::Warning, Code::MissingOnThisMachine)]
+        );
+        assert!(
+            said[0].message.contains("is not in the search_path")
+                && said[0].message.contains(&format!("{root}/dir")),
+            "{}",
+            said[0].message
+        );
+    }
+}
