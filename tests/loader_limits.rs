@@ -232,3 +232,21 @@ fn an_error_past_the_hundredth_diagnostic_still_makes_a_policy_invalid() {
     assert_eq!(report.error_count(), 1);
     assert!(report.render().contains("error[too-many-problems]"));
 }
+
+#[test]
+fn a_repeated_entry_past_the_hundredth_diagnostic_still_makes_a_policy_invalid() {
+    // A repeat is an error, and the list holding it is dropped: were the
+    // error not counted once the report is full, `allow` would be dropped
+    // silently and `ls` would run with any arguments.
+    for rest in [
+        "[binaries.ls.args]\nallow = [[\"-l\"], [\"-l\"]]\n",
+        "[plugins.p]\nbinaries = [\"git\", \"git\"]\n",
+    ] {
+        let text = warnings_then(rest);
+        let Err(LoadError::Invalid(report)) = Policy::from_toml("p.toml", &text) else {
+            panic!("an unreported repeat must not pass:\n{rest}")
+        };
+        assert_eq!(report.error_count(), 1, "{rest}");
+        assert!(report.render().contains("error[too-many-problems]"), "{rest}");
+    }
+}

@@ -357,20 +357,23 @@ impl Reader<'_> {
         out
     }
 
+    /// Reports `path` repeating an entry first listed at `first`. The
+    /// error is always pushed, so a full report still fails the file (the
+    /// caller drops the list); only where it was first listed, which costs
+    /// a scan of the text, is left out once nothing more is recorded.
     pub(crate) fn duplicate(&mut self, path: &str, span: Span, first: Span, what: &str) {
-        if !self.reporting() {
-            return;
-        }
-        let (line, col) = line_col(self.text, first.start);
+        let first_at = self.reporting().then(|| line_col(self.text, first.start));
         let diagnostic = self.error(
             Code::DuplicateEntry,
             span,
             format!("`{path}` repeats \"{what}\""),
         );
         diagnostic.label = Some("listed again here".into());
-        diagnostic.notes.push(format!(
-            "note: first listed at {line}:{col}; remove one of them"
-        ));
+        if let Some((line, col)) = first_at {
+            diagnostic.notes.push(format!(
+                "note: first listed at {line}:{col}; remove one of them"
+            ));
+        }
     }
 
     pub(crate) fn patterns(&mut self, path: &str, value: Value<'_>) -> Vec<Pattern> {
@@ -617,5 +620,18 @@ pub(crate) fn value_type(value: &Value<'_>) -> &'static str {
         "an array"
     } else {
         "a table"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_of_counts_a_newline_with_the_line_it_ends() {
+        let reader = Reader::new("ab\ncd\n\ne");
+        let lines: Vec<usize> = (0..=9).map(|offset| reader.line_of(offset)).collect();
+        // a b \n c d \n \n e, then past the end.
+        assert_eq!(lines, [1, 1, 1, 2, 2, 2, 3, 4, 4, 4]);
     }
 }
