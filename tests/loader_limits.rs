@@ -247,6 +247,9 @@ fn a_repeated_entry_past_the_hundredth_diagnostic_still_makes_a_policy_invalid()
             panic!("an unreported repeat must not pass:\n{rest}")
         };
         assert_eq!(report.error_count(), 1, "{rest}");
-        assert!(report.render().contains("error[too-many-problems]"), "{rest}");
+        assert!(
+            report.render().contains("error[too-many-problems]"),
+            "{rest}"
+        );
     }
 }

@@ -381,6 +381,16 @@ mod tests {
             PathTemplate::parse("{repo"),
             Err(Unclosed { offset: 0 })
         ));
+        // Offsets count every byte before the brace, escaped braces too.
+        assert_eq!(
+            PathTemplate::parse("/a{{b}}c{x"),
+            Err(Unclosed { offset: 8 })
+        );
+        // The first placeholder that is not first is the one named.
+        assert_eq!(
+            PathTemplate::parse("/a/{repo}/{tmp}"),
+            Err(PlaceholderNotFirst { offset: 3 })
+        );
     }
 
     #[test]
