@@ -253,3 +253,32 @@ fn a_repeated_entry_past_the_hundredth_diagnostic_still_makes_a_policy_invalid()
         );
     }
 }
+
+#[test]
+fn repeats_after_a_long_first_listing_are_reported_in_linear_time() {
+    // Where an entry was first listed is located (a scan of its line) only
+    // for the repeats that are reported: for every one of 200,000 it would
+    // be 200,000 scans of a 2 MB line.
+    let text = format!(
+        "version = 1\n[env]\ninherit = [\"{}\", {}\"A\"]\n",
+        "L".repeat(2 << 20),
+        "\"A\", ".repeat(200_000)
+    );
+    let Err(LoadError::Invalid(report)) = Policy::from_toml("p.toml", &text) else {
+        panic!("repeats are errors")
+    };
+    assert_eq!(report.diagnostics.len(), 101);
+    let repeats: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("repeats"))
+        .collect();
+    assert!(repeats.len() >= 99, "{}", report.render());
+    for repeat in repeats {
+        assert!(
+            repeat.notes[0].starts_with("note: first listed at 3:"),
+            "{:?}",
+            repeat.notes
+        );
+    }
+}
