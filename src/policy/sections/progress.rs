@@ -73,3 +73,20 @@ impl ProgressLayer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_equal_when_their_regexes_are_written_alike() {
+        // Plans compare equal through their patterns (`Plan: PartialEq`),
+        // so a pattern is its text: the same text is equal, other text not.
+        let pattern = |text: &str| ProgressPattern {
+            regex: Regex::new(text).unwrap(),
+        };
+        let percent = r"(?P<percent>\d+)%";
+        assert_eq!(pattern(percent), pattern(percent));
+        assert_ne!(pattern(percent), pattern(r"step (?P<step>\d+)"));
+    }
+}
