@@ -80,8 +80,9 @@ mod tests {
 
     #[test]
     fn patterns_are_equal_when_their_regexes_are_written_alike() {
-        // Plans compare equal through their patterns (`Plan: PartialEq`),
-        // so a pattern is its text: the same text is equal, other text not.
+        // Public API (an embedder comparing two loaded policies' patterns):
+        // a pattern is its text, so the same text is equal and other text
+        // is not. Nothing in the crate compares them itself.
         let pattern = |text: &str| ProgressPattern {
             regex: Regex::new(text).unwrap(),
         };
