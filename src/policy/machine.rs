@@ -218,7 +218,8 @@ fn sha256_of(path: &Path) -> std::io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-#[cfg(test)]
+// Unix only: the fixtures are told apart by their permission bits.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::policy::diagnostic::{Diagnostic, Severity};
