@@ -166,8 +166,8 @@ fn holds(cond: &Cond, data: &Data) -> bool {
     match cond.op {
         Op::Eq => arg == value,
         Op::Ne => arg != value,
-        Op::Ge => arg >= value,
         Op::MaskedEq(mask) => arg & mask as u32 == value,
+        Op::MaskedNe(mask) => arg & mask as u32 != value,
     }
 }
 
@@ -223,7 +223,7 @@ fn candidates(rules: &[Rule], syscall: i64, arg: u8) -> Vec<u64> {
     {
         let v = cond.value;
         values.extend([v, v ^ 1, v.wrapping_add(1), v.wrapping_sub(1)]);
-        if let Op::MaskedEq(mask) = cond.op {
+        if let Op::MaskedEq(mask) | Op::MaskedNe(mask) = cond.op {
             values.extend([mask, v | !mask & 0xffff_ffff, !mask & 0xffff_ffff]);
             // The value with one of its bits missing.
             values.extend((0..32).filter(|b| v & 1 << b != 0).map(|b| v & !(1 << b)));

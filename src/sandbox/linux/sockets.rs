@@ -32,8 +32,6 @@ use crate::sandbox::{BaselineLayer, PrepareError};
 
 pub(crate) struct Sockets;
 
-/// Families up to this number are refused one by one; from it on, at once.
-const FAMILY_LIMIT: u64 = 64;
 /// The type part of `socket`'s second argument (the rest are flags).
 const SOCK_TYPE_MASK: u64 = 0xf;
 
@@ -66,31 +64,31 @@ fn rules(outcome: &Outcome) -> Vec<Rule> {
         return rules;
     }
     let deny = |conds| Rule::when(libc::SYS_socket, libc::EACCES, conds);
-    let unix_allowed = outcome.unix != Unix::None;
-    for family in 0..FAMILY_LIMIT {
-        let allowed = match family as i32 {
-            libc::AF_INET | libc::AF_INET6 => true,
-            libc::AF_UNIX => unix_allowed,
-            libc::AF_NETLINK => outcome.netlink_route,
-            _ => false,
-        };
-        if !allowed {
-            rules.push(deny(vec![Cond::eq(0, family)]));
-        }
+    // Every family but the allowed ones, as one rule ("not this one, nor
+    // that one"): one short chain in the filter, whose length the kernel
+    // pays for at every spawn (see `filter.rs`).
+    let mut allowed = vec![libc::AF_INET, libc::AF_INET6];
+    if outcome.unix != Unix::None {
+        allowed.push(libc::AF_UNIX);
     }
-    rules.push(deny(vec![Cond::ge(0, FAMILY_LIMIT)]));
+    if outcome.netlink_route {
+        allowed.push(libc::AF_NETLINK);
+    }
+    rules.push(deny(
+        allowed.into_iter().map(|f| Cond::ne(0, f as u64)).collect(),
+    ));
     for family in [libc::AF_INET, libc::AF_INET6] {
         let family = family as u64;
-        for kind in 0..=SOCK_TYPE_MASK {
-            let allowed = kind == libc::SOCK_STREAM as u64
-                || (kind == libc::SOCK_DGRAM as u64 && outcome.udp);
-            if !allowed {
-                rules.push(deny(vec![
-                    Cond::eq(0, family),
-                    Cond::masked(1, SOCK_TYPE_MASK, kind),
-                ]));
-            }
+        // Stream sockets, and datagram sockets with `network.udp`; no
+        // other type (raw, seqpacket, …).
+        let mut conds = vec![
+            Cond::eq(0, family),
+            Cond::masked_ne(1, SOCK_TYPE_MASK, libc::SOCK_STREAM as u64),
+        ];
+        if outcome.udp {
+            conds.push(Cond::masked_ne(1, SOCK_TYPE_MASK, libc::SOCK_DGRAM as u64));
         }
+        rules.push(deny(conds));
         // Stream sockets are TCP, datagram sockets UDP, or nothing.
         for (kind, protocol) in [
             (libc::SOCK_STREAM, libc::IPPROTO_TCP),
@@ -253,29 +251,72 @@ mod tests {
         assert_eq!(rules(&open), io_uring_rules());
     }
 
+    /// Whether `rules` refuse `socket(family, kind, protocol)`, read from
+    /// the rules themselves (the filter's agreement with its rules is
+    /// `filter_tests.rs`'s business).
+    fn refused(rules: &[Rule], family: i32, kind: i32, protocol: i32) -> bool {
+        let args = [family as u64, kind as u64, protocol as u64];
+        rules
+            .iter()
+            .filter(|r| r.syscall == libc::SYS_socket)
+            .any(|r| {
+                r.conds.iter().all(|c| {
+                    let arg = args[c.arg as usize];
+                    match c.op {
+                        filter::Op::Eq => arg == c.value,
+                        filter::Op::Ne => arg != c.value,
+                        filter::Op::MaskedEq(m) => arg & m == c.value,
+                        filter::Op::MaskedNe(m) => arg & m != c.value,
+                    }
+                })
+            })
+    }
+
     #[test]
-    fn udp_and_unix_grants_remove_exactly_their_rules() {
+    fn udp_and_unix_grants_open_exactly_their_sockets() {
+        use libc::*;
         let closed = rules(&outcome(false, Unix::None));
         let udp = rules(&outcome(true, Unix::None));
         let unix = rules(&outcome(false, Unix::Any));
-        let unix_rule = Rule::when(
-            libc::SYS_socket,
-            libc::EACCES,
-            vec![Cond::eq(0, libc::AF_UNIX as u64)],
-        );
-        assert!(closed.contains(&unix_rule));
-        assert!(!unix.contains(&unix_rule));
-        let dgram = Rule::when(
-            libc::SYS_socket,
-            libc::EACCES,
-            vec![
-                Cond::eq(0, libc::AF_INET as u64),
-                Cond::masked(1, SOCK_TYPE_MASK, libc::SOCK_DGRAM as u64),
-            ],
-        );
-        assert!(closed.contains(&dgram));
-        assert!(!udp.contains(&dgram));
-        assert_eq!(closed.len(), udp.len() + 2);
+        let mut route = outcome(false, Unix::None);
+        route.netlink_route = true;
+        let route = rules(&route);
+        let nonblocking_stream = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC;
+        for family in [AF_INET, AF_INET6] {
+            for rules in [&closed, &udp, &unix] {
+                assert!(!refused(rules, family, nonblocking_stream, 0));
+                assert!(!refused(rules, family, SOCK_STREAM, IPPROTO_TCP));
+                assert!(refused(rules, family, SOCK_STREAM, IPPROTO_SCTP));
+                assert!(refused(rules, family, SOCK_RAW, 0));
+                assert!(refused(rules, family, SOCK_SEQPACKET, 0));
+            }
+            assert!(refused(&closed, family, SOCK_DGRAM, 0));
+            assert!(refused(&unix, family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            assert!(!refused(&udp, family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            assert!(!refused(&udp, family, SOCK_DGRAM, IPPROTO_UDP));
+            assert!(refused(&udp, family, SOCK_DGRAM, IPPROTO_ICMP));
+        }
+        for rules in [&closed, &udp, &route] {
+            assert!(refused(rules, AF_UNIX, SOCK_STREAM, 0));
+        }
+        assert!(!refused(&unix, AF_UNIX, SOCK_STREAM, 0));
+        assert!(!refused(&unix, AF_UNIX, SOCK_DGRAM, 0));
+        for rules in [&closed, &udp, &unix] {
+            assert!(refused(rules, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+        }
+        assert!(!refused(&route, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+        assert!(refused(&route, AF_NETLINK, SOCK_RAW, NETLINK_AUDIT));
+        // Every other family, including numbers no kernel knows yet.
+        for family in (0..=64).chain([1000, i32::MAX, -1]) {
+            if ![AF_INET, AF_INET6, AF_UNIX, AF_NETLINK].contains(&family) {
+                for rules in [&closed, &udp, &unix, &route] {
+                    assert!(refused(rules, family, SOCK_STREAM, 0), "{family}");
+                    assert!(refused(rules, family, SOCK_DGRAM, 0), "{family}");
+                }
+            }
+        }
+        // One rule refuses the families (the filter stays short).
+        assert_eq!(closed.len(), udp.len());
         filter::compile(closed).unwrap();
     }
 }
