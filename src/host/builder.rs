@@ -244,8 +244,7 @@ impl HostBuilder {
         }
         let tmp_base = self.tmp_dir.unwrap_or_else(std::env::temp_dir);
         // Named after the host's pid and start time, so a later host can
-        // tell whose it is; those of hosts that are gone are removed.
-        let stale = super::tmp_root::remove_stale(&tmp_base);
+        // tell whose it is; those of hosts that are gone are removed, below.
         let tmp_root = super::tmp_root::create(&tmp_base).map_err(|source| HostError::TmpRoot {
             path: tmp_base.clone(),
             source,
@@ -286,12 +285,20 @@ impl HostBuilder {
             kept_warnings: Mutex::new(VecDeque::new()),
             when_full: self.when_full,
         });
-        for (path, e) in stale {
-            shared.warn(format!(
-                "cannot remove {}, left by a host that no longer runs: {e}",
-                path.display()
-            ));
-        }
+        let spawned = {
+            let (shared, base) = (shared.clone(), tmp_base.clone());
+            std::thread::Builder::new()
+                .name("jobwarden-sweep".into())
+                .spawn(move || sweep(&shared, &base))
+        };
+        let sweeper = match spawned {
+            Ok(handle) => Some(handle),
+            // No thread to spare: sweep now.
+            Err(_) => {
+                sweep(&shared, &tmp_base);
+                None
+            }
+        };
         let watcher = match &self.watch {
             Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
                 path: path.clone(),
@@ -307,9 +314,23 @@ impl HostBuilder {
         Ok(PolicyJobHost {
             shared,
             thread: Mutex::new(Some(thread)),
+            sweeper: Mutex::new(sweeper),
             tmp_root: Mutex::new(Some(tmp_root)),
             _watcher: watcher,
         })
+    }
+}
+
+/// Removes the job directories of hosts that are gone. It lists the whole
+/// temporary directory (1,900 entries took 1 ms here) and may remove large
+/// trees, so it runs beside the host rather than before its first job, and
+/// shutdown waits for it.
+fn sweep(shared: &Shared, base: &Path) {
+    for (path, e) in super::tmp_root::remove_stale(base) {
+        shared.warn(format!(
+            "cannot remove {}, left by a host that no longer runs: {e}",
+            path.display()
+        ));
     }
 }
 

@@ -113,6 +113,8 @@ pub enum JobEnd {
 pub struct PolicyJobHost {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The sweep of directories left by hosts that are gone, if running.
+    sweeper: Mutex<Option<JoinHandle<()>>>,
     /// The root of the jobs' `{tmp}` directories, removed at shutdown.
     tmp_root: Mutex<Option<tempfile::TempDir>>,
     /// Keeps the policy file watched while the host lives.
@@ -200,6 +202,12 @@ impl PolicyJobHost {
             && thread.join().is_err()
         {
             self.shared.warn("the host thread panicked".into());
+        }
+        let sweeper = lock(&self.sweeper).take();
+        if let Some(sweeper) = sweeper
+            && sweeper.join().is_err()
+        {
+            self.shared.warn("the sweep of stale job directories panicked".into());
         }
         // Everything the jobs left is queued: waiters may stop waiting.
         self.shared.close();
