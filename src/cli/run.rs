@@ -25,7 +25,7 @@ use jobwarden::contract::{JobEvent, STREAM_STDERR, STREAM_SYSTEM};
 use jobwarden::host::wire::ExtensionLine;
 use jobwarden::output::Stream;
 use jobwarden::policy::WhenFull;
-use jobwarden::sandbox::SupportOptions;
+use jobwarden::sandbox::{HostSupport, Observation, SupportOptions};
 use jobwarden::{JobEnd, JobHost, PluginHandle, PolicyJobHost};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -42,7 +42,29 @@ pub fn run(
     support: &SupportOptions,
     timings: &mut Timings,
 ) -> Result<ExitCode, Failure> {
-    let loaded = load_policy(args.policy.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
+    // The policy is parsed on a helper thread while this one detects what
+    // the machine enforces (cgroup probes, Landlock, user namespaces):
+    // neither needs the other, and together they were a fifth of a one-shot
+    // run (BENCHMARKS.md, section 7). Detection stays on this thread, the
+    // one that builds the host.
+    let loading = {
+        let path = args.policy.clone();
+        std::thread::Builder::new()
+            .name("jobwarden-policy".into())
+            .spawn(move || load_policy(path.as_deref()))
+    };
+    let mut options = support.clone();
+    if why {
+        options.observation = Observation::Denials;
+    }
+    let detected = HostSupport::detect(&options);
+    let loaded = match loading {
+        Ok(thread) => thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        Err(_) => load_policy(args.policy.as_deref()),
+    }
+    .map_err(|e| e.exit(EXIT_OWN_ERROR))?;
     timings.mark("policy");
     let repo = repo_root(args.repo.as_deref()).map_err(|e| e.exit(EXIT_OWN_ERROR))?;
     let facts = HostFacts::capture(repo.clone());
@@ -58,13 +80,9 @@ pub fn run(
     }
     timings.mark("signals");
 
-    let mut builder = PolicyJobHost::builder(loaded.policy.clone(), &repo)
-        .support_options(support.clone())
-        .output_when_full(WhenFull::Wait);
-    if why {
-        builder = builder.explain_denials();
-    }
-    let host = builder
+    let host = PolicyJobHost::builder(loaded.policy.clone(), &repo)
+        .detected_support(detected)
+        .output_when_full(WhenFull::Wait)
         .build()
         .map_err(|e| CliError::from(e).exit(EXIT_OWN_ERROR))?;
     timings.mark("host");

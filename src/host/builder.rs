@@ -82,6 +82,7 @@ pub struct HostBuilder {
     audit_log: Option<PathBuf>,
     warnings: Option<WarningSink>,
     support: SupportOptions,
+    detected: Option<HostSupport>,
     home: Option<Option<PathBuf>>,
     host_env: Option<Vec<(String, String)>>,
     tmp_dir: Option<PathBuf>,
@@ -97,6 +98,7 @@ impl HostBuilder {
             audit_log: None,
             warnings: None,
             support: SupportOptions::default(),
+            detected: None,
             home: None,
             host_env: None,
             tmp_dir: None,
@@ -204,6 +206,17 @@ impl HostBuilder {
         self
     }
 
+    /// What this machine enforces, detected beforehand with
+    /// [`HostSupport::detect`] — on another thread while the policy loads,
+    /// as `jobwarden run` does — instead of while building. The options it
+    /// was detected with are the host's: those given to this builder
+    /// (`support_options`, the testing aids, `explain_denials`, …) are not
+    /// used.
+    pub fn detected_support(mut self, support: HostSupport) -> Self {
+        self.detected = Some(support);
+        self
+    }
+
     /// The home directory for `{home}` (default: `HOME`).
     pub fn home(mut self, home: Option<PathBuf>) -> Self {
         self.home = Some(home);
@@ -256,7 +269,10 @@ impl HostBuilder {
             })?),
             None => None,
         };
-        let support = HostSupport::detect(&self.support);
+        let support = match self.detected {
+            Some(support) => support,
+            None => HostSupport::detect(&self.support),
+        };
         let poll = mio::Poll::new().map_err(HostError::Poller)?;
         let waker =
             mio::Waker::new(poll.registry(), supervisor::WAKER).map_err(HostError::Poller)?;

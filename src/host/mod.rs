@@ -207,7 +207,8 @@ impl PolicyJobHost {
         if let Some(sweeper) = sweeper
             && sweeper.join().is_err()
         {
-            self.shared.warn("the sweep of stale job directories panicked".into());
+            self.shared
+                .warn("the sweep of stale job directories panicked".into());
         }
         // Everything the jobs left is queued: waiters may stop waiting.
         self.shared.close();
