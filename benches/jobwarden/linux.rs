@@ -4,7 +4,7 @@
 mod embedding;
 
 use jobwarden::contract::{JobEvent, JobSpawnRequest};
-use jobwarden::{JobHost, PluginHandle, Policy, PolicyJobHost};
+use jobwarden::{HostBuilder, JobHost, PluginHandle, Policy, PolicyJobHost};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -253,10 +253,11 @@ fn spawn_to_exit(sizes: &Sizes) {
     println!();
 }
 
-/// What each layer of the kernel baseline costs: spawn → exit with every
-/// layer on, against the same with one layer switched off (the testing aid),
-/// all hosts measured round-robin so noise hits them alike; then the whole
-/// baseline at 0 and 512 MiB held, which must not grow with the host.
+/// What each layer costs: spawn → exit with every layer on, against the
+/// same with one layer switched off (the testing aids, or for rlimits a
+/// policy without the limits that are rlimits), all hosts measured
+/// round-robin so noise hits them alike; then the whole kernel baseline at
+/// 0 and 512 MiB held, which must not grow with the host.
 fn layer_costs(sizes: &Sizes, repo: &std::path::Path) {
     use jobwarden::sandbox::BaselineLayer;
     // The variants switch layers off, which a `required` policy refuses.
@@ -269,19 +270,47 @@ fn layer_costs(sizes: &Sizes, repo: &std::path::Path) {
         jobwarden::policy::EMBEDDED_DEFAULT,
         "the embedded default no longer says `confinement = \"required\"`: update the benchmark's edit"
     );
-    let policy = Policy::from_toml("bench", &text).unwrap().policy;
-    let host = |off: &[BaselineLayer]| {
-        let mut b = PolicyJobHost::builder(policy.clone(), repo).tmp_dir(repo);
-        for layer in off {
-            b = b.without_baseline(*layer);
-        }
-        b.build().unwrap()
-    };
-    let mut variants: Vec<(String, PolicyJobHost)> = vec![("all on".into(), host(&[]))];
-    for layer in BaselineLayer::ALL {
-        variants.push((format!("{layer:?}"), host(&[layer])));
+    // Memory and processes are cgroup limits here; these four are rlimits.
+    let rlimits = [
+        "cpu_secs = 900\n",
+        "open_files = 4096\n",
+        "file_size = \"4 GiB\"\n",
+        "core_dumps = false\n",
+    ];
+    let mut without_rlimits = text.clone();
+    for line in rlimits {
+        assert!(
+            without_rlimits.contains(line),
+            "the embedded default no longer has `{}`: update the benchmark's edit",
+            line.trim()
+        );
+        without_rlimits = without_rlimits.replace(line, "");
     }
-    variants.push(("none".into(), host(&BaselineLayer::ALL)));
+    let policy = Policy::from_toml("bench", &text).unwrap().policy;
+    let no_rlimits = Policy::from_toml("bench", &without_rlimits).unwrap().policy;
+    let host = |policy: &std::sync::Arc<Policy>, edit: &dyn Fn(HostBuilder) -> HostBuilder| {
+        edit(PolicyJobHost::builder(policy.clone(), repo).tmp_dir(repo))
+            .build()
+            .unwrap()
+    };
+    let mut variants: Vec<(String, PolicyJobHost)> = vec![("all on".into(), host(&policy, &|b| b))];
+    for layer in BaselineLayer::ALL {
+        variants.push((
+            format!("{layer:?}"),
+            host(&policy, &|b| b.without_baseline(layer)),
+        ));
+    }
+    variants.push(("Landlock".into(), host(&policy, &|b| b.landlock_abi_max(0))));
+    variants.push(("cgroups".into(), host(&policy, &|b| b.without_cgroups())));
+    variants.push(("rlimits".into(), host(&no_rlimits, &|b| b)));
+    variants.push(("session".into(), host(&policy, &|b| b.without_session())));
+    let baseline_off = |mut b: HostBuilder| {
+        for layer in BaselineLayer::ALL {
+            b = b.without_baseline(layer);
+        }
+        b
+    };
+    variants.push(("no baseline".into(), host(&policy, &baseline_off)));
     let round = |variants: &[(String, PolicyJobHost)], rounds: usize| {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
         for _ in 0..rounds {
@@ -297,14 +326,21 @@ fn layer_costs(sizes: &Sizes, repo: &std::path::Path) {
     };
     let medians = round(&variants, sizes.spawns.min(200));
     let all = medians[0];
-    let costs: Vec<String> = variants[1..variants.len() - 1]
-        .iter()
-        .zip(&medians[1..])
-        .map(|((name, _), t)| format!("{name} {}", signed_us(*t, all)))
-        .collect();
+    let cost = |range: std::ops::Range<usize>| -> Vec<String> {
+        variants[range.clone()]
+            .iter()
+            .zip(&medians[range])
+            .map(|((name, _), t)| format!("{name} {}", signed_us(*t, all)))
+            .collect()
+    };
+    let baseline = BaselineLayer::ALL.len();
     println!(
         "   kernel baseline, each layer's cost (median with it − without): {}",
-        costs.join(" · ")
+        cost(1..1 + baseline).join(" · ")
+    );
+    println!(
+        "   the other layers, the same way: {}",
+        cost(1 + baseline..variants.len() - 1).join(" · ")
     );
     let none = medians[medians.len() - 1];
     println!(
