@@ -250,6 +250,7 @@ enum When {
 /// The calls observed, and when.
 fn observed_calls() -> Vec<(libc::c_long, When)> {
     use When::*;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut calls = vec![
         (libc::SYS_openat, Lacks(2, libc::O_PATH as u32)),
         (libc::SYS_openat2, Always),
