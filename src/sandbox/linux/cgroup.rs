@@ -293,7 +293,13 @@ pub(crate) struct JobCgroup {
 }
 
 /// Descriptors of `cgroup.procs` files; the child writes "0" to each to join.
-pub(crate) type JoinFds = Vec<OwnedFd>;
+/// What the child needs to join the job's cgroups: each `cgroup.procs`
+/// (the v2 one first, when there is one) and the v2 cgroup's directory,
+/// for a child born into it (`CLONE_INTO_CGROUP`, see `spawn.rs`).
+pub(crate) struct JoinFds {
+    pub procs: Vec<OwnedFd>,
+    pub v2_dir: Option<OwnedFd>,
+}
 
 impl JobCgroup {
     /// Creates the job's cgroups and writes its limits. Failures degrade to
@@ -343,6 +349,16 @@ impl JobCgroup {
             };
         cg.v2 = make(&support.v2, "v2", &mut cg.problems);
         cg.v2_kill = cg.v2.is_some() && support.v2_kill;
+        // Without the directory the child joins by writing, as in v1.
+        let v2_dir = cg.v2.as_ref().and_then(|dir| {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(dir)
+                .ok()
+                .map(OwnedFd::from)
+        });
         let v2_has = |c: &str| cg.v2.is_some() && support.v2_controllers.iter().any(|x| x == c);
         let v2_pids = v2_has("pids");
         let v2_memory = v2_has("memory");
@@ -404,7 +420,7 @@ impl JobCgroup {
                 Err(_) => {}
             }
         }
-        (cg, fds)
+        (cg, JoinFds { procs: fds, v2_dir })
     }
 
     fn dirs(&self) -> impl Iterator<Item = &PathBuf> {

@@ -81,9 +81,10 @@ impl Layer for Containment {
         };
         // Owned by the spec from here: an unspawned spec removes it.
         spec.cgroup = Some(cgroup);
-        for fd in join {
+        for fd in join.procs {
             spec.cgroup_procs.push(above_stdio(fd)?);
         }
+        spec.cgroup_v2_dir = join.v2_dir.map(above_stdio).transpose()?;
         Self::share(job, &outcome);
         Ok(outcome)
     }

@@ -48,6 +48,10 @@ pub(crate) struct Spec {
     /// files, to which the child writes "0" to join.
     pub cgroup: Option<JobCgroup>,
     pub cgroup_procs: Vec<OwnedFd>,
+    /// The job's v2 cgroup directory, when it has one; `cgroup_procs[0]` is
+    /// then its `cgroup.procs`. The child is born into it where the kernel
+    /// lets it (`CLONE_INTO_CGROUP`) and skips that write.
+    pub cgroup_v2_dir: Option<OwnedFd>,
     /// Rlimits layer.
     pub rlimits: Vec<Rlimit>,
     /// Mount layer: the job's own mount namespace, and the placeholders
@@ -115,6 +119,7 @@ impl Spec {
             exec_fd: None,
             cgroup: None,
             cgroup_procs: Vec::new(),
+            cgroup_v2_dir: None,
             rlimits: Vec::new(),
             namespace: None,
             placeholders: Vec::new(),
