@@ -42,6 +42,15 @@ pub fn run(
     support: &SupportOptions,
     timings: &mut Timings,
 ) -> Result<ExitCode, Failure> {
+    // Caught from before anything is set up until after the host has
+    // cleaned up: detection below creates probe cgroups (and may move this
+    // process into a delegated cgroup) and must not be cut short.
+    let signals = StopSignals::register();
+    for problem in signals.problems() {
+        errln!("jobwarden: {problem}");
+    }
+    timings.mark("signals");
+
     // The policy is parsed on a helper thread while this one detects what
     // the machine enforces (cgroup probes, Landlock, user namespaces):
     // neither needs the other, and together they were a fifth of a one-shot
@@ -72,13 +81,6 @@ pub fn run(
     let request = build_request(args, &loaded.policy, &facts.context(&example_tmp))
         .map_err(|e| e.exit(EXIT_DENIED))?;
     timings.mark("request");
-
-    // Caught from before the host exists until after it has cleaned up.
-    let signals = StopSignals::register();
-    for problem in signals.problems() {
-        errln!("jobwarden: {problem}");
-    }
-    timings.mark("signals");
 
     let host = PolicyJobHost::builder(loaded.policy.clone(), &repo)
         .detected_support(detected)

@@ -301,6 +301,19 @@ impl HostBuilder {
             kept_warnings: Mutex::new(VecDeque::new()),
             when_full: self.when_full,
         });
+        let watcher = match &self.watch {
+            Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("jobwarden-host".into())
+            .spawn(move || supervisor::run(thread_shared, poll))
+            .map_err(HostError::Thread)?;
+        // Last, so no error return above leaves it running unjoined.
         let spawned = {
             let (shared, base) = (shared.clone(), tmp_base.clone());
             std::thread::Builder::new()
@@ -315,18 +328,6 @@ impl HostBuilder {
                 None
             }
         };
-        let watcher = match &self.watch {
-            Some(path) => Some(watch(&shared, path).map_err(|source| HostError::Watch {
-                path: path.clone(),
-                source,
-            })?),
-            None => None,
-        };
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("jobwarden-host".into())
-            .spawn(move || supervisor::run(thread_shared, poll))
-            .map_err(HostError::Thread)?;
         Ok(PolicyJobHost {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -340,7 +341,8 @@ impl HostBuilder {
 /// Removes the job directories of hosts that are gone. It lists the whole
 /// temporary directory (1,900 entries took 1 ms here) and may remove large
 /// trees, so it runs beside the host rather than before its first job, and
-/// shutdown waits for it.
+/// shutdown waits for it. Its warnings (a directory it cannot remove) come
+/// when it is done, from its own thread.
 fn sweep(shared: &Shared, base: &Path) {
     for (path, e) in super::tmp_root::remove_stale(base) {
         shared.warn(format!(

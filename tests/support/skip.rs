@@ -22,6 +22,11 @@
 //! - `tmux`, `example-tui`: tools the TUI test drives;
 //! - `ia32-emulation`: the kernel runs 32-bit system calls (x86_64);
 //! - `cgroups`: any cgroup hierarchy jobwarden can create job cgroups in;
+//! - `cgroup-v2-usable`: a cgroup2 cgroup the tests may create children in
+//!   (the spawner's unit tests in `src/sandbox/linux/spawn.rs`, which
+//!   record their skips the same way);
+//! - `clone3-into-cgroup`: x86_64 and Linux 5.7 or later (`clone3` with
+//!   `CLONE_INTO_CGROUP`);
 //! - `cgroup-v2`: a cgroup2 hierarchy is mounted; `cgroup-v2-hugetlb`: a
 //!   spare controller (`hugetlb`) a child of the tests' cgroup2 cgroup can
 //!   get, standing in for pids and memory in the delegation tests;
