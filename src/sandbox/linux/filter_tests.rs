@@ -267,9 +267,6 @@ fn inputs(rules: &[Rule], syscall: i64) -> Vec<[u64; 6]> {
 /// with the opt-in list on; `grant` widens the plan's network first.
 fn job_filter(grant: impl FnOnce(&mut crate::decision::Plan)) -> (Vec<Rule>, Arc<Programs>) {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    let repo = repo.canonicalize().unwrap();
     let text = r#"
 version = 1
 enforcement = "best_effort"
@@ -283,18 +280,7 @@ path = "/bin/sh"
 [plugins.t]
 binaries = ["sh"]
 "#;
-    let policy = crate::policy::Policy::from_toml("filter-test.toml", text)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .policy;
-    let job_tmp = dir.path().join("job");
-    let ctx = crate::decision::DecisionContext {
-        repo: &repo,
-        home: None,
-        job_tmp: &job_tmp,
-        host_env: &[],
-    };
-    let request = crate::contract::JobSpawnRequest::new("sh", ["-c", "true"]);
-    let mut plan = crate::decision::decide(&policy, "t", &request, &ctx).unwrap();
+    let mut plan = super::super::test_plan(dir.path(), text, "sh", &["-c", "true"]);
     grant(&mut plan);
     let support = HostSupport::detect(&SupportOptions::default());
     let name = format!("jobwarden-{}-filter-test", std::process::id());

@@ -8,6 +8,7 @@
 //! calls, in a fixed order.
 
 mod cgroup;
+mod clone3;
 mod containment;
 mod delegation;
 mod elf;
@@ -71,3 +72,30 @@ pub(crate) static LAYERS: &[&dyn Enforce] = &[
     // Explains refusals with what the layers above granted: last.
     &observe::Observe,
 ];
+
+/// A real job's plan, for the unit tests that prepare and start one:
+/// `program args` for plugin `t` under `policy` (TOML), the repository a
+/// fresh directory in `dir` and `{tmp}` beside it.
+#[cfg(test)]
+pub(super) fn test_plan(
+    dir: &std::path::Path,
+    policy: &str,
+    program: &str,
+    args: &[&str],
+) -> crate::decision::Plan {
+    let repo = dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let repo = repo.canonicalize().unwrap();
+    let policy = crate::policy::Policy::from_toml("test.toml", policy)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .policy;
+    let job_tmp = dir.join("job");
+    let ctx = crate::decision::DecisionContext {
+        repo: &repo,
+        home: None,
+        job_tmp: &job_tmp,
+        host_env: &[],
+    };
+    let request = crate::contract::JobSpawnRequest::new(program, args.iter().copied());
+    crate::decision::decide(&policy, "t", &request, &ctx).unwrap_or_else(|e| panic!("{e:?}"))
+}
