@@ -245,12 +245,41 @@ fn spawn_to_exit(sizes: &Sizes) {
     let held = hold_memory(512);
     measure("host holding 512 MiB:");
     drop(held);
+    after_idle(sizes, &plugin);
     phases(sizes, dir.path());
     layer_costs(sizes, dir.path());
     println!(
         "   targets: ≤ 1.25× at 0 MiB, ≤ 1.5× at 512 MiB; the kernel baseline ≤ +0.2 ms, flat in the host's size"
     );
     println!();
+}
+
+/// The same spawn after the machine was idle for a while, as a user's
+/// occasional job is (the loops above run back to back): a cgroup join
+/// waits for an RCU grace period unless one ran in the last few
+/// milliseconds, unless a hierarchy is mounted with `favordynmods`.
+fn after_idle(sizes: &Sizes, plugin: &PluginHandle) {
+    let pause = Duration::from_millis(50);
+    let (mut plain, mut confined) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.spawns.min(40) {
+        std::thread::sleep(pause);
+        let t = Instant::now();
+        Command::new("/bin/true").status().unwrap();
+        plain.push(t.elapsed());
+        std::thread::sleep(pause);
+        let t = Instant::now();
+        let id = plugin.spawn(JobSpawnRequest::new("true", Vec::<String>::new()));
+        wait_end(plugin, &id);
+        confined.push(t.elapsed());
+    }
+    let (p, c) = (median(plain), median(confined));
+    println!(
+        "   after {} ms idle each:   plain Command::status {} · jobwarden {} ({} of plain; no target: the loops above are the issue's measure)",
+        pause.as_millis(),
+        ms(p),
+        ms(c),
+        ratio(c, p)
+    );
 }
 
 /// What each layer costs: spawn → exit with every layer on, against the

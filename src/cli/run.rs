@@ -63,6 +63,8 @@ pub fn run(
             .spawn(move || load_policy(path.as_deref()))
     };
     let mut options = support.clone();
+    // One job: cgroups made ahead of a next one would only be removed.
+    options.spare_cgroups = Some(0);
     if why {
         options.observation = Observation::Denials;
     }

@@ -203,6 +203,8 @@ impl PolicyJobHost {
         {
             self.shared.warn("the host thread panicked".into());
         }
+        // No job starts from here: the spare job cgroups go.
+        self.shared.support.release();
         let sweeper = lock(&self.sweeper).take();
         if let Some(sweeper) = sweeper
             && sweeper.join().is_err()

@@ -35,6 +35,10 @@ pub struct SupportOptions {
     /// (they are in v1 hierarchies) can then still exercise moving the host
     /// and enabling a controller it does offer (e.g. `hugetlb`).
     pub delegation_extra_controllers: Vec<String>,
+    /// How many sets of job cgroups the host keeps made ahead of its jobs
+    /// (Linux; `None`: two). A host that runs one job (`jobwarden run`)
+    /// needs none: it would make them only to remove them.
+    pub spare_cgroups: Option<usize>,
 }
 
 /// Whether a host observes its jobs' attempts (Linux: seccomp user
@@ -127,6 +131,13 @@ impl HostSupport {
 
     pub(crate) fn os(&self) -> &os::Support {
         &self.0
+    }
+
+    /// Removes what this support made ahead for jobs to come (Linux: spare
+    /// job cgroups). Jobs started later make their own.
+    pub(crate) fn release(&self) {
+        #[cfg(target_os = "linux")]
+        self.0.release();
     }
 
     /// Whether the host runs as root (RLIMIT_NPROC is then ignored).

@@ -14,6 +14,7 @@
 //! memory), a reliable member list (sampling, cleanup) and a whole-tree kill
 //! that also catches processes that left the session or process group.
 
+use super::cgroup_pool::{CgroupPool, Fresh, Shape};
 use super::delegation::{self, Allowed, DelegationReport, Found};
 use crate::sandbox::support::SupportOptions;
 use std::fs;
@@ -296,80 +297,48 @@ pub(crate) struct JobCgroup {
 /// What the child needs to join the job's cgroups: each `cgroup.procs`
 /// (the v2 one first, when there is one) and the v2 cgroup's directory,
 /// for a child born into it (`CLONE_INTO_CGROUP`, see `spawn.rs`).
+#[derive(Debug)]
 pub(crate) struct JoinFds {
     pub procs: Vec<OwnedFd>,
     pub v2_dir: Option<OwnedFd>,
 }
 
 impl JobCgroup {
-    /// Creates the job's cgroups and writes its limits. Failures degrade to
-    /// fewer cgroups and are listed in `problems`.
+    /// Creates the job's cgroups (or takes them from `pool`, made ahead)
+    /// and writes its limits. Failures degrade to fewer cgroups and are
+    /// listed in `problems`.
     pub fn create(
         support: &CgroupSupport,
+        pool: Option<&CgroupPool>,
         name: String,
         processes: Option<u64>,
         memory: Option<u64>,
     ) -> (Self, JoinFds) {
+        let shape = Shape::of(memory.is_some());
+        let mut fresh = pool
+            .and_then(|pool| pool.take(shape))
+            .unwrap_or_else(|| Fresh::make(support, &name, shape));
         let mut cg = Self {
-            v2: None,
+            v2: fresh.v2.take(),
             v2_kill: false,
-            pids: None,
-            memory: None,
+            pids: fresh.pids.take(),
+            memory: fresh.memory.take(),
             pids_limit: None,
             memory_limit: None,
-            problems: Vec::new(),
+            problems: std::mem::take(&mut fresh.problems),
             removed: false,
         };
-        let mut fds = Vec::new();
-        let mut make =
-            |parent: &Option<PathBuf>, what: &str, problems: &mut Vec<String>| -> Option<PathBuf> {
-                let dir = parent.as_ref()?.join(&name);
-                match fs::create_dir(&dir) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        problems.push(format!(
-                            "cannot create the {what} cgroup {}: {e}",
-                            dir.display()
-                        ));
-                        return None;
-                    }
-                }
-                match fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))
-                {
-                    Ok(file) => fds.push(OwnedFd::from(file)),
-                    Err(e) => {
-                        problems.push(format!("cannot open {}/cgroup.procs: {e}", dir.display()));
-                        let _ = fs::remove_dir(&dir);
-                        return None;
-                    }
-                }
-                Some(dir)
-            };
-        cg.v2 = make(&support.v2, "v2", &mut cg.problems);
+        let join = std::mem::replace(
+            &mut fresh.join,
+            JoinFds {
+                procs: Vec::new(),
+                v2_dir: None,
+            },
+        );
         cg.v2_kill = cg.v2.is_some() && support.v2_kill;
-        // Without the directory the child joins by writing, as in v1.
-        let v2_dir = cg.v2.as_ref().and_then(|dir| {
-            use std::os::unix::fs::OpenOptionsExt;
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY)
-                .open(dir)
-                .ok()
-                .map(OwnedFd::from)
-        });
         let v2_has = |c: &str| cg.v2.is_some() && support.v2_controllers.iter().any(|x| x == c);
         let v2_pids = v2_has("pids");
         let v2_memory = v2_has("memory");
-        // The pids cgroup is made even without a limit: it counts the
-        // job's processes (`pids.peak`) and lists its members.
-        if !v2_pids {
-            cg.pids = make(&support.v1_pids, "v1 pids", &mut cg.problems);
-        }
-        if memory.is_some() && !v2_memory {
-            cg.memory = make(&support.v1_memory, "v1 memory", &mut cg.problems);
-        }
 
         if let Some(max) = processes {
             let target = if v2_pids {
@@ -420,7 +389,7 @@ impl JobCgroup {
                 Err(_) => {}
             }
         }
-        (cg, JoinFds { procs: fds, v2_dir })
+        (cg, join)
     }
 
     fn dirs(&self) -> impl Iterator<Item = &PathBuf> {

@@ -149,27 +149,11 @@ pub(super) unsafe fn clone3_into(
 mod tests {
     use super::super::spawn::Spawner;
     use super::super::spec::{Spec, above_stdio};
+    use super::super::test_skip as skip;
     #[cfg(target_arch = "x86_64")]
     use super::*;
     use crate::sandbox::{HashCache, HostSupport, SpawnError, SupportOptions};
     use std::os::fd::OwnedFd;
-
-    /// Prints a skip and counts it like the integration tests' skips
-    /// (tests/support/skip.rs), for `.ci/skips`.
-    fn skip(requirement: &str, reason: &str) {
-        let test = std::thread::current().name().unwrap_or("spawn").to_string();
-        let line = format!("jobwarden::{test}\t{requirement}\t{reason}\n");
-        eprint!("SKIPPED {line}");
-        if let Some(log) = std::env::var_os("JOBWARDEN_SKIP_LOG") {
-            use std::io::Write;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .and_then(|mut f| f.write_all(line.as_bytes()))
-                .expect("the skip log is writable");
-        }
-    }
 
     /// A prepared `sleep 5` with the host's cgroups, the `cgroup.procs` of
     /// its v2 cgroup replaced by a read-only descriptor: a child that writes

@@ -69,6 +69,7 @@ impl Layer for Containment {
         let l = &job.plan.limits;
         let (cgroup, join) = JobCgroup::create(
             support,
+            Some(&job.support.cgroup_pool),
             job.name.to_string(),
             limit(&l.processes.value),
             limit(&l.memory.value),

@@ -8,6 +8,7 @@
 //! calls, in a fixed order.
 
 mod cgroup;
+mod cgroup_pool;
 mod clone3;
 mod containment;
 mod delegation;
@@ -72,6 +73,24 @@ pub(crate) static LAYERS: &[&dyn Enforce] = &[
     // Explains refusals with what the layers above granted: last.
     &observe::Observe,
 ];
+
+/// Prints a skip and counts it like the integration tests' skips
+/// (tests/support/skip.rs), for `.ci/skips`.
+#[cfg(test)]
+pub(super) fn test_skip(requirement: &str, reason: &str) {
+    let test = std::thread::current().name().unwrap_or("spawn").to_string();
+    let line = format!("jobwarden::{test}\t{requirement}\t{reason}\n");
+    eprint!("SKIPPED {line}");
+    if let Some(log) = std::env::var_os("JOBWARDEN_SKIP_LOG") {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .expect("the skip log is writable");
+    }
+}
 
 /// A real job's plan, for the unit tests that prepare and start one:
 /// `program args` for plugin `t` under `policy` (TOML), the repository a

@@ -3,6 +3,7 @@
 //! removed), never guessed from versions.
 
 use super::cgroup::CgroupSupport;
+use super::cgroup_pool::{CgroupPool, DEFAULT_SPARES};
 use super::landlock::LandlockSupport;
 use super::procs;
 use super::tree::HostProcess;
@@ -40,6 +41,9 @@ pub(crate) struct Support {
     /// Whether jobs are observed (`run --why`, `learn`).
     #[serde(skip)]
     pub observation: Observation,
+    /// Job cgroups made ahead of the jobs (`cgroup_pool.rs`).
+    #[serde(skip)]
+    pub cgroup_pool: std::sync::Arc<CgroupPool>,
 }
 
 /// Why learn mode leaves a mechanism out, in reports.
@@ -62,11 +66,14 @@ impl Support {
         let has_sys_admin = mask("CapEff:") & (1 << 21) != 0;
         // SAFETY: getuid and getgid have no preconditions.
         let ids = unsafe { (libc::getuid(), libc::getgid()) };
+        let cgroups = CgroupSupport::detect(options, is_root);
+        let spares = options.spare_cgroups.unwrap_or(DEFAULT_SPARES);
         Self {
             mount_namespace: MountNamespace::detect(has_sys_admin, ids),
             ids,
             landlock: LandlockSupport::detect(options.landlock_abi_max),
-            cgroups: CgroupSupport::detect(options, is_root),
+            cgroup_pool: std::sync::Arc::new(CgroupPool::new(cgroups.clone(), spares)),
+            cgroups,
             subreaper: procs::become_subreaper(),
             is_root,
             has_capabilities: mask("CapEff:") != 0 || (is_root && mask("CapBnd:") != 0),
@@ -99,6 +106,11 @@ impl Support {
 
     pub fn is_root(&self) -> bool {
         self.is_root
+    }
+
+    /// Removes what was made ahead for jobs to come (the host is done).
+    pub fn release(&self) {
+        self.cgroup_pool.close();
     }
 
     /// Whether this host runs learn mode's jobs (see [`Observation::Learn`]).
