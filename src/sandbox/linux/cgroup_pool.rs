@@ -82,10 +82,18 @@ impl Fresh {
                 ));
                 return None;
             }
-            match fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))
-            {
+            let open = |file: &str| fs::OpenOptions::new().write(true).open(dir.join(file));
+            // A v1 hierarchy is joined through `tasks`: the child writes
+            // "0" there, which moves the calling thread only and so skips
+            // the global lock whose first taking after a pause waits for
+            // an RCU grace period (10-20 ms here); writing "0" to
+            // `cgroup.procs` moves the thread group and takes it. The
+            // child has one thread: the two are the same move for it.
+            let opened = match what {
+                "v2" => open("cgroup.procs"),
+                _ => open("tasks").or_else(|_| open("cgroup.procs")),
+            };
+            match opened {
                 Ok(file) => fresh.join.procs.push(OwnedFd::from(file)),
                 Err(e) => {
                     fresh

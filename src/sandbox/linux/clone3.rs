@@ -216,6 +216,19 @@ binaries = ["sleep"]
         let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", spawned.pid)).unwrap();
         let v2_line = membership.lines().find(|l| l.starts_with("0::")).unwrap();
         assert!(v2_line.ends_with(&format!("/{name}")), "{membership}");
+        // The v1 pids cgroup (a hybrid host) was joined through `tasks`.
+        let support = HostSupport::detect(&SupportOptions::default());
+        if support.os().cgroups.v1_pids.is_some() {
+            let pids = membership
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|c| c == "pids"))
+                })
+                .unwrap();
+            assert!(pids.ends_with(&format!("/{name}")), "{membership}");
+        }
         spawned.tree.kill_all(
             super::super::tree::HostProcess::current(),
             &Default::default(),
@@ -236,7 +249,7 @@ binaries = ["sleep"]
         spec.cgroup_v2_dir = None;
         match Spawner::new().unwrap().spawn(spec) {
             Err(SpawnError::Confine { call, source }) => {
-                assert_eq!(call, "write(cgroup.procs)");
+                assert_eq!(call, "write(cgroup.procs or tasks)");
                 assert_eq!(source.raw_os_error(), Some(libc::EBADF));
             }
             Err(e) => panic!("failed elsewhere: {e}"),

@@ -112,7 +112,7 @@ impl Stage {
             Stage::Setsid => "setsid",
             Stage::ParentDeathSignal => "prctl(PR_SET_PDEATHSIG)",
             Stage::Rlimit => "setrlimit",
-            Stage::JoinCgroup => "write(cgroup.procs)",
+            Stage::JoinCgroup => "write(cgroup.procs or tasks)",
             Stage::Unshare => "unshare",
             Stage::UserMaps => "write(/proc/self/uid_map)",
             Stage::Mounts => "mount (the job's mount namespace)",
@@ -301,7 +301,8 @@ impl Spawner {
         // `cgroup.procs`, so no migration, which waits for an RCU grace
         // period whenever none ran in the last few milliseconds (8–21 ms
         // measured here after a pause). On a pure cgroup-v2 host that is
-        // every join; the v1 ones (a hybrid host) are still written.
+        // every join; the v1 ones (a hybrid host) are still written, to
+        // `tasks`, which moves the one thread without that lock.
         let mut pid = -1;
         if let Some(dir) = &spec.cgroup_v2_dir
             && let Some(procs) = spec.cgroup_procs.get(1..)

@@ -44,8 +44,8 @@ pub(crate) struct Spec {
     /// Program layer: when set, the child executes this descriptor
     /// (`execveat`), binding the exec to the very file whose hash was checked.
     pub exec_fd: Option<OwnedFd>,
-    /// Containment layer: the job's cgroups, and their `cgroup.procs`
-    /// files, to which the child writes "0" to join.
+    /// Containment layer: the job's cgroups, and the files the child
+    /// writes "0" to to join them (`cgroup.procs` in v2, `tasks` in v1).
     pub cgroup: Option<JobCgroup>,
     pub cgroup_procs: Vec<OwnedFd>,
     /// The job's v2 cgroup directory, when it has one; `cgroup_procs[0]` is
