@@ -71,7 +71,11 @@ pub(super) fn run(shared: Arc<Shared>, poll: Poll) {
         shutting_down: false,
         host,
         instance,
-        reaper: Reaper::new(host, format!("/jobwarden-{}-{instance}-", host.pid)),
+        // Any job cgroup of this process: a job's cgroups may be spares
+        // made before it (`jobwarden-PID-spare-N`), by a pool that hosts
+        // sharing one support share. Leaders are never reaped here,
+        // whichever host's: a member's zombie is safe to reap by any.
+        reaper: Reaper::new(host, format!("/jobwarden-{}-", host.pid)),
         sampler: Sampler::new(),
         epoch: Instant::now(),
         external_ready,

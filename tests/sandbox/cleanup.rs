@@ -299,3 +299,47 @@ fn without_cgroups_a_timeout_still_kills_a_setsid_escapee() {
         std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default()
     );
 }
+
+/// A host's later jobs run in cgroups made ahead of them (spare sets, not
+/// named after the job): a cancelled tree there is killed and its zombies
+/// reaped all the same, job after job.
+#[test]
+fn cancelled_trees_leave_nothing_job_after_job() {
+    let fx = Fixture::new("");
+    let plugin = fx.plugin();
+    for round in 0..3 {
+        let id = plugin.spawn(JobSpawnRequest::new("probe", ["tree", "3", "30"]));
+        let mut seen = Vec::new();
+        let started = |seen: &[JobEvent]| {
+            seen.iter().any(|e| {
+                matches!(e, JobEvent::JobLogLine { data, .. } if data.line.starts_with("probe: tree of"))
+            })
+        };
+        while !started(&seen) {
+            assert!(!seen.iter().any(JobEvent::is_terminal), "{seen:#?}");
+            seen.extend(plugin.wait_events(Duration::from_millis(100)));
+        }
+        assert!(plugin.cancel(&id));
+        seen.extend(collect(&plugin, &id, Duration::from_secs(30)));
+        assert_eq!(plugin.end(&id), Some(JobEnd::Cancelled));
+        let children: Vec<i32> = seen
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::JobLogLine { data, .. } => data
+                    .line
+                    .strip_prefix("probe: child pid ")?
+                    .trim()
+                    .parse()
+                    .ok(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(children.len(), 3, "{seen:#?}");
+        assert!(
+            eventually(Duration::from_secs(3), || children
+                .iter()
+                .all(|p| !alive(*p))),
+            "round {round}: {children:?} outlived the job or were left zombies"
+        );
+    }
+}

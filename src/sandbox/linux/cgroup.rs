@@ -46,22 +46,26 @@ pub(crate) struct CgroupSupport {
 }
 
 impl CgroupSupport {
-    /// Finds the host's cgroups and checks, by creating and removing a probe
-    /// cgroup, which ones jobwarden may use; when they give no limits and
-    /// the host is not root, moves it into a delegated cgroup of its own if
-    /// it can (`delegation.rs`). `no_cgroups` (the testing aid
-    /// `without_cgroups`) pretends none exist.
-    pub fn detect(options: &SupportOptions, is_root: bool) -> Self {
+    /// Finds the host's cgroups and checks, by creating a probe cgroup in
+    /// each, which ones jobwarden may use; when they give no limits and the
+    /// host is not root, moves it into a delegated cgroup of its own if it
+    /// can (`delegation.rs`). `no_cgroups` (the testing aid
+    /// `without_cgroups`) pretends none exist. Also returns the probes,
+    /// which the caller owns: the pool adopts them as the first job's
+    /// cgroups (`cgroup_pool.rs`), or removes them.
+    pub fn detect(options: &SupportOptions, is_root: bool) -> (Self, Vec<PathBuf>) {
         if options.no_cgroups {
-            return Self {
+            let support = Self {
                 unavailable: Some(
                     "cgroups switched off by the testing aid `without_cgroups`".into(),
                 ),
                 ..Self::default()
             };
+            return (support, Vec::new());
         }
+        let mut probes = Vec::new();
         let mounts = cgroup_mounts();
-        let mut support = Self::find(&mounts);
+        let mut support = Self::find(&mounts, &mut probes);
         let v2_mount = mounts.iter().find(|m| m.v2).map(|m| m.dir.clone());
         let own_v2 = super::systemd::own_v2_cgroup();
         let found = Found {
@@ -82,13 +86,13 @@ impl CgroupSupport {
         let report = delegation::obtain(&found, &allowed);
         if report.moved {
             // Moved, but into no usable cgroup: look again from there.
-            support = Self::find(&mounts);
+            support = Self::find(&mounts, &mut probes);
         }
         if let Some(delegated) = &report.taken {
             support.use_delegated(&delegated.root);
         }
         support.delegation = report;
-        support
+        (support, probes)
     }
 
     /// Job cgroups go beneath the delegated root, beside the host's leaf.
@@ -104,7 +108,7 @@ impl CgroupSupport {
     }
 
     /// The host's own cgroups that jobwarden may create children in.
-    fn find(mounts: &[Mount]) -> Self {
+    fn find(mounts: &[Mount], kept: &mut Vec<PathBuf>) -> Self {
         let Ok(membership) = fs::read_to_string("/proc/self/cgroup") else {
             return Self {
                 unavailable: Some("cannot read /proc/self/cgroup".into()),
@@ -126,8 +130,10 @@ impl CgroupSupport {
             if controllers.is_empty() {
                 if let Some(mount) = mounts.iter().find(|m| m.v2) {
                     let dir = mount.dir.join(relative);
-                    if probe(&dir) {
-                        support.v2_kill = dir.join("cgroup.kill").exists() || probe_kill(&dir);
+                    if probe(&dir, kept) {
+                        // The root cgroup has no `cgroup.kill`; its children do.
+                        support.v2_kill = dir.join("cgroup.kill").exists()
+                            || kept.last().is_some_and(|p| p.join("cgroup.kill").exists());
                         support.v2_controllers =
                             fs::read_to_string(dir.join("cgroup.subtree_control"))
                                 .unwrap_or_default()
@@ -150,7 +156,7 @@ impl CgroupSupport {
                     .find(|m| !m.v2 && m.controllers.iter().any(|c| c == controller))
                 {
                     let dir = mount.dir.join(relative);
-                    if probe(&dir) {
+                    if probe(&dir, kept) {
                         *slot = Some(dir);
                     }
                 }
@@ -250,16 +256,14 @@ fn unescape_mount(text: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// Can jobwarden create a child cgroup in `dir`?
-fn probe(dir: &Path) -> bool {
-    let probe = dir.join(format!("jobwarden-probe-{}", std::process::id()));
+/// Can jobwarden create a child cgroup in `dir`? The cgroup made to find
+/// out is kept (a spare job cgroup for the pool, see `cgroup_pool.rs`) and
+/// pushed onto `kept`.
+fn probe(dir: &Path, kept: &mut Vec<PathBuf>) -> bool {
+    let probe = dir.join(super::cgroup_pool::spare_name());
     match fs::create_dir(&probe) {
         Ok(()) => {
-            let _ = fs::remove_dir(&probe);
-            true
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = fs::remove_dir(&probe);
+            kept.push(probe);
             true
         }
         Err(_) => false,
@@ -315,26 +319,21 @@ impl JobCgroup {
         memory: Option<u64>,
     ) -> (Self, JoinFds) {
         let shape = Shape::of(memory.is_some());
-        let mut fresh = pool
+        let fresh = pool
             .and_then(|pool| pool.take(shape))
             .unwrap_or_else(|| Fresh::make(support, &name, shape));
+        let problems = fresh.problems.clone();
+        let ([v2, pids, memory_dir], join) = fresh.into_parts();
         let mut cg = Self {
-            v2: fresh.v2.take(),
+            v2,
             v2_kill: false,
-            pids: fresh.pids.take(),
-            memory: fresh.memory.take(),
+            pids,
+            memory: memory_dir,
             pids_limit: None,
             memory_limit: None,
-            problems: std::mem::take(&mut fresh.problems),
+            problems,
             removed: false,
         };
-        let join = std::mem::replace(
-            &mut fresh.join,
-            JoinFds {
-                procs: Vec::new(),
-                v2_dir: None,
-            },
-        );
         cg.v2_kill = cg.v2.is_some() && support.v2_kill;
         let v2_has = |c: &str| cg.v2.is_some() && support.v2_controllers.iter().any(|x| x == c);
         let v2_pids = v2_has("pids");
@@ -397,6 +396,16 @@ impl JobCgroup {
             .iter()
             .chain(self.pids.iter())
             .chain(self.memory.iter())
+    }
+
+    #[cfg(test)]
+    pub fn v2_dir(&self) -> Option<&Path> {
+        self.v2.as_deref()
+    }
+
+    #[cfg(test)]
+    pub fn pids_dir(&self) -> Option<&Path> {
+        self.pids.as_deref()
     }
 
     /// True when the job has a cgroup that tracks its members.

@@ -30,6 +30,15 @@ pub(crate) const DEFAULT_SPARES: usize = 2;
 /// Numbers the spare sets of every pool of this process.
 static NEXT_SPARE: AtomicU64 = AtomicU64::new(0);
 
+/// A new spare set's name: `jobwarden-PID-spare-N`.
+pub(super) fn spare_name() -> String {
+    format!(
+        "jobwarden-{}-spare-{}",
+        std::process::id(),
+        NEXT_SPARE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Which cgroups a job needs: the memory hierarchy only when the job has a
 /// memory limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,101 +54,220 @@ impl Shape {
     }
 }
 
+/// One hierarchy's cgroup of a set, and the file a child writes "0" to to
+/// join it.
+#[derive(Debug)]
+struct Joinable {
+    dir: PathBuf,
+    file: OwnedFd,
+}
+
+impl Joinable {
+    /// Opens the join file of `dir`, a cgroup jobwarden just created. A v1
+    /// hierarchy is joined through `tasks`: "0" written there moves the
+    /// calling thread only and so skips the global lock whose first taking
+    /// after a pause waits for an RCU grace period (10–20 ms here); "0"
+    /// written to `cgroup.procs` moves the thread group and takes it. The
+    /// child has one thread: for it the two are the same move.
+    fn open(dir: PathBuf, v2: bool) -> Result<Self, String> {
+        let open = |file: &str| fs::OpenOptions::new().write(true).open(dir.join(file));
+        let opened = if v2 {
+            open("cgroup.procs")
+        } else {
+            open("tasks").or_else(|_| open("cgroup.procs"))
+        };
+        match opened {
+            Ok(file) => Ok(Self {
+                dir,
+                file: OwnedFd::from(file),
+            }),
+            Err(e) => {
+                let problem = format!("cannot open {}/cgroup.procs: {e}", dir.display());
+                let _ = fs::remove_dir(&dir);
+                Err(problem)
+            }
+        }
+    }
+}
+
 /// A set of empty cgroups that no process ever joined, with what a child
 /// needs to join them. Dropped unused, it removes its directories.
 #[derive(Debug)]
 pub(crate) struct Fresh {
-    pub v2: Option<PathBuf>,
-    pub pids: Option<PathBuf>,
-    pub memory: Option<PathBuf>,
-    pub join: JoinFds,
+    v2: Option<Joinable>,
+    v2_dir: Option<OwnedFd>,
+    pids: Option<Joinable>,
+    memory: Option<Joinable>,
     pub problems: Vec<String>,
     shape: Shape,
 }
 
 impl Fresh {
+    fn empty(shape: Shape) -> Self {
+        Self {
+            v2: None,
+            v2_dir: None,
+            pids: None,
+            memory: None,
+            problems: Vec::new(),
+            shape,
+        }
+    }
+
     /// Creates the cgroups a job of `shape` needs, named `name`, beneath the
     /// host's cgroups. Failures degrade to fewer cgroups, listed in
     /// `problems`.
     pub fn make(support: &CgroupSupport, name: &str, shape: Shape) -> Self {
-        let mut fresh = Self {
-            v2: None,
-            pids: None,
-            memory: None,
-            join: JoinFds {
-                procs: Vec::new(),
-                v2_dir: None,
-            },
-            problems: Vec::new(),
-            shape,
-        };
-        let make = |parent: &Option<PathBuf>, what: &str, fresh: &mut Self| -> Option<PathBuf> {
+        let mut fresh = Self::empty(shape);
+        let make = |parent: &Option<PathBuf>, what: &str, problems: &mut Vec<String>| {
             let dir = parent.as_ref()?.join(name);
             if let Err(e) = fs::create_dir(&dir) {
-                fresh.problems.push(format!(
+                problems.push(format!(
                     "cannot create the {what} cgroup {}: {e}",
                     dir.display()
                 ));
                 return None;
             }
-            let open = |file: &str| fs::OpenOptions::new().write(true).open(dir.join(file));
-            // A v1 hierarchy is joined through `tasks`: the child writes
-            // "0" there, which moves the calling thread only and so skips
-            // the global lock whose first taking after a pause waits for
-            // an RCU grace period (10-20 ms here); writing "0" to
-            // `cgroup.procs` moves the thread group and takes it. The
-            // child has one thread: the two are the same move for it.
-            let opened = match what {
-                "v2" => open("cgroup.procs"),
-                _ => open("tasks").or_else(|_| open("cgroup.procs")),
-            };
-            match opened {
-                Ok(file) => fresh.join.procs.push(OwnedFd::from(file)),
-                Err(e) => {
-                    fresh
-                        .problems
-                        .push(format!("cannot open {}/cgroup.procs: {e}", dir.display()));
-                    let _ = fs::remove_dir(&dir);
-                    return None;
-                }
-            }
-            Some(dir)
+            Joinable::open(dir, what == "v2")
+                .map_err(|problem| problems.push(problem))
+                .ok()
         };
-        fresh.v2 = make(&support.v2, "v2", &mut fresh);
-        // Without the directory the child joins by writing, as in v1.
-        fresh.join.v2_dir = fresh.v2.as_ref().and_then(|dir| {
-            use std::os::unix::fs::OpenOptionsExt;
+        fresh.v2 = make(&support.v2, "v2", &mut fresh.problems);
+        let needs = fresh.needs(support);
+        if needs.pids {
+            fresh.pids = make(&support.v1_pids, "v1 pids", &mut fresh.problems);
+        }
+        if needs.memory {
+            fresh.memory = make(&support.v1_memory, "v1 memory", &mut fresh.problems);
+        }
+        fresh.open_v2_dir();
+        fresh
+    }
+
+    /// The probes detection left (`CgroupSupport::detect`)
+    /// as a set of the shape with memory, when they are one: a cgroup in
+    /// each hierarchy a job uses, each created by the probe. Otherwise
+    /// they are removed.
+    pub fn adopt(support: &CgroupSupport, probes: Vec<PathBuf>) -> Option<Self> {
+        let mut fresh = Self::empty(Shape::of(true));
+        let take = |parent: &Option<PathBuf>, probes: &mut Vec<PathBuf>| {
+            let parent = parent.as_ref()?;
+            let at = probes.iter().position(|p| p.parent() == Some(parent))?;
+            Some(probes.swap_remove(at))
+        };
+        let mut probes = probes;
+        let mut ok = true;
+        if support.v2.is_some() {
+            fresh.v2 = take(&support.v2, &mut probes).and_then(|d| Joinable::open(d, true).ok());
+            ok &= fresh.v2.is_some();
+        }
+        let needs = fresh.needs(support);
+        for (wanted, parent, slot) in [
+            (needs.pids, &support.v1_pids, &mut fresh.pids),
+            (needs.memory, &support.v1_memory, &mut fresh.memory),
+        ] {
+            match (wanted, take(parent, &mut probes)) {
+                (true, Some(dir)) => {
+                    *slot = Joinable::open(dir, false).ok();
+                    ok &= slot.is_some();
+                }
+                (true, None) => ok &= parent.is_none(),
+                (false, Some(dir)) => probes.push(dir),
+                (false, None) => {}
+            }
+        }
+        for dir in probes {
+            let _ = fs::remove_dir(dir);
+        }
+        fresh.open_v2_dir();
+        let any = fresh.v2.is_some() || fresh.pids.is_some() || fresh.memory.is_some();
+        // Dropped, a partial set removes what it holds.
+        (ok && any).then_some(fresh)
+    }
+
+    /// Which v1 hierarchies a job of this set's shape joins, given its v2
+    /// cgroup (or none).
+    fn needs(&self, support: &CgroupSupport) -> Needs {
+        let v2_has = |c: &str| self.v2.is_some() && support.v2_controllers.iter().any(|x| x == c);
+        Needs {
+            // The pids cgroup is made even without a limit: it counts the
+            // job's processes (`pids.peak`) and lists its members.
+            pids: !v2_has("pids"),
+            memory: self.shape.memory && !v2_has("memory"),
+        }
+    }
+
+    /// The v2 cgroup's directory, for a child born into it; without it the
+    /// child joins by writing, as in v1.
+    fn open_v2_dir(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.v2_dir = self.v2.as_ref().and_then(|v2| {
             fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_DIRECTORY)
-                .open(dir)
+                .open(&v2.dir)
                 .ok()
                 .map(OwnedFd::from)
         });
-        let v2_has = |c: &str| fresh.v2.is_some() && support.v2_controllers.iter().any(|x| x == c);
-        let (v2_pids, v2_memory) = (v2_has("pids"), v2_has("memory"));
-        // The pids cgroup is made even without a limit: it counts the
-        // job's processes (`pids.peak`) and lists its members.
-        if !v2_pids {
-            fresh.pids = make(&support.v1_pids, "v1 pids", &mut fresh);
+    }
+
+    /// The same set for a job without a memory limit: without its v1
+    /// memory cgroup.
+    fn without_memory(mut self) -> Self {
+        if let Some(memory) = self.memory.take() {
+            let _ = fs::remove_dir(&memory.dir);
         }
-        if shape.memory && !v2_memory {
-            fresh.memory = make(&support.v1_memory, "v1 memory", &mut fresh);
-        }
-        fresh
+        self.shape = Shape::of(false);
+        self
     }
 
     /// Whether every hierarchy of `support` gave its cgroup.
     fn complete(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// The directories (v2, v1 pids, v1 memory) and what a child needs to
+    /// join them; from here the caller removes them.
+    pub fn into_parts(mut self) -> ([Option<PathBuf>; 3], JoinFds) {
+        let mut procs = Vec::new();
+        let mut dirs = [None, None, None];
+        for (i, slot) in [&mut self.v2, &mut self.pids, &mut self.memory]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(joinable) = slot.take() {
+                dirs[i] = Some(joinable.dir);
+                procs.push(joinable.file);
+            }
+        }
+        let join = JoinFds {
+            // The v2 cgroup's first, as `Spec::cgroup_v2_dir` says.
+            procs,
+            v2_dir: self.v2_dir.take(),
+        };
+        (dirs, join)
+    }
+
+    #[cfg(test)]
+    fn dirs(&self) -> Vec<PathBuf> {
+        [&self.v2, &self.pids, &self.memory]
+            .into_iter()
+            .flatten()
+            .map(|j| j.dir.clone())
+            .collect()
+    }
+}
+
+struct Needs {
+    pids: bool,
+    memory: bool,
 }
 
 impl Drop for Fresh {
     fn drop(&mut self) {
         // Nothing ever joined these: they are empty, and rmdir succeeds.
-        for dir in [&self.v2, &self.pids, &self.memory].into_iter().flatten() {
-            let _ = fs::remove_dir(dir);
+        for joinable in [&self.v2, &self.pids, &self.memory].into_iter().flatten() {
+            let _ = fs::remove_dir(&joinable.dir);
         }
     }
 }
@@ -185,12 +313,17 @@ impl Inner {
 
 impl CgroupPool {
     /// A pool that keeps `spares` sets ready beneath `support`'s cgroups
-    /// (none: every job creates its own). Nothing is created before the
+    /// (none: every job creates its own), starting with the set detection
+    /// left (`probes`), if they make one. Nothing is created before the
     /// first job asks.
-    pub fn new(support: CgroupSupport, spares: usize) -> Self {
+    pub fn new(support: CgroupSupport, spares: usize, probes: Vec<PathBuf>) -> Self {
+        let seed = Fresh::adopt(&support, probes);
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    ready: seed.into_iter().collect(),
+                    ..State::default()
+                }),
                 wake: Condvar::new(),
             }),
             support,
@@ -201,20 +334,37 @@ impl CgroupPool {
 
     /// A fresh set of `shape` if one is ready; asks for the next either way.
     pub fn take(&self, shape: Shape) -> Option<Fresh> {
-        if self.spares == 0 || self.support.unavailable.is_some() {
-            return None;
-        }
         let taken = {
             let mut state = self.inner.lock();
-            if state.closed || state.failed {
+            if state.closed {
                 return None;
             }
             state.wanted = Some(shape);
-            let at = state.ready.iter().position(|f| f.shape == shape);
-            at.map(|i| state.ready.swap_remove(i))
+            let exact = state.ready.iter().position(|f| f.shape == shape);
+            // A set with a memory cgroup serves a job without a memory
+            // limit once that cgroup is removed.
+            let wider = || {
+                state
+                    .ready
+                    .iter()
+                    .position(|f| !shape.memory && f.shape.memory)
+            };
+            match exact.or_else(wider) {
+                Some(i) => {
+                    let fresh = state.ready.swap_remove(i);
+                    Some(if fresh.shape == shape {
+                        fresh
+                    } else {
+                        fresh.without_memory()
+                    })
+                }
+                None => None,
+            }
         };
-        self.inner.wake.notify_one();
-        self.start_filler();
+        if self.spares > 0 && !self.inner.lock().failed {
+            self.inner.wake.notify_one();
+            self.start_filler();
+        }
         taken
     }
 
@@ -256,13 +406,7 @@ impl CgroupPool {
     #[cfg(test)]
     pub fn spare_dirs(&self) -> Vec<PathBuf> {
         let state = self.inner.lock();
-        state
-            .ready
-            .iter()
-            .flat_map(|f| [&f.v2, &f.pids, &f.memory])
-            .flatten()
-            .cloned()
-            .collect()
+        state.ready.iter().flat_map(Fresh::dirs).collect()
     }
 }
 
@@ -296,12 +440,7 @@ fn fill(inner: &Inner, support: &CgroupSupport, spares: usize) {
             continue;
         }
         drop(state);
-        let name = format!(
-            "jobwarden-{}-spare-{}",
-            std::process::id(),
-            NEXT_SPARE.fetch_add(1, Ordering::Relaxed)
-        );
-        let fresh = Fresh::make(support, &name, shape);
+        let fresh = Fresh::make(support, &spare_name(), shape);
         state = inner.lock();
         if !fresh.complete() {
             state.failed = true;
@@ -318,20 +457,11 @@ mod tests {
     use super::*;
     use crate::sandbox::support::SupportOptions;
 
-    /// Everything the cgroup hierarchies list beneath the host's cgroups
-    /// whose name starts with `prefix`.
-    fn named(support: &CgroupSupport, prefix: &str) -> Vec<PathBuf> {
-        [&support.v2, &support.v1_pids, &support.v1_memory]
-            .into_iter()
-            .flatten()
-            .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-            .map(|e| e.path())
-            .collect()
-    }
-
     fn support() -> Option<CgroupSupport> {
-        let support = CgroupSupport::detect(&SupportOptions::default(), true);
+        let (support, probes) = CgroupSupport::detect(&SupportOptions::default(), true);
+        for dir in probes {
+            fs::remove_dir(dir).unwrap();
+        }
         if let Some(why) = &support.unavailable {
             super::super::test_skip("cgroups", why);
             return None;
@@ -352,8 +482,7 @@ mod tests {
     #[test]
     fn spares_are_fresh_distinct_and_removed_on_close() {
         let Some(support) = support() else { return };
-        let prefix = format!("jobwarden-{}-spare-", std::process::id());
-        let pool = CgroupPool::new(support.clone(), 2);
+        let pool = CgroupPool::new(support.clone(), 2, Vec::new());
         let shape = Shape::of(true);
         // The first job finds nothing made: the pool starts on demand.
         assert!(pool.take(shape).is_none());
@@ -361,14 +490,7 @@ mod tests {
         let spares = pool.spare_dirs();
         let a = pool.take(shape).expect("a spare set is ready");
         let b = pool.take(shape).expect("a second spare set is ready");
-        let dirs = |f: &Fresh| -> Vec<PathBuf> {
-            [&f.v2, &f.pids, &f.memory]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect()
-        };
-        let (da, db) = (dirs(&a), dirs(&b));
+        let (da, db) = (a.dirs(), b.dirs());
         assert!(
             !da.is_empty() && da.iter().all(|d| !db.contains(d)),
             "{da:?} {db:?}"
@@ -379,22 +501,58 @@ mod tests {
             assert_eq!(procs, "", "{dir:?} is not fresh");
         }
         // Each set has what a job of the shape needs: its own fds.
-        assert_eq!(a.join.procs.len(), da.len());
-        assert!(a.memory.is_some() || support.v1_memory.is_none() || a.v2.is_some());
-        drop((a, b));
+        let (dirs, join) = a.into_parts();
+        assert_eq!(join.procs.len(), da.len());
+        assert!(dirs[2].is_some() || support.memory().is_some_and(|m| m.contains("v2")));
+        for dir in dirs.into_iter().flatten() {
+            fs::remove_dir(dir).unwrap();
+        }
+        // Dropped unused, a set removes its cgroups.
+        drop(b);
+        assert!(db.iter().all(|d| !d.exists()), "{db:?}");
         wait_ready(&pool, 2);
-        assert_eq!(named(&support, &prefix).len(), pool.spare_dirs().len());
+        let spares = pool.spare_dirs();
+        assert!(spares.iter().all(|d| d.is_dir()), "{spares:?}");
         pool.close();
-        assert_eq!(named(&support, &prefix), Vec::<PathBuf>::new());
+        assert!(spares.iter().all(|d| !d.exists()), "{spares:?}");
         // A closed pool gives nothing and makes nothing.
         assert!(pool.take(shape).is_none());
-        assert_eq!(named(&support, &prefix), Vec::<PathBuf>::new());
+        assert!(pool.spare_dirs().is_empty());
+    }
+
+    /// Detection's probes are the first job's cgroups; probes that make no
+    /// set are removed.
+    #[test]
+    fn the_probes_of_detection_serve_the_first_job() {
+        let Some(support) = support() else { return };
+        let (_, probes) = CgroupSupport::detect(&SupportOptions::default(), true);
+        assert!(!probes.is_empty());
+        let pool = CgroupPool::new(support.clone(), 0, probes.clone());
+        let first = pool.take(Shape::of(true)).expect("the probes are a set");
+        let mut dirs = first.dirs();
+        dirs.sort();
+        let mut expected = probes.clone();
+        expected.sort();
+        assert_eq!(dirs, expected);
+        // With no spares, nothing follows.
+        assert!(pool.take(Shape::of(true)).is_none());
+        drop(first);
+        assert!(probes.iter().all(|d| !d.exists()), "{probes:?}");
+
+        // Probes beneath cgroups the support does not use make no set, and
+        // are removed.
+        let (_, probes) = CgroupSupport::detect(&SupportOptions::default(), true);
+        let mut elsewhere = support.clone();
+        elsewhere.v2 = Some(std::env::temp_dir());
+        let pool = CgroupPool::new(elsewhere, 0, probes.clone());
+        assert!(pool.take(Shape::of(true)).is_none());
+        assert!(probes.iter().all(|d| !d.exists()), "{probes:?}");
     }
 
     #[test]
     fn a_pool_of_no_spares_makes_nothing() {
         let Some(support) = support() else { return };
-        let pool = CgroupPool::new(support, 0);
+        let pool = CgroupPool::new(support, 0, Vec::new());
         assert!(pool.take(Shape::of(false)).is_none());
         assert!(pool.filler.lock().unwrap().is_none());
     }
@@ -402,10 +560,17 @@ mod tests {
     #[test]
     fn a_new_shape_replaces_the_spares_of_the_old() {
         let Some(support) = support() else { return };
-        let pool = CgroupPool::new(support, 1);
+        let pool = CgroupPool::new(support, 1, Vec::new());
         let _ = pool.take(Shape::of(true));
         wait_ready(&pool, 1);
-        assert!(pool.take(Shape::of(false)).is_none());
+        // A job without a memory limit takes the set without its memory
+        // cgroup.
+        let narrowed = pool.take(Shape::of(false)).expect("the set narrows");
+        assert!(narrowed.memory.is_none(), "{narrowed:?}");
+        assert!(
+            narrowed.pids.is_some() || narrowed.v2.is_some(),
+            "{narrowed:?}"
+        );
         for _ in 0..500 {
             let ready = pool
                 .inner

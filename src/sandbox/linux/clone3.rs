@@ -200,6 +200,14 @@ binaries = ["sleep"]
         let Some(spec) = sleeper(dir.path(), &name) else {
             return;
         };
+        // The job's cgroups (the pool's, not named after the job).
+        let cgroup = spec.cgroup.as_ref().unwrap();
+        let name_of = |dir: Option<&std::path::Path>| {
+            dir.and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        };
+        let v2_name = name_of(cgroup.v2_dir()).unwrap();
+        let pids_name = name_of(cgroup.pids_dir());
         let mut spawned = match Spawner::new().unwrap().spawn(spec) {
             Ok(spawned) => spawned,
             // An old kernel, or a seccomp filter around these tests
@@ -215,10 +223,9 @@ binaries = ["sleep"]
         };
         let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", spawned.pid)).unwrap();
         let v2_line = membership.lines().find(|l| l.starts_with("0::")).unwrap();
-        assert!(v2_line.ends_with(&format!("/{name}")), "{membership}");
+        assert!(v2_line.ends_with(&format!("/{v2_name}")), "{membership}");
         // The v1 pids cgroup (a hybrid host) was joined through `tasks`.
-        let support = HostSupport::detect(&SupportOptions::default());
-        if support.os().cgroups.v1_pids.is_some() {
+        if let Some(pids_name) = pids_name {
             let pids = membership
                 .lines()
                 .find(|l| {
@@ -227,7 +234,7 @@ binaries = ["sleep"]
                         .is_some_and(|c| c.split(',').any(|c| c == "pids"))
                 })
                 .unwrap();
-            assert!(pids.ends_with(&format!("/{name}")), "{membership}");
+            assert!(pids.ends_with(&format!("/{pids_name}")), "{membership}");
         }
         spawned.tree.kill_all(
             super::super::tree::HostProcess::current(),

@@ -66,13 +66,13 @@ impl Support {
         let has_sys_admin = mask("CapEff:") & (1 << 21) != 0;
         // SAFETY: getuid and getgid have no preconditions.
         let ids = unsafe { (libc::getuid(), libc::getgid()) };
-        let cgroups = CgroupSupport::detect(options, is_root);
+        let (cgroups, probes) = CgroupSupport::detect(options, is_root);
         let spares = options.spare_cgroups.unwrap_or(DEFAULT_SPARES);
         Self {
             mount_namespace: MountNamespace::detect(has_sys_admin, ids),
             ids,
             landlock: LandlockSupport::detect(options.landlock_abi_max),
-            cgroup_pool: std::sync::Arc::new(CgroupPool::new(cgroups.clone(), spares)),
+            cgroup_pool: std::sync::Arc::new(CgroupPool::new(cgroups.clone(), spares, probes)),
             cgroups,
             subreaper: procs::become_subreaper(),
             is_root,

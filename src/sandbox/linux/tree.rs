@@ -328,7 +328,7 @@ fn fallback_members(
 /// Reaps zombies that came from this host's jobs.
 pub(crate) struct Reaper {
     host: HostProcess,
-    /// Marks this host's job cgroups (`/jobwarden-PID-INSTANCE-`).
+    /// Marks the job cgroups of this process's hosts (`/jobwarden-PID-`).
     marker: String,
     /// Killed members that become our zombie children once their parents exit.
     candidates: Vec<(ProcessId, Instant)>,
