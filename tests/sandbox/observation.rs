@@ -186,9 +186,18 @@ fn flood_child() {
     let file = fx.repo.join("inside.txt");
     std::fs::write(&file, "x").unwrap();
     let file = file.to_str().unwrap();
-    // Warm up: one observed job, so what the host opens once is open.
+    // Warm up: one observed job, so what the host opens once is open, and
+    // the spare job cgroups it then makes are made.
     fx.probe(&["read", file]).assert_ok();
-    let before = descriptors();
+    let mut before = descriptors();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = descriptors();
+            std::mem::replace(&mut before, now) == before
+        }),
+        "the host's descriptors never settled"
+    );
 
     let mut seen = Vec::new();
     // A job that does nothing but observed opens, without end.

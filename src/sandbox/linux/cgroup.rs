@@ -260,14 +260,29 @@ fn unescape_mount(text: &str) -> String {
 /// out is kept (a spare job cgroup for the pool, see `cgroup_pool.rs`) and
 /// pushed onto `kept`.
 fn probe(dir: &Path, kept: &mut Vec<PathBuf>) -> bool {
-    let probe = dir.join(super::cgroup_pool::spare_name());
-    match fs::create_dir(&probe) {
-        Ok(()) => {
-            kept.push(probe);
-            true
-        }
-        Err(_) => false,
+    // One probe per directory: two controllers mounted together share it.
+    if kept.iter().any(|p| p.parent() == Some(dir)) {
+        return true;
     }
+    // A host killed earlier with this pid (a container's fixed pids) may
+    // have left spares of the same names: the next name is free.
+    for _ in 0..16 {
+        let probe = dir.join(super::cgroup_pool::spare_name());
+        match fs::create_dir(&probe) {
+            Ok(()) => {
+                kept.push(probe);
+                return true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+pub(super) fn probe_for_tests(dir: &Path, kept: &mut Vec<PathBuf>) -> bool {
+    probe(dir, kept)
 }
 
 fn probe_kill(dir: &Path) -> bool {

@@ -149,6 +149,14 @@ impl Fresh {
     /// each hierarchy a job uses, each created by the probe. Otherwise
     /// they are removed.
     pub fn adopt(support: &CgroupSupport, probes: Vec<PathBuf>) -> Option<Self> {
+        // pids and memory mounted together: one probe, and a job's set
+        // there is one cgroup, which `make` reports; the probe is no set.
+        if support.v1_pids.is_some() && support.v1_pids == support.v1_memory {
+            for dir in probes {
+                let _ = fs::remove_dir(dir);
+            }
+            return None;
+        }
         let mut fresh = Self::empty(Shape::of(true));
         let take = |parent: &Option<PathBuf>, probes: &mut Vec<PathBuf>| {
             let parent = parent.as_ref()?;
@@ -349,18 +357,15 @@ impl CgroupPool {
                     .iter()
                     .position(|f| !shape.memory && f.shape.memory)
             };
-            match exact.or_else(wider) {
-                Some(i) => {
-                    let fresh = state.ready.swap_remove(i);
-                    Some(if fresh.shape == shape {
-                        fresh
-                    } else {
-                        fresh.without_memory()
-                    })
-                }
-                None => None,
-            }
+            exact.or_else(wider).map(|i| state.ready.swap_remove(i))
         };
+        let taken = taken.map(|fresh| {
+            if fresh.shape == shape {
+                fresh
+            } else {
+                fresh.without_memory()
+            }
+        });
         if self.spares > 0 && !self.inner.lock().failed {
             self.inner.wake.notify_one();
             self.start_filler();
@@ -547,6 +552,26 @@ mod tests {
         let pool = CgroupPool::new(elsewhere, 0, probes.clone());
         assert!(pool.take(Shape::of(true)).is_none());
         assert!(probes.iter().all(|d| !d.exists()), "{probes:?}");
+    }
+
+    /// pids and memory mounted together: one probe for both, which is no
+    /// set (a job's set there would have one cgroup for two roles).
+    #[test]
+    fn probes_of_a_shared_v1_hierarchy_are_no_set() {
+        // Paths only: a plain directory stands for the shared hierarchy.
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().to_path_buf();
+        let support = CgroupSupport {
+            v1_pids: Some(shared.clone()),
+            v1_memory: Some(shared.clone()),
+            ..CgroupSupport::default()
+        };
+        let mut probes = Vec::new();
+        assert!(super::super::cgroup::probe_for_tests(&shared, &mut probes));
+        assert!(super::super::cgroup::probe_for_tests(&shared, &mut probes));
+        assert_eq!(probes.len(), 1, "one probe per directory: {probes:?}");
+        assert!(Fresh::adopt(&support, probes.clone()).is_none());
+        assert!(!probes[0].exists(), "{probes:?}");
     }
 
     #[test]

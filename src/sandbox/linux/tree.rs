@@ -418,6 +418,10 @@ impl Reaper {
 
     /// Reaps zombie children of the host that came from its jobs.
     pub fn scan(&mut self, live_leaders: &HashSet<i32>) {
+        // Another host of this process may have cloned a job whose leader
+        // is not registered yet (and may already have exited): its cgroup
+        // matches the marker too, so wait until it is.
+        let _gate = spawn_gate();
         for zombie in procs::zombie_children(self.host.pid) {
             if live_leaders.contains(&zombie.pid) || is_any_hosts_leader(zombie.pid) {
                 continue;
