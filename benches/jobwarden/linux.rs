@@ -400,6 +400,33 @@ fn layer_costs(sizes: &Sizes, repo: &std::path::Path) {
         ms(medians[1]),
         signed_us(medians[1], medians[0])
     );
+    // The repository above is a bare directory: each job's mount layer
+    // creates and removes a placeholder for `.git`, `.vscode` and `.idea`
+    // (a git repository without editor settings: two). Where they exist,
+    // the layer is binds only.
+    let full = tempdir();
+    for name in [".git", ".vscode", ".idea"] {
+        std::fs::create_dir(full.path().join(name)).unwrap();
+    }
+    let at_full = |edit: &dyn Fn(HostBuilder) -> HostBuilder| {
+        edit(PolicyJobHost::builder(policy.clone(), full.path()).tmp_dir(repo))
+            .build()
+            .unwrap()
+    };
+    let pair = [
+        ("mounts".to_string(), at_full(&|b| b)),
+        (
+            "no mounts".to_string(),
+            at_full(&|b| b.without_baseline(BaselineLayer::Mounts)),
+        ),
+    ];
+    let medians = round(&pair, sizes.spawns.min(200));
+    println!(
+        "   the mount layer where .git, .vscode and .idea exist (no placeholder): {} with it, {} without: {}",
+        ms(medians[0]),
+        ms(medians[1]),
+        signed_us(medians[1], medians[0])
+    );
 }
 
 /// `+123 µs`: how much `with` costs over `without`.

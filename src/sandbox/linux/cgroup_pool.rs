@@ -342,6 +342,9 @@ impl CgroupPool {
 
     /// A fresh set of `shape` if one is ready; asks for the next either way.
     pub fn take(&self, shape: Shape) -> Option<Fresh> {
+        if self.support.unavailable.is_some() {
+            return None;
+        }
         let taken = {
             let mut state = self.inner.lock();
             if state.closed {
