@@ -413,12 +413,12 @@ impl JobCgroup {
             .chain(self.memory.iter())
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, target_arch = "x86_64"))]
     pub fn v2_dir(&self) -> Option<&Path> {
         self.v2.as_deref()
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, target_arch = "x86_64"))]
     pub fn pids_dir(&self) -> Option<&Path> {
         self.pids.as_deref()
     }

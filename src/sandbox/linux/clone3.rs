@@ -153,7 +153,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     use super::*;
     use crate::sandbox::{HashCache, HostSupport, SpawnError, SupportOptions};
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     /// A prepared `sleep 5` with the host's cgroups, the `cgroup.procs` of
     /// its v2 cgroup replaced by a read-only descriptor: a child that writes
@@ -210,6 +210,7 @@ binaries = ["sleep"]
         let pids_name = name_of(cgroup.pids_dir());
         // A v1 cgroup is joined through `tasks` (no global lock).
         if let Some(pids) = cgroup.pids_dir() {
+            use std::os::fd::AsRawFd;
             let fd = spec.cgroup_procs[1].as_raw_fd();
             let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
             assert_eq!(target, pids.join("tasks"));
