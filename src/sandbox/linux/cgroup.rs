@@ -7,8 +7,9 @@
 //! process out of the subtree it started in (the host into a delegated
 //! cgroup is the one exception, made only there) and never writes to a
 //! cgroup it did not create or was not delegated; every cgroup it creates
-//! is removed when the job ends. What the machine offers is detected at run
-//! time, by trying.
+//! is removed when the job ends, or for spares made ahead of jobs
+//! (`cgroup_pool.rs`), when the host is done. What the machine offers is
+//! detected at run time, by trying.
 //!
 //! A job cgroup gives three things: limits for the whole tree (pids,
 //! memory), a reliable member list (sampling, cleanup) and a whole-tree kill
@@ -133,7 +134,9 @@ impl CgroupSupport {
                     if probe(&dir, kept) {
                         // The root cgroup has no `cgroup.kill`; its children do.
                         support.v2_kill = dir.join("cgroup.kill").exists()
-                            || kept.last().is_some_and(|p| p.join("cgroup.kill").exists());
+                            || kept.iter().any(|p| {
+                                p.parent() == Some(dir.as_path()) && p.join("cgroup.kill").exists()
+                            });
                         support.v2_controllers =
                             fs::read_to_string(dir.join("cgroup.subtree_control"))
                                 .unwrap_or_default()
@@ -313,9 +316,10 @@ pub(crate) struct JobCgroup {
 }
 
 /// Descriptors of `cgroup.procs` files; the child writes "0" to each to join.
-/// What the child needs to join the job's cgroups: each `cgroup.procs`
-/// (the v2 one first, when there is one) and the v2 cgroup's directory,
-/// for a child born into it (`CLONE_INTO_CGROUP`, see `spawn.rs`).
+/// What the child needs to join the job's cgroups: the file it writes "0"
+/// to for each (the v2 `cgroup.procs` first, when there is one; `tasks` in
+/// v1, see `cgroup_pool.rs`) and the v2 cgroup's directory, for a child
+/// born into it (`CLONE_INTO_CGROUP`, see `spawn.rs`).
 #[derive(Debug)]
 pub(crate) struct JoinFds {
     pub procs: Vec<OwnedFd>,
