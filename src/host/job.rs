@@ -433,7 +433,13 @@ impl Job {
         };
         // Read everything the containment knows before removing it.
         let ever_forked = self.tree.ever_forked();
-        let oom_kills = self.tree.oom_kills();
+        // Only a job that failed is told why (`conclude`): a success skips
+        // the read.
+        let oom_kills = if info.code == Some(0) {
+            0
+        } else {
+            self.tree.oom_kills()
+        };
         let process_limit_hits = self.tree.process_limit_hits();
         let peak = self.tree.memory_peak().unwrap_or(info.max_rss);
         if let Err(problem) = self.tree.dismantle() {
