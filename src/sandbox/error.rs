@@ -74,6 +74,17 @@ pub enum PrepareError {
         /// What held it ("program path", "argument", …).
         what: &'static str,
     },
+    /// A protected directory could not be held for the job (opened and
+    /// locked shared, so that no jobwarden host removes it while the job's
+    /// read-only mount relies on it).
+    #[error("cannot hold the protected directory {} for the job: {source}; if a process other than jobwarden keeps it locked, end that process", path.display())]
+    HoldProtected {
+        /// The protected directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
     /// A system call of the parent failed while preparing.
     #[error("{call} failed: {source}")]
     Syscall {

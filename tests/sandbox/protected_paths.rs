@@ -7,7 +7,9 @@
 
 use crate::harness::*;
 use jobwarden::sandbox::{BaselineLayer, Status};
+use jobwarden::{JobEvent, JobHost, JobSpawnRequest};
 use std::path::Path;
+use std::time::Duration;
 
 /// A git-shaped repository: `.git` with hooks, info and a config naming a
 /// hooks path, a nested repository, and some of the protected files.
@@ -103,6 +105,74 @@ fn a_repository_without_git_gets_no_git_planted_either() {
     fx.probe(&["mkdir", hooks.to_str().unwrap()])
         .assert_denied("EROFS");
     assert!(!fx.repo.join(".git").exists(), "the placeholder is removed");
+}
+
+/// Another host's placeholder (here `jobwarden run`'s, in the same
+/// repository) stays while a job of this host protects the same path:
+/// removing a directory detaches every mount on it in every other
+/// namespace, so this job's read-only `.vscode` would vanish under it and
+/// the job could create `.vscode` after all. This host removes it once its
+/// own job is done, as the other host would have.
+#[test]
+fn another_hosts_placeholder_outlives_the_jobs_that_rely_on_it() {
+    let fx = Fixture::new("");
+    let vscode = fx.repo.join(".vscode");
+    let tasks = vscode.join("tasks.json");
+    let mut other = std::process::Command::new(env!("CARGO_BIN_EXE_jobwarden"))
+        .args([
+            "run",
+            "--repo",
+            fx.repo.to_str().unwrap(),
+            "--",
+            "sleep",
+            "1.5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || vscode.exists()),
+        "the other host's job made no placeholder for .vscode"
+    );
+    let plugin = fx.plugin();
+    let id = plugin.spawn(JobSpawnRequest::new(
+        "probe",
+        ["create-until", tasks.to_str().unwrap(), "4"],
+    ));
+    // This job runs under its read-only .vscode while the other's runs.
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !events
+        .iter()
+        .any(|e| matches!(e, JobEvent::JobStarted { .. }))
+    {
+        assert!(std::time::Instant::now() < deadline, "{events:#?}");
+        events.extend(plugin.wait_events(Duration::from_millis(50)));
+    }
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other host's job ended before this one started: lengthen its sleep"
+    );
+    assert!(
+        other.wait().unwrap().success(),
+        "the other host's job failed"
+    );
+    if !events.iter().any(JobEvent::is_terminal) {
+        events.extend(collect(&plugin, &id, Duration::from_secs(30)));
+    }
+    let out = Outcome {
+        end: plugin.end(&id),
+        enforcement: plugin.enforcement(&id),
+        id,
+        events,
+    };
+    out.assert_denied("EROFS");
+    assert!(!tasks.exists(), "the job created .vscode/tasks.json");
+    // Taken over by its mark (an extended attribute: /tmp here has them).
+    assert!(
+        !vscode.exists(),
+        "the placeholder outlived both hosts' jobs"
+    );
 }
 
 #[test]

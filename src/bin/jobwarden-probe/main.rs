@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         "read" => read(arg(0)),
         "write" => std::fs::write(arg(0), b"probe\n").map(|()| String::new()),
         "write-size" => write_size(arg(0), num(1, 0)),
+        "create-until" => create_until(arg(0), num(1, 3)),
         "connect" => TcpStream::connect(arg(0)).map(|_| String::new()),
         "bind" => TcpListener::bind(("127.0.0.1", num(0, 0) as u16)).map(|_| String::new()),
         "env" => {
@@ -112,6 +113,26 @@ fn reopen(path: &str, times: u64) -> io::Result<String> {
     match refused {
         Some(e) => Err(e),
         None => Ok(format!("{times} opens")),
+    }
+}
+
+/// Tries every 10 ms for `secs` seconds to create `path` (its parent
+/// directory first): a protection that lapses while the job runs shows
+/// here. Reports the first success, or the last refusal.
+fn create_until(path: &str, secs: u64) -> io::Result<String> {
+    let path = std::path::Path::new(path);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut attempts = 0u64;
+    loop {
+        attempts += 1;
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir(parent);
+        }
+        match std::fs::write(path, b"probe\n") {
+            Ok(()) => return Ok(format!("after {attempts} attempts")),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
 }
 

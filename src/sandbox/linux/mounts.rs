@@ -15,7 +15,11 @@
 //!   `.idea`, `.envrc`, plus `filesystem.protected`. A protected directory
 //!   that does not exist yet gets an empty placeholder for the job's
 //!   lifetime, so it cannot be created either (a hook that appears later);
-//!   the placeholder is removed when the last job holding it ends.
+//!   the placeholder is removed when the last job holding it ends, in this
+//!   host or any other: every job holds its protected directories with a
+//!   shared `flock`, and a host removes a placeholder only under an
+//!   exclusive one, because removing a directory detaches every mount on
+//!   it in every namespace — another job's protection would vanish.
 //!
 //! The namespace is made with `unshare(CLONE_NEWNS)` when the host holds
 //! `CAP_SYS_ADMIN`, else inside an unprivileged user namespace mapping the
@@ -26,7 +30,7 @@
 //! capabilities, and the namespaces layer refuses the mount API). The
 //! working directory is opened again inside the new namespace.
 
-use super::protected::{Placeholder, Presence, Protected, protected_paths};
+use super::protected::{Hold, HoldError, Presence, Protected, protected_paths};
 use super::spec::Spec;
 use super::support::MountNamespace;
 use crate::decision::{GitAccess, PlanPath};
@@ -192,13 +196,33 @@ impl Layer for Mounts {
             });
         }
         for protected in &mut outcome.protected {
-            if protected.state == Presence::Placeholder {
-                match Placeholder::hold(&protected.path) {
-                    Ok(Some(held)) => spec.placeholders.push(held),
-                    // It appeared meanwhile: protect it as it is.
+            // A directory that is or may become a placeholder is held for
+            // the job (made first when missing, locked so that no host
+            // removes it under the job's mount).
+            let holdable = protected.placeholder
+                && (protected.state == Presence::Placeholder
+                    || protected.state == Presence::Present && protected.dir);
+            if holdable {
+                match Hold::take(&protected.path, true) {
+                    Ok(Some((hold, placeholder))) => {
+                        spec.holds.push(hold);
+                        protected.dir = true;
+                        protected.state = if placeholder {
+                            Presence::Placeholder
+                        } else {
+                            Presence::Present
+                        };
+                    }
+                    // Not a directory now: protect it as it is.
                     Ok(None) => protected.state = Presence::Present,
                     // The host cannot create it, so neither can the job.
-                    Err(_) => protected.state = Presence::Absent,
+                    Err(HoldError::Create) => protected.state = Presence::Absent,
+                    Err(HoldError::Hold(source)) => {
+                        return Err(PrepareError::HoldProtected {
+                            path: protected.path.clone(),
+                            source,
+                        });
+                    }
                 }
             }
             if matches!(protected.state, Presence::Present | Presence::Placeholder) {

@@ -1,8 +1,9 @@
 //! Which paths inside writable roots a job must find read-only, and what
 //! is there now: the repository's `.git` as `filesystem.git` says, the
 //! hooks directory `core.hooksPath` names, nested repositories, and the
-//! plan's protected list; plus the placeholders that keep a missing
-//! protected directory from being created while a job runs.
+//! plan's protected list; plus the holds on protected directories: the
+//! placeholders that keep a missing one from being created while a job
+//! runs, and the locks that keep other hosts from removing theirs under it.
 
 use super::mounts::beneath_any;
 use crate::decision::GitAccess;
@@ -31,6 +32,8 @@ pub(crate) struct Protected {
     pub key: String,
     pub dir: bool,
     pub state: Presence,
+    /// A missing one gets an empty placeholder directory.
+    pub placeholder: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +112,7 @@ pub(crate) fn protected_paths(job: &Job<'_>, writable: &[PathBuf]) -> Vec<Protec
             key,
             dir,
             state,
+            placeholder,
         });
     }
     out
@@ -223,59 +227,135 @@ fn nested_repositories(repo: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// A placeholder and how many jobs of this process hold it.
+/// The extended attribute marking a placeholder a jobwarden host made, so
+/// that another host which finds it (its maker ended, or was killed) takes
+/// it over and removes it once its own jobs are done. Best effort: on a
+/// file system without user attributes there is no mark, and such a
+/// placeholder found by another host stays (empty) until someone removes it.
+const MARK: &std::ffi::CStr = c"user.jobwarden.placeholder";
+
+/// How long a hold waits for another host to finish removing the directory
+/// (it holds an exclusive lock only for a check and an `rmdir`).
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// A protected directory held for the jobs of this process.
 struct Held {
     holders: usize,
     dev: u64,
     ino: u64,
+    /// Open with a shared `flock`: a host removes a placeholder only under
+    /// an exclusive one, so none removes it while another host's job
+    /// relies on it (removing a directory detaches every mount on it in
+    /// every other namespace: the job's read-only mount would vanish and
+    /// the job could create the directory after all).
+    dir: std::fs::File,
+    /// Made by a jobwarden host (here, or marked by another): removed when
+    /// the last job holding it ends, if no other host holds it and it is
+    /// still the same empty directory.
+    placeholder: bool,
 }
 
-/// Placeholders held by jobs of this process.
-static PLACEHOLDERS: Mutex<Option<HashMap<PathBuf, Held>>> = Mutex::new(None);
+/// Protected directories held by jobs of this process.
+static HELD: Mutex<Option<HashMap<PathBuf, Held>>> = Mutex::new(None);
 
-/// An empty directory created where a protected directory was missing, so
-/// the job's read-only mount has something to cover; removed when the last
-/// job holding it ends, if it is still the empty directory made here.
+/// A protected directory held for one job: while a job of any jobwarden
+/// host holds it, no host removes it. A missing one is first made as an
+/// empty placeholder, so the job's read-only mount has something to cover
+/// and the job cannot create it; the placeholder is removed when the last
+/// job holding it, in any host, ends.
 #[derive(Debug)]
-pub(crate) struct Placeholder {
+pub(crate) struct Hold {
     path: PathBuf,
 }
 
-impl Placeholder {
-    /// Creates (or shares) the placeholder at `path`; `None` when something
-    /// real is there.
-    pub(crate) fn hold(path: &Path) -> std::io::Result<Option<Self>> {
-        let mut registry = PLACEHOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+impl Hold {
+    /// Holds the directory at `path`, making a placeholder there first when
+    /// it is missing and `may_create`. `Ok(None)` when it is missing and may
+    /// not be created, or when what is there is not a directory (protected
+    /// as it is). The flag says whether it is a placeholder.
+    pub(crate) fn take(path: &Path, may_create: bool) -> Result<Option<(Self, bool)>, HoldError> {
+        let mut registry = HELD.lock().unwrap_or_else(|e| e.into_inner());
         let registry = registry.get_or_insert_with(HashMap::new);
         if let Some(held) = registry.get_mut(path) {
             held.holders += 1;
-            return Ok(Some(Self {
+            let hold = Self {
                 path: path.to_path_buf(),
-            }));
+            };
+            return Ok(Some((hold, held.placeholder)));
         }
-        match std::fs::create_dir(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(e) => return Err(e),
+        // Each turn ends with the directory held, or finds it removed or
+        // replaced after it was opened (another host's placeholder going).
+        for _ in 0..8 {
+            let made = may_create
+                && match std::fs::create_dir(path) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(_) => return Err(HoldError::Create),
+                };
+            let dir = match open_dir(path) {
+                Ok(dir) => dir,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if may_create {
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(HoldError::Hold(e)),
+            };
+            if made {
+                mark(&dir);
+            }
+            let meta = lock(&dir, libc::LOCK_SH).and_then(|()| dir.metadata());
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(e) => {
+                    if made {
+                        let _ = std::fs::remove_dir(path);
+                    }
+                    return Err(HoldError::Hold(e));
+                }
+            };
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {}
+                _ => continue,
+            }
+            let placeholder = made || marked(&dir);
+            registry.insert(
+                path.to_path_buf(),
+                Held {
+                    holders: 1,
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    dir,
+                    placeholder,
+                },
+            );
+            let hold = Self {
+                path: path.to_path_buf(),
+            };
+            return Ok(Some((hold, placeholder)));
         }
-        let meta = std::fs::symlink_metadata(path)?;
-        registry.insert(
-            path.to_path_buf(),
-            Held {
-                holders: 1,
-                dev: meta.dev(),
-                ino: meta.ino(),
-            },
-        );
-        Ok(Some(Self {
-            path: path.to_path_buf(),
-        }))
+        Err(HoldError::Hold(std::io::Error::other(
+            "it was removed and made again too often while being held",
+        )))
     }
 }
 
-impl Drop for Placeholder {
+/// Why a protected directory could not be held.
+#[derive(Debug)]
+pub(crate) enum HoldError {
+    /// The placeholder could not be made (then the job cannot make it either).
+    Create,
+    /// It could not be opened or locked.
+    Hold(std::io::Error),
+}
+
+impl Drop for Hold {
     fn drop(&mut self) {
-        let mut registry = PLACEHOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut registry = HELD.lock().unwrap_or_else(|e| e.into_inner());
         let Some(registry) = registry.as_mut() else {
             return;
         };
@@ -286,11 +366,160 @@ impl Drop for Placeholder {
         if held.holders > 0 {
             return;
         }
-        let (dev, ino) = (held.dev, held.ino);
-        registry.remove(&self.path);
-        // Only the very directory made here, and only while empty.
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.dev() == dev && m.ino() == ino) {
+        let Some(held) = registry.remove(&self.path) else {
+            return;
+        };
+        if !held.placeholder {
+            return;
+        }
+        // Only without another host's job on it (its shared lock keeps this
+        // exclusive one off; that host removes it when done), only the very
+        // directory held, only while empty.
+        if try_lock(&held.dir, libc::LOCK_EX)
+            && std::fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| m.dev() == held.dev && m.ino() == held.ino)
+        {
             let _ = std::fs::remove_dir(&self.path);
         }
+        // Closing the directory releases the lock.
+    }
+}
+
+fn open_dir(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// `flock(op | LOCK_NB)`, retried while another holder has it for up to
+/// [`LOCK_WAIT`] (never blocking for good on a lock some other process
+/// keeps).
+fn lock(dir: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        if try_lock(dir, op) {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) || Instant::now() >= deadline {
+            return Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn try_lock(dir: &std::fs::File, op: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(dir.as_raw_fd(), op | libc::LOCK_NB) == 0 }
+}
+
+fn mark(dir: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let value = b"1";
+    // SAFETY: a descriptor we own; name and value outlive the call.
+    unsafe {
+        libc::fsetxattr(
+            dir.as_raw_fd(),
+            MARK.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        );
+    }
+}
+
+fn marked(dir: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut value = [0u8; 8];
+    // SAFETY: a descriptor we own; the buffer's length is passed.
+    let n = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            MARK.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    n == 1 && value[0] == b'1'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Another host's job on the directory: a shared lock through a
+    /// descriptor of its own (a separate open file description conflicts
+    /// like another process's).
+    fn other_host(path: &Path) -> std::fs::File {
+        let dir = open_dir(path).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH) }, 0);
+        dir
+    }
+
+    #[test]
+    fn a_placeholder_stays_while_another_host_holds_it_and_is_taken_over() {
+        let repo = tempfile::tempdir().unwrap();
+        let path = repo.path().join(".vscode");
+        let (hold, placeholder) = Hold::take(&path, true).unwrap().unwrap();
+        assert!(placeholder && path.is_dir());
+        let other = other_host(&path);
+        drop(hold);
+        assert!(path.is_dir(), "removed under another host's job");
+        drop(other);
+        // Found by a host that did not make it: taken over by its mark.
+        let (hold, placeholder) = Hold::take(&path, true).unwrap().unwrap();
+        assert!(placeholder, "the mark was not seen");
+        drop(hold);
+        assert!(!path.exists(), "the placeholder was left behind");
+    }
+
+    #[test]
+    fn a_real_directory_or_a_file_is_never_removed() {
+        let repo = tempfile::tempdir().unwrap();
+        let dir = repo.path().join(".idea");
+        std::fs::create_dir(&dir).unwrap();
+        let (hold, placeholder) = Hold::take(&dir, true).unwrap().unwrap();
+        assert!(!placeholder);
+        drop(hold);
+        assert!(dir.is_dir());
+        let file = repo.path().join(".envrc");
+        std::fs::write(&file, "").unwrap();
+        assert!(Hold::take(&file, true).unwrap().is_none());
+        assert!(file.is_file());
+        // Missing and not to be made: nothing held, nothing made.
+        let missing = repo.path().join("hooks");
+        assert!(Hold::take(&missing, false).unwrap().is_none());
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn jobs_of_one_host_share_a_placeholder_until_the_last_ends() {
+        let repo = tempfile::tempdir().unwrap();
+        let path = repo.path().join(".vscode");
+        let (first, _) = Hold::take(&path, true).unwrap().unwrap();
+        let (second, placeholder) = Hold::take(&path, true).unwrap().unwrap();
+        assert!(placeholder);
+        drop(first);
+        assert!(path.is_dir());
+        drop(second);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_directory_locked_for_removal_by_some_process_refuses_the_hold() {
+        let repo = tempfile::tempdir().unwrap();
+        let path = repo.path().join(".vscode");
+        std::fs::create_dir(&path).unwrap();
+        let locker = open_dir(&path).unwrap();
+        assert!(try_lock(&locker, libc::LOCK_EX));
+        assert!(matches!(
+            Hold::take(&path, true),
+            Err(HoldError::Hold(e)) if e.raw_os_error() == Some(libc::EWOULDBLOCK)
+        ));
     }
 }

@@ -205,7 +205,7 @@ impl Spawner {
             output: (stdout, stderr),
             dir,
             cgroup,
-            placeholders,
+            holds,
             observe,
             ..
         } = spec;
@@ -230,7 +230,7 @@ impl Spawner {
         Ok(Spawned {
             pid,
             exit,
-            tree: Tree::new(pid, cgroup, placeholders),
+            tree: Tree::new(pid, cgroup, holds),
             stdout,
             stderr,
             dir,

@@ -8,7 +8,7 @@ use super::filter::{Programs, Rule};
 use super::io::Pipe;
 use super::mounts::Namespace;
 use super::observe::ObserveSpec;
-use super::protected::Placeholder;
+use super::protected::Hold;
 use crate::decision::Plan;
 use crate::sandbox::unix::rlimits::Rlimit;
 use crate::sandbox::unix::{pipe, set_nonblocking};
@@ -54,10 +54,12 @@ pub(crate) struct Spec {
     pub cgroup_v2_dir: Option<OwnedFd>,
     /// Rlimits layer.
     pub rlimits: Vec<Rlimit>,
-    /// Mount layer: the job's own mount namespace, and the placeholders
-    /// its read-only mounts cover (removed with the job's tree).
+    /// Mount layer: the job's own mount namespace, and the protected
+    /// directories held for its read-only mounts (placeholders made for
+    /// it, locks keeping other hosts from removing theirs; released with
+    /// the job's tree).
     pub namespace: Option<Namespace>,
-    pub placeholders: Vec<Placeholder>,
+    pub holds: Vec<Hold>,
     /// Session layer: `setsid`, the parent-death signal, and closing every
     /// descriptor beyond stdio at exec.
     pub new_session: bool,
@@ -122,7 +124,7 @@ impl Spec {
             cgroup_v2_dir: None,
             rlimits: Vec::new(),
             namespace: None,
-            placeholders: Vec::new(),
+            holds: Vec::new(),
             new_session: false,
             parent_death_signal: None,
             only_stdio: false,

@@ -21,7 +21,7 @@
 
 use super::cgroup::JobCgroup;
 use super::procs::{self, Stat};
-use super::protected::Placeholder;
+use super::protected::Hold;
 use crate::sandbox::DismantleError;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -86,7 +86,7 @@ pub(crate) struct Tree {
     pub leader_start: u64,
     cgroup: Option<JobCgroup>,
     /// Placeholders the job's read-only mounts cover, removed with the tree.
-    placeholders: Vec<Placeholder>,
+    holds: Vec<Hold>,
     /// Members seen so far (used without a cgroup).
     known: Vec<ProcessId>,
     pub next_scan: Instant,
@@ -95,14 +95,14 @@ pub(crate) struct Tree {
 impl Tree {
     /// The tree of a job whose first process is `leader`, held together by
     /// `cgroup` when it has one. Registers the leader (see [`LEADERS`]).
-    pub fn new(leader: i32, cgroup: Option<JobCgroup>, placeholders: Vec<Placeholder>) -> Self {
+    pub fn new(leader: i32, cgroup: Option<JobCgroup>, holds: Vec<Hold>) -> Self {
         leaders().push(leader);
         let leader_start = procs::stat(leader).map_or(0, |s| s.start_ticks);
         Self {
             leader,
             leader_start,
             cgroup: cgroup.filter(JobCgroup::tracks_members),
-            placeholders,
+            holds,
             known: vec![(leader, leader_start)],
             next_scan: Instant::now() + FALLBACK_SCAN,
         }
@@ -256,10 +256,11 @@ impl Tree {
                 }
             }
         };
-        // The placeholders go now, not when the tree is dropped: the job's
-        // end is published right after, and whoever sees it must find the
-        // repository as it was.
-        self.placeholders.clear();
+        // The holds go now, not when the tree is dropped: the job's end is
+        // published right after, and whoever sees it must find the
+        // repository as it was (placeholders removed, unless another
+        // host's job still holds one: that host removes it).
+        self.holds.clear();
         result
     }
 
