@@ -74,16 +74,13 @@ pub enum PrepareError {
         /// What held it ("program path", "argument", …).
         what: &'static str,
     },
-    /// A protected directory could not be held for the job (opened and
-    /// locked shared, so that no jobwarden host removes it while the job's
-    /// read-only mount relies on it).
-    #[error("cannot hold the protected directory {} for the job: {source}; if a process other than jobwarden keeps it locked, end that process", path.display())]
-    HoldProtected {
-        /// The protected directory.
+    /// The job would need more placeholders held than one job may hold.
+    #[error("the job would need more than {max} placeholders for protected directories ({} is the first beyond): such a repository (many nested repositories or submodules missing their hooks or info directory, or empty directories marked with the extended attribute user.jobwarden.placeholder) is refused rather than run with protected paths unguarded; remove the empty placeholder directories, or the nested repositories", path.display())]
+    TooManyPlaceholders {
+        /// The most one job holds.
+        max: usize,
+        /// The first protected directory beyond it.
         path: PathBuf,
-        /// What failed.
-        #[source]
-        source: io::Error,
     },
     /// A system call of the parent failed while preparing.
     #[error("{call} failed: {source}")]

@@ -20,6 +20,8 @@
 //! - `legacy-tiocsti`: `dev.tty.legacy_tiocsti = 1` (or a kernel without
 //!   the switch);
 //! - `tmux`, `example-tui`: tools the TUI test drives;
+//! - `user-xattrs`: the temporary directory's file system keeps user
+//!   extended attributes (placeholders' marks);
 //! - `ia32-emulation`: the kernel runs 32-bit system calls (x86_64);
 //! - `cgroups`: any cgroup hierarchy jobwarden can create job cgroups in;
 //! - `cgroup-v2-usable`: a cgroup2 cgroup the tests may create children in

@@ -15,6 +15,7 @@ mod delegation;
 mod elf;
 mod enter;
 mod filter;
+mod holds;
 mod landlock;
 mod memfd;
 mod mounts;

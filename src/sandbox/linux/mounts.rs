@@ -30,7 +30,8 @@
 //! capabilities, and the namespaces layer refuses the mount API). The
 //! working directory is opened again inside the new namespace.
 
-use super::protected::{Hold, HoldError, Presence, Protected, protected_paths};
+use super::holds::{CannotCreate, Hold, MAX_HOLDS};
+use super::protected::{Presence, Protected, protected_paths};
 use super::spec::Spec;
 use super::support::MountNamespace;
 use crate::decision::{GitAccess, PlanPath};
@@ -196,33 +197,29 @@ impl Layer for Mounts {
             });
         }
         for protected in &mut outcome.protected {
-            // A directory that is or may become a placeholder is held for
-            // the job (made first when missing, locked so that no host
-            // removes it under the job's mount).
+            // A missing directory gets a placeholder, and a placeholder
+            // (made here or by another host) is held for the job, so that
+            // no host removes it under the job's mount.
             let holdable = protected.placeholder
                 && (protected.state == Presence::Placeholder
                     || protected.state == Presence::Present && protected.dir);
             if holdable {
-                match Hold::take(&protected.path, true) {
-                    Ok(Some((hold, placeholder))) => {
+                match Hold::take(&protected.path) {
+                    Ok(Some(hold)) => {
+                        if spec.holds.len() == MAX_HOLDS {
+                            return Err(PrepareError::TooManyPlaceholders {
+                                max: MAX_HOLDS,
+                                path: protected.path.clone(),
+                            });
+                        }
                         spec.holds.push(hold);
                         protected.dir = true;
-                        protected.state = if placeholder {
-                            Presence::Placeholder
-                        } else {
-                            Presence::Present
-                        };
+                        protected.state = Presence::Placeholder;
                     }
-                    // Not a directory now: protect it as it is.
+                    // The user's: protect it as it is.
                     Ok(None) => protected.state = Presence::Present,
                     // The host cannot create it, so neither can the job.
-                    Err(HoldError::Create) => protected.state = Presence::Absent,
-                    Err(HoldError::Hold(source)) => {
-                        return Err(PrepareError::HoldProtected {
-                            path: protected.path.clone(),
-                            source,
-                        });
-                    }
+                    Err(CannotCreate) => protected.state = Presence::Absent,
                 }
             }
             if matches!(protected.state, Presence::Present | Presence::Placeholder) {

@@ -5,10 +5,10 @@
 
 use super::cgroup::JobCgroup;
 use super::filter::{Programs, Rule};
+use super::holds::Hold;
 use super::io::Pipe;
 use super::mounts::Namespace;
 use super::observe::ObserveSpec;
-use super::protected::Hold;
 use crate::decision::Plan;
 use crate::sandbox::unix::rlimits::Rlimit;
 use crate::sandbox::unix::{pipe, set_nonblocking};

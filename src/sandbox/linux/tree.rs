@@ -20,8 +20,8 @@
 //! started itself is never reaped here.
 
 use super::cgroup::JobCgroup;
+use super::holds::Hold;
 use super::procs::{self, Stat};
-use super::protected::Hold;
 use crate::sandbox::DismantleError;
 use std::collections::HashSet;
 use std::sync::Mutex;
