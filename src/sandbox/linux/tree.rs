@@ -108,11 +108,13 @@ impl Tree {
         }
     }
 
-    /// All of `/proc`, shared between the trees that need it in one round.
-    /// Read under the spawn gate, so every job leader in it is registered.
+    /// The processes that may be jobs' (`procs::host_processes`: the
+    /// host's subtree, or all of `/proc`), shared between the trees that
+    /// need them in one round. Read under the spawn gate, so every job
+    /// leader in it is registered.
     pub fn snapshot() -> Snapshot {
         let _gate = spawn_gate();
-        procs::all()
+        procs::host_processes(std::process::id() as i32)
     }
 
     /// The leader has been reaped: it is no longer a job leader.
