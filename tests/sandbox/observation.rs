@@ -226,8 +226,12 @@ fn flood_child() {
     let end = until_end(&plugin, &mut seen, &flood, Duration::from_secs(60));
     assert!(matches!(end, JobEvent::JobCancelled { .. }), "{end:?}");
     let observed = plugin.observed(&flood).expect("observed");
+    // More than one round of the host's budget per job (256 answers
+    // before serving the others, notify.rs). Not a fixed larger number:
+    // the flood lives about a second, and under a parallel test run on
+    // two cores it made 448 calls in that time once (.ci/user-runs).
     assert!(
-        observed.observed.notifications > 1000,
+        observed.observed.notifications > 256,
         "{:?}",
         observed.observed
     );

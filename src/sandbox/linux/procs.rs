@@ -141,9 +141,10 @@ fn children(pid: i32, threads: Option<u32>) -> Option<Vec<i32>> {
     };
     let mut out = Vec::new();
     for tid in tids {
-        if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")) {
+        if let Some(text) = read_whole(&format!("/proc/{pid}/task/{tid}/children")) {
             out.extend(
-                text.split_ascii_whitespace()
+                String::from_utf8_lossy(&text)
+                    .split_ascii_whitespace()
                     .filter_map(|p| p.parse::<i32>().ok()),
             );
         }
@@ -162,6 +163,24 @@ pub fn reap(pid: i32) -> bool {
     let mut status = 0;
     // SAFETY: waitpid on one specific pid with WNOHANG; status is a local.
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// A `/proc` file in as few reads as it takes, the first one large: the
+/// kernel lists a process's children afresh at each read, from the
+/// position the last one reached, so a child that exits between two reads
+/// would hide the next (`read_to_string` made about five reads of each
+/// `/proc/PID/stat` here, by `strace`).
+fn read_whole(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    const FIRST: usize = 16 * 1024;
+    let mut file = fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; FIRST];
+    let n = file.read(&mut buf).ok()?;
+    buf.truncate(n);
+    if n == FIRST {
+        file.read_to_end(&mut buf).ok()?;
+    }
+    Some(buf)
 }
 
 /// Makes the calling process a child subreaper. Returns whether it worked.
