@@ -160,9 +160,14 @@ impl Drop for Hold {
         // A failed conversion drops the shared lock too: the descriptor is
         // closed right after either way.
         if try_lock(&held.dir, libc::LOCK_EX) {
-            // Only the very directory held, and only while empty.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino) {
-                let _ = std::fs::remove_dir(path);
+            // Only the very directory held, and only while empty; one
+            // that is not (the user wrote into it meanwhile, outside any
+            // job) is the user's now, and loses its mark.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
+                && let Err(e) = std::fs::remove_dir(path)
+                && e.raw_os_error() == Some(libc::ENOTEMPTY)
+            {
+                unmark(&held.dir);
             }
         } else if held.made {
             // Another host's job holds it: the last holder removes it.
@@ -190,15 +195,7 @@ fn make(path: &Path) -> io::Result<Option<(File, u64, u64)>> {
             Err(e) => return Err(e),
         }
     };
-    let made = (|| {
-        let dir = open_dir(&temp)?;
-        set_mark(&dir, HELD);
-        // Nobody else knows it yet: the lock is immediate.
-        lock_shared(&dir)?;
-        let meta = dir.metadata()?;
-        Ok((dir, meta.dev(), meta.ino()))
-    })();
-    let (dir, dev, ino) = match made {
+    let (dir, dev, ino) = match mark_and_lock(&temp) {
         Ok(made) => made,
         Err(e) => {
             let _ = std::fs::remove_dir(&temp);
@@ -226,17 +223,21 @@ fn make_in_place(path: &Path) -> io::Result<Option<(File, u64, u64)>> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => return Err(e),
     }
-    let made = (|| {
-        let dir = open_dir(path)?;
-        set_mark(&dir, HELD);
-        lock_shared(&dir)?;
-        let meta = dir.metadata()?;
-        Ok((dir, meta.dev(), meta.ino()))
-    })();
+    let made = mark_and_lock(path);
     if made.is_err() {
         let _ = std::fs::remove_dir(path);
     }
     made.map(Some)
+}
+
+/// Opens the directory just made at `path`, marks it `held` and takes the
+/// shared lock (nobody else knows it yet: the lock is immediate).
+fn mark_and_lock(path: &Path) -> io::Result<(File, u64, u64)> {
+    let dir = open_dir(path)?;
+    set_mark(&dir, HELD);
+    lock_shared(&dir)?;
+    let meta = dir.metadata()?;
+    Ok((dir, meta.dev(), meta.ino()))
 }
 
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
@@ -306,6 +307,11 @@ fn set_mark(dir: &File, value: &[u8]) {
             0,
         );
     }
+}
+
+fn unmark(dir: &File) {
+    // SAFETY: a descriptor we own; the name outlives the call.
+    unsafe { libc::fremovexattr(dir.as_raw_fd(), MARK.as_ptr()) };
 }
 
 fn mark(dir: &File) -> Option<Vec<u8>> {
@@ -428,6 +434,24 @@ mod tests {
             .expect("a marked placeholder is held");
         drop(hold);
         assert!(path.is_dir(), "removed: its maker's jobs may still run");
+    }
+
+    #[test]
+    fn a_placeholder_the_user_filled_stays_and_becomes_theirs() {
+        let repo = tempfile::tempdir().unwrap();
+        if !xattrs_here(repo.path()) {
+            return skip_unmarked(repo.path());
+        }
+        let path = repo.path().join(".vscode");
+        let hold = Hold::take(&path).unwrap().unwrap();
+        std::fs::write(path.join("settings.json"), "{}").unwrap();
+        drop(hold);
+        assert!(path.join("settings.json").is_file());
+        assert!(!path_marked(&path), "still marked as a placeholder");
+        assert!(
+            Hold::take(&path).unwrap().is_none(),
+            "held as a placeholder"
+        );
     }
 
     #[test]

@@ -16,10 +16,9 @@
 //!   that does not exist yet gets an empty placeholder for the job's
 //!   lifetime, so it cannot be created either (a hook that appears later);
 //!   the placeholder is removed when the last job holding it ends, in this
-//!   host or any other: every job holds its protected directories with a
-//!   shared `flock`, and a host removes a placeholder only under an
-//!   exclusive one, because removing a directory detaches every mount on
-//!   it in every namespace — another job's protection would vanish.
+//!   host or any other (`holds.rs`: removing a directory detaches every
+//!   mount on it in every namespace, so another host's job would lose its
+//!   protection).
 //!
 //! The namespace is made with `unshare(CLONE_NEWNS)` when the host holds
 //! `CAP_SYS_ADMIN`, else inside an unprivileged user namespace mapping the
