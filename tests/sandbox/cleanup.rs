@@ -300,6 +300,33 @@ fn without_cgroups_a_timeout_still_kills_a_setsid_escapee() {
     );
 }
 
+/// Without cgroups, a process whose main thread ended shows as a zombie
+/// while its other thread runs: a setsid child of the job doing so is
+/// still the job's, and a cancel kills it.
+#[test]
+fn without_cgroups_a_process_whose_main_thread_ended_is_still_killed() {
+    let fx = Fixture::best_effort("", |b| b.without_cgroups());
+    let plugin = fx.plugin();
+    let id = plugin.spawn(JobSpawnRequest::new("probe", ["escape-from-thread", "60"]));
+    let (_, child) = wait_for_escapee(&plugin, &id);
+    // It now looks ended: its main thread is.
+    let looks_ended = || {
+        std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.starts_with(" Z")))
+    };
+    assert!(
+        eventually(Duration::from_secs(3), looks_ended),
+        "the main thread did not end"
+    );
+    assert!(plugin.cancel(&id));
+    collect(&plugin, &id, Duration::from_secs(30));
+    assert!(
+        eventually(Duration::from_secs(3), || !alive(child)),
+        "{child} survived the cancel: {}",
+        std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default()
+    );
+}
+
 /// A host's later jobs run in cgroups made ahead of them (spare sets, not
 /// named after the job): a cancelled tree there is killed and its zombies
 /// reaped all the same, job after job.

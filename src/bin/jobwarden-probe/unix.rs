@@ -25,6 +25,7 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
         "fork-retry" => fork_retry(num(0, 1)),
         "tree" => tree(num(0, 10), arg(1).parse().unwrap_or(30.0)),
         "ignore-term" => ignore_term(arg(0).parse().unwrap_or(60.0)),
+        "escape-from-thread" => escape_from_thread(arg(0).parse().unwrap_or(60.0)),
         "escape" => {
             let leader: f64 = arg(0).parse().unwrap_or(60.0);
             escape(leader, arg(1).parse().unwrap_or(leader))
@@ -382,6 +383,33 @@ fn escape(secs: f64, escapee_secs: f64) -> io::Result<String> {
     let _ = io::stdout().flush();
     std::thread::sleep(Duration::from_secs_f64(secs));
     Ok(pid)
+}
+
+/// Forks a child that leaves the session and process group and ends its
+/// main thread, so that `/proc` shows it as a zombie while its other
+/// thread runs `secs`; says its pid and sleeps `secs` too. Such a child is
+/// the job's only through its parent, and only if it is not taken for an
+/// ended process.
+fn escape_from_thread(secs: f64) -> io::Result<String> {
+    // SAFETY: this process has one thread here, so the child may make
+    // threads of its own.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe { libc::setsid() };
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            std::process::exit(0);
+        });
+        // SAFETY: ends this thread only (exit(2), not exit_group(2)); the
+        // other thread ends the process.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        unreachable!("exit(2) returned");
+    }
+    last_error(child, ())?;
+    println!("probe: escaped pid {child}");
+    let _ = io::stdout().flush();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    Ok(child.to_string())
 }
 
 // Actions only Linux has: the system calls of the seccomp layer, Landlock's

@@ -27,6 +27,15 @@ pub struct Stat {
     pub threads: u32,
 }
 
+impl Stat {
+    /// A zombie: ended, waiting to be reaped. Not a process whose main
+    /// thread alone has ended (`Z` too, while its other threads run and
+    /// fork).
+    pub fn is_zombie(&self) -> bool {
+        self.state == b'Z' && self.threads <= 1
+    }
+}
+
 /// Parses `/proc/PID/stat`: one `read` into a buffer on the stack (a
 /// job's end without a cgroup reads every process's; `read_to_string`
 /// took about eight system calls each, by `strace`, where three do).
@@ -91,7 +100,7 @@ pub fn zombie_children(host: i32) -> Vec<Stat> {
     };
     candidates
         .into_iter()
-        .filter(|s| s.ppid == host && s.state == b'Z')
+        .filter(|s| s.ppid == host && s.is_zombie())
         .collect()
 }
 
@@ -111,19 +120,19 @@ fn subtree(root: i32) -> Option<Vec<Stat>> {
         let Some(s) = stat(pid) else {
             continue;
         };
-        // A zombie has no children left (they went to the subreaper).
-        if s.state != b'Z' {
-            pending.extend(children(pid, Some(s.threads)).unwrap_or_default());
-        }
+        // Zombies too: a leader that ended its own thread shows as one
+        // while its other threads run and fork.
+        pending.extend(children(pid, Some(s.threads)).unwrap_or_default());
         out.push(s);
     }
     Some(out)
 }
 
 /// The children of every thread of `pid` (`threads`, when known to be one,
-/// saves listing them); `None` where the kernel does not list children.
-/// A process that forks while this reads may show its new child or not,
-/// as with a scan of all of `/proc`.
+/// saves listing them); `None` where the kernel does not list children,
+/// or where a list took more than one read (see [`read_list`]). A process
+/// that forks while this reads may show its new child or not, as with a
+/// scan of all of `/proc` (the callers kill in rounds).
 fn children(pid: i32, threads: Option<u32>) -> Option<Vec<i32>> {
     static LISTED: OnceLock<bool> = OnceLock::new();
     if !*LISTED.get_or_init(|| Path::new("/proc/thread-self/children").exists()) {
@@ -141,12 +150,15 @@ fn children(pid: i32, threads: Option<u32>) -> Option<Vec<i32>> {
     };
     let mut out = Vec::new();
     for tid in tids {
-        if let Some(text) = read_whole(&format!("/proc/{pid}/task/{tid}/children")) {
-            out.extend(
+        match read_list(&format!("/proc/{pid}/task/{tid}/children")) {
+            Ok(Some(text)) => out.extend(
                 String::from_utf8_lossy(&text)
                     .split_ascii_whitespace()
                     .filter_map(|p| p.parse::<i32>().ok()),
-            );
+            ),
+            // Gone meanwhile.
+            Ok(None) => {}
+            Err(TooLong) => return None,
         }
     }
     Some(out)
@@ -165,22 +177,29 @@ pub fn reap(pid: i32) -> bool {
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
 }
 
-/// A `/proc` file in as few reads as it takes, the first one large: the
-/// kernel lists a process's children afresh at each read, from the
-/// position the last one reached, so a child that exits between two reads
-/// would hide the next (`read_to_string` made about five reads of each
-/// `/proc/PID/stat` here, by `strace`).
-fn read_whole(path: &str) -> Option<Vec<u8>> {
+/// A children list longer than one read.
+struct TooLong;
+
+/// A children list, read whole in one `read`, or `Err` when it takes more:
+/// the kernel gives at most a page per read (about 700 pids) and lists the
+/// children afresh at each, from the position the last one reached, so a
+/// child that exits between two reads hides the next. The caller then
+/// scans all of `/proc` instead. `Ok(None)`: the thread is gone.
+fn read_list(path: &str) -> Result<Option<Vec<u8>>, TooLong> {
     use std::io::Read;
-    const FIRST: usize = 16 * 1024;
-    let mut file = fs::File::open(path).ok()?;
-    let mut buf = vec![0u8; FIRST];
-    let n = file.read(&mut buf).ok()?;
-    buf.truncate(n);
-    if n == FIRST {
-        file.read_to_end(&mut buf).ok()?;
+    let Ok(mut file) = fs::File::open(path) else {
+        return Ok(None);
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    let Ok(n) = file.read(&mut buf) else {
+        return Ok(None);
+    };
+    let mut more = [0u8; 1];
+    if n > 0 && !matches!(file.read(&mut more), Ok(0)) {
+        return Err(TooLong);
     }
-    Some(buf)
+    buf.truncate(n);
+    Ok(Some(buf))
 }
 
 /// Makes the calling process a child subreaper. Returns whether it worked.
@@ -246,6 +265,29 @@ mod tests {
                     .unwrap_or_else(|| panic!("{} is not a descendant: {tree:?}", s.pid));
             }
         }
+    }
+
+    #[test]
+    fn a_list_longer_than_one_read_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (short, long) = (dir.path().join("short"), dir.path().join("long"));
+        std::fs::write(&short, "1 2 3 ").unwrap();
+        std::fs::write(&long, "12345 ".repeat(4000)).unwrap();
+        assert_eq!(
+            read_list(short.to_str().unwrap()).ok().flatten().as_deref(),
+            Some(&b"1 2 3 "[..])
+        );
+        assert!(read_list(long.to_str().unwrap()).is_err());
+        assert!(matches!(read_list("/proc/0/task/0/children"), Ok(None)));
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_ended_is_no_zombie() {
+        let text = |threads: u32| {
+            format!("9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 {threads} 0 77 0 0")
+        };
+        assert!(parse_stat(9, &text(1)).unwrap().is_zombie());
+        assert!(!parse_stat(9, &text(2)).unwrap().is_zombie());
     }
 
     #[test]

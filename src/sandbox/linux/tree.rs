@@ -76,6 +76,10 @@ pub(crate) type Snapshot = Vec<Stat>;
 /// How often a job without a cgroup has its tree re-scanned.
 pub const FALLBACK_SCAN: Duration = Duration::from_millis(100);
 
+/// At most how many looks a kill without a cgroup takes (each kills what
+/// the last one missed; it stops at the first that finds nothing new).
+const KILL_ROUNDS: usize = 8;
+
 /// A process identified by pid and start time (immune to pid reuse).
 pub(crate) type ProcessId = (i32, u64);
 
@@ -208,7 +212,7 @@ impl Tree {
     /// SIGKILLs the whole tree; returns what was killed, for reaping.
     pub fn kill_all(&mut self, host: HostProcess, live_leaders: &HashSet<i32>) -> Vec<ProcessId> {
         let members = self.members(host, live_leaders);
-        let killed: Vec<ProcessId> = members.iter().map(|s| (s.pid, s.start_ticks)).collect();
+        let mut killed: Vec<ProcessId> = members.iter().map(|s| (s.pid, s.start_ticks)).collect();
         match &self.cgroup {
             Some(cg) => {
                 if !members.is_empty() {
@@ -218,8 +222,27 @@ impl Tree {
             None => {
                 // SAFETY: kill(2) of the job's own process group.
                 unsafe { libc::kill(-self.leader, libc::SIGKILL) };
-                for s in &members {
-                    // SAFETY: kill(2) of a member of this job's tree.
+                let mut round = members;
+                // In rounds: a process the last look missed (forked while
+                // it read) exists by the next, and a killed one forks no
+                // more (the kernel refuses a fork with SIGKILL pending).
+                for _ in 0..KILL_ROUNDS {
+                    if round.is_empty() {
+                        break;
+                    }
+                    for s in &round {
+                        // SAFETY: kill(2) of a member of this job's tree.
+                        unsafe { libc::kill(s.pid, libc::SIGKILL) };
+                    }
+                    round = self
+                        .members(host, live_leaders)
+                        .into_iter()
+                        .filter(|s| !killed.contains(&(s.pid, s.start_ticks)))
+                        .collect();
+                    killed.extend(round.iter().map(|s| (s.pid, s.start_ticks)));
+                }
+                for s in &round {
+                    // SAFETY: as above (the last look's, when rounds ran out).
                     unsafe { libc::kill(s.pid, libc::SIGKILL) };
                 }
             }
@@ -283,7 +306,7 @@ fn fallback_members(
     host: HostProcess,
     live_leaders: &HashSet<i32>,
 ) -> Vec<Stat> {
-    let alive = |s: &&Stat| s.state != b'Z';
+    let alive = |s: &&Stat| !s.is_zombie();
     // Never another job's: a leader of any host's job, or a process held by
     // a job cgroup (this job has none). Pids are reused quickly (a
     // `pid_max` of 32768 wraps in seconds on a busy machine), so a session
@@ -404,7 +427,7 @@ impl Reaper {
                     return false;
                 }
                 let ours = procs::stat(*pid).is_some_and(|s| {
-                    s.state == b'Z' && s.ppid == host.pid && s.start_ticks == *start
+                    s.is_zombie() && s.ppid == host.pid && s.start_ticks == *start
                 });
                 if ours && procs::reap(*pid) {
                     return false;
