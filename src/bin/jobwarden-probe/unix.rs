@@ -25,6 +25,7 @@ pub fn action(name: &str, rest: &[String]) -> Option<io::Result<String>> {
         "fork-retry" => fork_retry(num(0, 1)),
         "tree" => tree(num(0, 10), arg(1).parse().unwrap_or(30.0)),
         "ignore-term" => ignore_term(arg(0).parse().unwrap_or(60.0)),
+        #[cfg(target_os = "linux")]
         "escape-from-thread" => escape_from_thread(arg(0).parse().unwrap_or(60.0)),
         "escape" => {
             let leader: f64 = arg(0).parse().unwrap_or(60.0);
@@ -389,7 +390,8 @@ fn escape(secs: f64, escapee_secs: f64) -> io::Result<String> {
 /// main thread, so that `/proc` shows it as a zombie while its other
 /// thread runs `secs`; says its pid and sleeps `secs` too. Such a child is
 /// the job's only through its parent, and only if it is not taken for an
-/// ended process.
+/// ended process. Linux: the test is of the fallback without cgroups.
+#[cfg(target_os = "linux")]
 fn escape_from_thread(secs: f64) -> io::Result<String> {
     // SAFETY: this process has one thread here, so the child may make
     // threads of its own.

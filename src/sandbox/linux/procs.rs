@@ -283,9 +283,8 @@ mod tests {
 
     #[test]
     fn a_process_whose_main_thread_ended_is_no_zombie() {
-        let text = |threads: u32| {
-            format!("9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 {threads} 0 77 0 0")
-        };
+        let text =
+            |threads: u32| format!("9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 {threads} 0 77 0 0");
         assert!(parse_stat(9, &text(1)).unwrap().is_zombie());
         assert!(!parse_stat(9, &text(2)).unwrap().is_zombie());
     }
