@@ -30,10 +30,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const MARK: &CStr = c"user.jobwarden.placeholder";
@@ -180,20 +179,17 @@ impl Drop for Hold {
 /// lock taken) and identity. `Ok(None)` when something appeared there
 /// meanwhile.
 fn make(path: &Path) -> io::Result<Option<(File, u64, u64)>> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let parent = path.parent().ok_or(io::ErrorKind::InvalidInput)?;
-    let temp = loop {
-        let name = format!(
-            ".jobwarden-placeholder-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let temp = parent.join(name);
-        match std::fs::create_dir(&temp) {
-            Ok(()) => break temp,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+    // A random name (a few tries, then made in place): a job in the same
+    // repository cannot take the names ahead of the host.
+    let temp = tempfile::Builder::new()
+        .prefix(".jobwarden-placeholder-")
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir_in(parent);
+    let temp = match temp {
+        Ok(temp) => temp.keep(),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return make_in_place(path),
+        Err(e) => return Err(e),
     };
     let (dir, dev, ino) = match mark_and_lock(&temp) {
         Ok(made) => made,
